@@ -1,0 +1,7 @@
+"""kling-pipeline: declarative, budget-capped sweeps on the inference.sh API."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

@@ -1,0 +1,42 @@
+"""Money as exact integers: microcents, the unit the inference.sh estimate endpoint uses.
+
+1 USD = 100 cents = 100,000,000 microcents. Floats never hold money here.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+MICROCENTS_PER_USD = 100_000_000
+
+__all__ = ["MICROCENTS_PER_USD", "format_usd", "parse_usd"]
+
+
+def parse_usd(value: object) -> int:
+    """Parse a dollar amount (``"0.028"``, ``12``, ``1.5``) into microcents.
+
+    Raises ``ValueError`` for anything that is not a finite, non-negative amount
+    expressible in whole microcents.
+    """
+    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
+        raise ValueError(f"expected an amount in USD, got {type(value).__name__}")
+    try:
+        # str() first so that 0.1 (a float) means the decimal 0.1 the user wrote.
+        amount = Decimal(str(value).strip().removeprefix("$"))
+    except InvalidOperation:
+        raise ValueError(f"not an amount in USD: {value!r}") from None
+    if not amount.is_finite() or amount < 0:
+        raise ValueError(f"not a non-negative amount in USD: {value!r}")
+    micro = amount * MICROCENTS_PER_USD
+    if micro != micro.to_integral_value():
+        raise ValueError(f"more precision than a microcent: {value!r}")
+    return int(micro)
+
+
+def format_usd(microcents: int) -> str:
+    """``2_800_000`` -> ``"$0.028"``; at least two decimals, no trailing noise."""
+    sign = "-" if microcents < 0 else ""
+    text = f"{Decimal(abs(microcents)) / MICROCENTS_PER_USD:f}"
+    whole, _, frac = text.partition(".")
+    frac = frac.rstrip("0").ljust(2, "0")
+    return f"{sign}${whole}.{frac}"
