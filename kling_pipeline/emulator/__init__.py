@@ -1,0 +1,20 @@
+"""A local emulator of the inference.sh REST API for ``klingai/image-o1`` (like LocalStack).
+
+It is an independent implementation of the API contract: it imports only
+``kling_pipeline.schemas`` and ``kling_pipeline.money`` from the project.
+
+    from kling_pipeline.emulator import EmulatorConfig, EmulatorServer, Faults, Latency
+
+    cfg = EmulatorConfig(latency=Latency.fixed(1.0), faults=Faults(response_lost_rate=0.3))
+    with EmulatorServer(cfg) as emu:
+        emu.base_url, emu.ledger(), emu.set_faults(Faults())
+"""
+
+from __future__ import annotations
+
+from .app import EmulatorApp, create_app
+from .config import EmulatorConfig, Faults, Latency
+from .server import EmulatorServer
+from .tasks import Status
+
+__all__ = ["EmulatorApp", "EmulatorConfig", "EmulatorServer", "Faults", "Latency", "Status", "create_app"]

@@ -1,0 +1,142 @@
+"""The emulator as a framework-free ASGI application."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from functools import partial
+
+from . import routes_admin as admin
+from . import routes_files as files
+from . import routes_tasks as api
+from .asgi import Message, Receive, Request, Route, Scope, Send, send_problem
+from .config import EmulatorConfig, Faults
+from .problems import Problem
+from .state import EmulatorState
+from .streaming import download_file, stream_task
+
+__all__ = ["EmulatorApp", "create_app"]
+
+logger = logging.getLogger("kling_pipeline.emulator")
+
+StateHandler = Callable[[EmulatorState, Request, str], Awaitable[None]]
+
+
+async def _stream(st: EmulatorState, req: Request, key: str) -> None:
+    await stream_task(st, req, api.owned_task(st, req, key))
+
+
+def _table() -> list[tuple[str, str, StateHandler, bool]]:
+    """(method, path template, handler, needs auth)."""
+    return [
+        ("POST", "/apps/run", api.run, True),
+        ("GET", "/apps/{namespace}/{name}", api.get_app, True),
+        ("POST", "/store/apps/{app_id}/estimate", api.estimate, True),
+        ("POST", "/store/apps/{namespace}/{name}/estimate", api.estimate, True),
+        ("POST", "/tasks/list", api.list_tasks, True),
+        ("GET", "/tasks/{task_id}", api.get_task, True),
+        ("DELETE", "/tasks/{task_id}", api.delete_task, True),
+        ("GET", "/tasks/{task_id}/status", api.get_task_status, True),
+        ("GET", "/tasks/{task_id}/stream", _stream, True),
+        ("POST", "/tasks/{task_id}/cancel", api.cancel_task, True),
+        ("POST", "/files", files.create_files, True),
+        ("PUT", "/uploads/{file_id}", files.put_upload, False),
+        ("GET", "/files/{file_id}", download_file, False),
+        ("HEAD", "/files/{file_id}", download_file, False),
+        ("GET", "/_emulator/ledger", admin.get_ledger, False),
+        ("GET", "/_emulator/tasks", admin.get_tasks, False),
+        ("GET", "/_emulator/webhooks", admin.get_webhooks, False),
+        ("GET", "/_emulator/faults", admin.get_faults, False),
+        ("POST", "/_emulator/faults", admin.post_faults, False),
+    ]
+
+
+class EmulatorApp:
+    """ASGI 3 app. All state lives in ``self.state``; nothing is shared between instances."""
+
+    def __init__(self, cfg: EmulatorConfig) -> None:
+        self.cfg = cfg
+        self.state = EmulatorState(cfg)
+        self._routes = [
+            Route.of(method, template, partial(handler, self.state), auth=auth)
+            for method, template, handler, auth in _table()
+        ]
+
+    # -- Python-side inspection (call on the server's event loop) --
+    def ledger(self) -> dict[str, object]:
+        return self.state.ledger.snapshot()
+
+    def set_faults(self, faults: Faults) -> None:
+        self.state.set_faults(faults)
+
+    def close(self) -> None:
+        """Stop timers and end every open stream (used at shutdown)."""
+        self.state.engine.close()
+
+    async def aclose(self) -> None:
+        self.close()
+        await self.state.webhooks.aclose()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def _match(self, request: Request) -> Route:
+        allowed = []
+        for route in self._routes:
+            match = route.pattern.match(request.path)
+            if match is None:
+                continue
+            if route.method == request.method:
+                request.params = match.groupdict()
+                return route
+            allowed.append(route.method)
+        if allowed:
+            raise Problem(
+                405,
+                "method_not_allowed",
+                "Method not allowed",
+                f"{request.method} is not allowed on {request.path}",
+                headers=[("allow", ", ".join(sorted(set(allowed))))],
+            )
+        raise Problem(404, "not_found", "Not found", f"no endpoint at {request.path}")
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        request = Request(scope, receive, tracking_send)
+        try:
+            route = self._match(request)
+            key = self.state.authenticate(request.headers.get("authorization")) if route.auth else ""
+            await route.handler(request, key)
+        except Problem as problem:
+            if not started:
+                await send_problem(send, problem)
+        except Exception:
+            logger.exception("emulator bug while answering %s %s", request.method, request.path)
+            if not started:
+                bug = Problem(500, "internal_error", "Internal error", "the emulator failed; see its log")
+                await send_problem(send, bug)
+
+
+def create_app(cfg: EmulatorConfig | None = None) -> EmulatorApp:
+    """The emulator's ASGI app for ``cfg`` (defaults: no faults, 0.5 s latency, seed 0)."""
+    return EmulatorApp(cfg or EmulatorConfig())

@@ -1,0 +1,129 @@
+"""``python -m kling_pipeline.emulator``: serve the emulator until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import os
+import signal
+import sys
+
+from .app import create_app
+from .config import EmulatorConfig, Faults, Latency
+from .server import bind_socket, is_loopback_host, quiet_fault_noise, uvicorn_server
+
+__all__ = ["build_parser", "main"]
+
+DEFAULT_PORT = 8765
+
+
+def _fault_type(name: str) -> type:
+    if name in ("requests_burst", "max_running_per_key", "download_bytes_per_second"):
+        return int
+    return float
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m kling_pipeline.emulator",
+        description="A local emulator of the inference.sh API (app klingai/image-o1), with fault injection.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"0 picks a free port (default: {DEFAULT_PORT})"
+    )
+    parser.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
+    parser.add_argument(
+        "--latency",
+        type=Latency.parse,
+        default=Latency.fixed(0.5),
+        help="task run time: SECONDS, LOW..HIGH (uniform) or lognormal:MEDIAN,SIGMA (default: 0.5)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of every fault decision (default: 0)")
+    parser.add_argument(
+        "--api-key-env",
+        metavar="VAR",
+        help="accept only the key held in this environment variable (default: any non-empty key)",
+    )
+    parser.add_argument(
+        "--image-scale", type=int, default=8, help="divide output pixel sizes by this (default: 8)"
+    )
+    parser.add_argument("--heartbeat-interval", type=float, default=10.0, help="seconds (default: 10)")
+    parser.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto", help="event loop")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="warning")
+    faults = parser.add_argument_group("faults", "injected misbehaviour (all off by default)")
+    for field in dataclasses.fields(Faults):
+        doc = (Faults.__dict__.get(field.name) and None) or field.name.replace("_", " ")
+        faults.add_argument(
+            "--" + field.name.replace("_", "-"),
+            type=_fault_type(field.name),
+            default=field.default,
+            metavar="N",
+            help=f"{doc} (default: {field.default})",
+        )
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
+    api_key = None
+    if args.api_key_env:
+        api_key = os.environ.get(args.api_key_env, "")
+        if not api_key.strip():
+            raise ValueError(f"--api-key-env: environment variable {args.api_key_env} is not set or empty")
+    faults = Faults(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Faults)})
+    return EmulatorConfig(
+        latency=args.latency,
+        seed=args.seed,
+        api_key=api_key,
+        faults=faults,
+        image_scale=args.image_scale,
+        heartbeat_interval=args.heartbeat_interval,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.allow_remote and not is_loopback_host(args.host):
+        parser.error(f"--host {args.host} is not a loopback address; add --allow-remote to serve on it")
+    try:
+        cfg = config_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    try:
+        sock = bind_socket(args.host, args.port)
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    server = uvicorn_server(create_app(cfg), loop=args.loop, log_level=args.log_level)
+    port = sock.getsockname()[1]
+    host = f"[{args.host}]" if ":" in args.host else args.host
+
+    def request_exit() -> None:
+        if server.should_exit:
+            server.force_exit = True
+        server.should_exit = True
+
+    async def serve() -> bool:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, request_exit)
+        serving = loop.create_task(server.serve(sockets=[sock]))
+        while not server.started and not serving.done():  # noqa: ASYNC110 (uvicorn has no startup event)
+            await asyncio.sleep(0.01)
+        if server.started:
+            print(f"Emulator listening on http://{host}:{port} (Ctrl-C to stop)", flush=True)
+        await serving
+        return bool(server.started)
+
+    try:
+        with quiet_fault_noise(), asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
+            started = runner.run(serve())
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        sock.close()
+    return 0 if started else 1

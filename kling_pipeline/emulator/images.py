@@ -1,0 +1,184 @@
+"""Output images: a minimal PNG encoder and a deterministic pattern per prompt.
+
+Each image is a vertical gradient between two colours taken from a hash of the
+prompt, crossed by diagonal stripes whose width and phase come from a hash of the
+whole input and the sample index (the k-th submission of an identical input gets
+sample index k). Same (input, sample index, scale) -> identical bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import zlib
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+__all__ = ["ImageKey", "ImageMaker", "PngImage", "encode_png", "image_problem", "png_size"]
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return (
+        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    )
+
+
+def encode_png(
+    width: int, height: int, rows: Iterable[bytes], text: Mapping[str, str] | None = None
+) -> bytes:
+    """An 8-bit RGB PNG from ``height`` rows of ``3 * width`` bytes each (filter 0)."""
+    if width < 1 or height < 1:
+        raise ValueError(f"PNG size must be at least 1x1, got {width}x{height}")
+    compressor = zlib.compressobj(6)
+    parts = []
+    count = 0
+    for row in rows:
+        if len(row) != 3 * width:
+            raise ValueError(f"row {count} has {len(row)} bytes, expected {3 * width}")
+        parts.append(compressor.compress(b"\x00" + row))
+        count += 1
+    if count != height:
+        raise ValueError(f"got {count} rows, expected {height}")
+    parts.append(compressor.flush())
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunks = [_PNG_SIGNATURE, _chunk(b"IHDR", header)]
+    for key, value in (text or {}).items():
+        chunks.append(_chunk(b"tEXt", key.encode("latin-1") + b"\x00" + value.encode("latin-1")))
+    chunks.append(_chunk(b"IDAT", b"".join(parts)))
+    chunks.append(_chunk(b"IEND", b""))
+    return b"".join(chunks)
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR; ``ValueError`` if it is not a PNG."""
+    if len(data) < 24 or not data.startswith(_PNG_SIGNATURE) or data[12:16] != b"IHDR":
+        raise ValueError("not a PNG")
+    width, height = struct.unpack(">II", data[16:24])
+    return int(width), int(height)
+
+
+ImageKey = tuple[str, int, str, str]
+"""(input sha256, sample index, resolution, aspect ratio)"""
+
+
+def jpeg_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from a JPEG's first SOF marker; ``ValueError`` if none is found."""
+    if not data.startswith(b"\xff\xd8"):
+        raise ValueError("not a JPEG")
+    i = 2
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
+            raise ValueError("corrupt JPEG")
+        marker = data[i + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
+            i += 1 if marker == 0xFF else 2
+            continue
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height, width = struct.unpack(">HH", data[i + 5 : i + 9])
+            return int(width), int(height)
+        i += 2 + length
+    raise ValueError("no frame header in JPEG")
+
+
+def image_problem(data: bytes, limits: Mapping[str, object]) -> str | None:
+    """What Kling would refuse about a reference image (``x-file`` limits of the schema), or None."""
+    max_bytes = limits.get("max_bytes")
+    if isinstance(max_bytes, int) and len(data) > max_bytes:
+        return f"image is {len(data)} bytes, more than the {max_bytes} allowed"
+    try:
+        width, height = png_size(data) if data.startswith(_PNG_SIGNATURE) else jpeg_size(data)
+    except ValueError:
+        return "image must be a PNG or JPEG file"
+    min_w, min_h = limits.get("min_width", 0), limits.get("min_height", 0)
+    if isinstance(min_w, int) and isinstance(min_h, int) and (width < min_w or height < min_h):
+        return f"image is {width}x{height} px; width and height must be at least {min_w}x{min_h}"
+    low, high = limits.get("min_aspect_ratio"), limits.get("max_aspect_ratio")
+    ratio = width / height if height else 0.0
+    if isinstance(low, int | float) and isinstance(high, int | float) and not low <= ratio <= high:
+        return f"image aspect ratio {ratio:.2f} is outside {low}..{high}"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class PngImage:
+    data: bytes
+    width: int
+    height: int
+
+
+def _mix(a: tuple[int, int, int], b: tuple[int, int, int], t: float) -> bytes:
+    return bytes(round(x + (y - x) * t) for x, y in zip(a, b, strict=True))
+
+
+def _pattern_rows(width: int, height: int, prompt_hash: bytes, sample_hash: bytes) -> Iterable[bytes]:
+    top = (prompt_hash[0], prompt_hash[1], prompt_hash[2])
+    bottom = (prompt_hash[3], prompt_hash[4], prompt_hash[5])
+    stripe = max(1, width // (6 + sample_hash[0] % 10))
+    period = 2 * stripe
+    phase = int.from_bytes(sample_hash[1:3], "big") % period
+    direction = 1 if prompt_hash[6] & 1 else -1
+    repeats = width // period + 2
+    for y in range(height):
+        light = _mix(top, bottom, y / max(1, height - 1))
+        dark = bytes(v * 5 // 9 for v in light)
+        line = (light * stripe + dark * stripe) * repeats
+        offset = (direction * y + phase) % period
+        yield line[3 * offset : 3 * (offset + width)]
+
+
+class ImageMaker:
+    """Makes (and remembers) the PNG of a task's output."""
+
+    def __init__(
+        self, pixels: Mapping[str, Mapping[str, tuple[int, int]]], scale: int, cache_size: int = 2048
+    ):
+        self._pixels = pixels
+        self._scale = scale
+        self._cache: OrderedDict[ImageKey, PngImage] = OrderedDict()
+        self._cache_size = cache_size
+
+    def size_for(self, resolution: str, aspect_ratio: str) -> tuple[int, int]:
+        """The contract's pixel size for (resolution, aspect ratio), divided by the scale."""
+        try:
+            width, height = self._pixels[resolution][aspect_ratio]
+        except KeyError:
+            raise ValueError(
+                f"no output size for resolution {resolution!r}, aspect {aspect_ratio!r}"
+            ) from None
+        return max(1, round(width / self._scale)), max(1, round(height / self._scale))
+
+    def cached(self, key: ImageKey) -> PngImage | None:
+        image = self._cache.get(key)
+        if image is not None:
+            self._cache.move_to_end(key)
+        return image
+
+    def remember(self, key: ImageKey, image: PngImage) -> None:
+        self._cache[key] = image
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def render(self, key: ImageKey, prompt: str) -> PngImage:
+        """Draw the image (pure: safe to run in a worker thread)."""
+        input_sha, sample_index, resolution, aspect_ratio = key
+        width, height = self.size_for(resolution, aspect_ratio)
+        prompt_hash = hashlib.sha256(prompt.encode("utf-8")).digest()
+        sample_hash = hashlib.sha256(f"{input_sha}:{sample_index}".encode()).digest()
+        text = {"Software": "kling-pipeline emulator", "Comment": f"input {input_sha} sample {sample_index}"}
+        data = encode_png(width, height, _pattern_rows(width, height, prompt_hash, sample_hash), text)
+        return PngImage(data, width, height)
+
+    def make(self, key: ImageKey, prompt: str) -> PngImage:
+        image = self.cached(key)
+        if image is None:
+            image = self.render(key, prompt)
+            self.remember(key, image)
+        return image
+
+    def is_large(self, key: ImageKey) -> bool:
+        width, height = self.size_for(key[2], key[3])
+        return width * height > 400_000

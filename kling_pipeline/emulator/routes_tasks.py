@@ -1,0 +1,194 @@
+"""The API proper: run, apps, estimate, and the task endpoints (except the stream)."""
+
+from __future__ import annotations
+
+import math
+
+from ..money import format_usd
+from .asgi import Request, encode_json, send_json
+from .ident import input_sha256
+from .images import image_problem
+from .listing import ListQueryError, parse_list_query, run_list_query
+from .problems import Problem
+from .ratelimit import Decision
+from .state import EmulatorState
+from .streaming import lose_response
+from .tasks import Task
+from .validation import parse_run_body
+
+__all__ = [
+    "cancel_task",
+    "delete_task",
+    "estimate",
+    "get_app",
+    "get_task",
+    "get_task_status",
+    "list_tasks",
+    "owned_task",
+    "run",
+]
+
+
+def _seconds(value: float) -> str:
+    return str(max(1, math.ceil(value)))
+
+
+def _rate_limited(detail: str, decision: Decision, wait: float) -> Problem:
+    headers = [("retry-after", _seconds(wait)), *decision.headers()]
+    return Problem(429, "rate_limited", "Too many requests", detail, headers=headers, retry_after=wait)
+
+
+async def run(st: EmulatorState, req: Request, key: str) -> None:
+    decision = st.limiter.take(key, st.clock.now())
+    if not decision.allowed:
+        raise _rate_limited(
+            f"over {st.limiter.rate:g} task runs per second for this API key; retry in {decision.wait:.3f} s",
+            decision,
+            decision.wait,
+        )
+    body = await req.json_object(st.cfg.max_json_bytes)
+    request = parse_run_body(body, st.spec, st.checker, req.netloc, st.file_ready)
+    sha = input_sha256(request.input)
+    attempt = st.engine.next_attempt(sha)
+    faults, dice = st.faults, st.dice
+    if dice.chance(faults.rate_limit_rate, "rate_limit", sha, attempt):
+        zero = Decision(False, decision.limit, 0, math.ceil(faults.rate_limit_retry_after), 0)
+        raise _rate_limited("rate limit exceeded (emulated fault)", zero, faults.rate_limit_retry_after)
+    if dice.chance(faults.server_error_rate, "server_error", sha, attempt):
+        if dice.unit("server_error_kind", sha, attempt) < 0.5:
+            retry = [("retry-after", _seconds(faults.server_error_retry_after))]
+            raise Problem(503, "app_maintenance", "App under maintenance", "the app is paused", headers=retry)
+        raise Problem(500, "entitlement_unavailable", "Entitlement unavailable", "transient error, retry")
+    image_check = None
+    for name, file_id, limits in st.checker.own_files(request.input, req.netloc):
+        stored = st.files.get(file_id)
+        problem = image_problem(stored.data or b"", limits) if stored is not None else "file vanished"
+        if problem:
+            image_check = f"{name}: {problem}"
+    task = st.engine.create(
+        key_id=key,
+        request=request,
+        input_sha=sha,
+        attempt=attempt,
+        base_url=req.base_url,
+        image_check=image_check,
+    )
+    payload = encode_json({"data": task.to_dict()})
+    if dice.chance(faults.response_lost_rate, "response_lost", sha, attempt):
+        await lose_response(req.send, payload)
+        return
+    headers = [
+        ("content-type", "application/json"),
+        ("content-length", str(len(payload))),
+        *decision.headers(),
+    ]
+    await req.send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(k.encode(), v.encode()) for k, v in headers],
+        }
+    )
+    await req.send({"type": "http.response.body", "body": payload, "more_body": False})
+
+
+def owned_task(st: EmulatorState, req: Request, key: str) -> Task:
+    task = st.engine.tasks.get(req.params["task_id"])
+    if task is None or task.key_id != key:
+        raise Problem(404, "not_found", "Task not found", f"no task {req.params['task_id']!r}")
+    return task
+
+
+async def get_task(st: EmulatorState, req: Request, key: str) -> None:
+    await send_json(req.send, {"data": owned_task(st, req, key).to_dict()})
+
+
+async def get_task_status(st: EmulatorState, req: Request, key: str) -> None:
+    await send_json(req.send, {"data": owned_task(st, req, key).status_dict()})
+
+
+async def cancel_task(st: EmulatorState, req: Request, key: str) -> None:
+    task = owned_task(st, req, key)
+    options = await req.json_object(st.cfg.max_json_bytes, required=False)
+    unknown = sorted(set(options) - {"force", "timeout"})
+    if unknown:
+        raise Problem(
+            400, "invalid_request", "Unknown cancel options", f"unknown key(s): {', '.join(unknown)}"
+        )
+    st.engine.cancel(task)
+    await send_json(req.send, {"data": task.to_dict()})
+
+
+async def delete_task(st: EmulatorState, req: Request, key: str) -> None:
+    task = owned_task(st, req, key)
+    st.engine.delete(task, files=(req.query("files") or "").lower() in ("1", "true", "yes"))
+    await req.send({"type": "http.response.start", "status": 204, "headers": []})
+    await req.send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def list_tasks(st: EmulatorState, req: Request, key: str) -> None:
+    body = await req.json_object(st.cfg.max_json_bytes, required=False)
+    try:
+        query = parse_list_query(body)
+    except ListQueryError as exc:
+        raise Problem(400, "invalid_request", "Bad listing request", str(exc)) from None
+    now, lag = st.clock.now(), st.faults.index_lag
+    mine = [t for t in st.engine.tasks.values() if t.key_id == key]
+    data = run_list_query(query, mine, lambda t: t.created_mono + lag <= now)
+    await send_json(req.send, {"data": data})
+
+
+def _app_document(st: EmulatorState, namespace: str, name: str) -> dict[str, object]:
+    spec = st.spec
+    return {
+        "id": st.app_id,
+        "namespace": namespace,
+        "name": name,
+        "title": spec.title,
+        "version_id": spec.pinned_version,
+        "version": {
+            "id": spec.pinned_version,
+            "input_schema": spec.input_schema,
+            "output_schema": spec.output_schema,
+        },
+        "input_schema": spec.input_schema,
+        "output_schema": spec.output_schema,
+        "pricing": {
+            "microcents_per_unit": spec.pricing.microcents_per_unit,
+            "unit": spec.pricing.unit,
+            "quantity_field": spec.pricing.quantity_field,
+        },
+    }
+
+
+async def get_app(st: EmulatorState, req: Request, key: str) -> None:
+    namespace, name = req.params["namespace"], req.params["name"]
+    if f"{namespace}/{name}" != st.spec.name:
+        raise Problem(404, "not_found", "App not found", f"no app named '{namespace}/{name}'")
+    await send_json(req.send, {"data": _app_document(st, namespace, name)})
+
+
+async def estimate(st: EmulatorState, req: Request, key: str) -> None:
+    app_ref = req.params.get("app_id") or f"{req.params.get('namespace')}/{req.params.get('name')}"
+    if app_ref not in (st.app_id, st.spec.name):
+        raise Problem(404, "not_found", "App not found", f"no app with id {app_ref!r}")
+    body = await req.json_object(st.cfg.max_json_bytes)
+    unknown = sorted(set(body) - {"input", "function"})
+    if unknown:
+        raise Problem(400, "invalid_request", "Unknown request keys", f"unknown key(s): {', '.join(unknown)}")
+    value = body.get("input", {})
+    errors = st.checker.violations(value, req.netloc, None)
+    if errors or not isinstance(value, dict):
+        detail = (
+            "; ".join(f"{e['path'] or '(input)'}: {e['message']}" for e in errors)
+            or "input must be an object"
+        )
+        raise Problem(422, "invalid_input", "Input does not match the app's schema", detail, errors=errors)
+    pricing = st.spec.pricing
+    unit_price = format_usd(pricing.microcents_per_unit)
+    data = {
+        "confidence": "exact",
+        "microcents": pricing.cost(value),
+        "pricing_description": f"{unit_price} per {pricing.unit} x {pricing.quantity_field}",
+    }
+    await send_json(req.send, {"data": data})

@@ -1,0 +1,202 @@
+"""Serving the emulator with uvicorn: in a background thread (tests, the pipeline) or in
+the foreground (the CLI)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+import uvicorn
+
+from .app import EmulatorApp, create_app
+from .config import EmulatorConfig, Faults
+
+__all__ = ["EmulatorServer", "LoopName", "bind_socket", "is_loopback_host", "uvicorn_server"]
+
+T = TypeVar("T")
+LoopName = Literal["asyncio", "uvloop", "auto"]
+
+_DROPPED_MESSAGES = ("ASGI callable returned without completing response.",)
+
+
+class _FaultNoiseFilter(logging.Filter):
+    """uvicorn reports an ASGI app that stops mid-response as an error; the emulator does
+    exactly that on purpose (lost responses, cut streams), so those lines are dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() not in _DROPPED_MESSAGES
+
+
+@contextlib.contextmanager
+def quiet_fault_noise() -> Iterator[None]:
+    target = logging.getLogger("uvicorn.error")
+    noise = _FaultNoiseFilter()
+    target.addFilter(noise)
+    try:
+        yield
+    finally:
+        target.removeFilter(noise)
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def bind_socket(host: str, port: int, backlog: int = 4096) -> socket.socket:
+    """A listening TCP socket (``port=0`` picks a free one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling, closing the app's streams at shutdown."""
+
+    def __init__(self, config: uvicorn.Config, app: EmulatorApp) -> None:
+        super().__init__(config)
+        self._emulator = app
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    async def on_tick(self, counter: int) -> bool:
+        should_exit: bool = await super().on_tick(counter)
+        if should_exit:
+            self._emulator.close()  # lets open streams end, so shutdown does not wait on them
+        return should_exit
+
+
+def uvicorn_server(app: EmulatorApp, *, loop: LoopName = "asyncio", log_level: str = "warning") -> _Server:
+    config = uvicorn.Config(
+        app,
+        loop=loop,
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level=log_level,
+        log_config=None,
+        backlog=4096,
+        timeout_keep_alive=30,
+        timeout_graceful_shutdown=3,
+        server_header=False,
+    )
+    return _Server(config, app)
+
+
+class EmulatorServer:
+    """A real emulator on ``127.0.0.1`` (a free port by default), served from a thread.
+
+    Use as a context manager; ``base_url``, ``ledger()`` and ``set_faults()`` work
+    while it runs.
+    """
+
+    def __init__(self, cfg: EmulatorConfig | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        if not is_loopback_host(host):
+            raise ValueError(f"EmulatorServer serves on loopback only, not {host!r}")
+        self.cfg = cfg or EmulatorConfig()
+        self.app = create_app(self.cfg)
+        self._host = host
+        self._port = port
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._error: BaseException | None = None
+        self.port = 0
+
+    @property
+    def base_url(self) -> str:
+        if not self.port:
+            raise RuntimeError("the emulator is not running")
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> EmulatorServer:
+        if self._thread is not None:
+            raise RuntimeError("the emulator is already running")
+        sock = bind_socket(self._host, self._port)
+        self.port = sock.getsockname()[1]
+        server = self._server = uvicorn_server(self.app)
+        self._thread = threading.Thread(
+            target=self._run, args=(server, sock), name="kling-emulator", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the emulator did not start: {self._error!r}")
+            time.sleep(0.005)
+        return self
+
+    def _run(self, server: _Server, sock: socket.socket) -> None:
+        async def serve() -> None:
+            self._loop = asyncio.get_running_loop()
+            await server.serve(sockets=[sock])
+
+        try:
+            with quiet_fault_noise():
+                asyncio.run(serve())
+        except BaseException as exc:  # reported by start(); the thread must not die noisily
+            self._error = exc
+        finally:
+            sock.close()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        server, thread = self._server, self._thread
+        if server is not None:
+            server.should_exit = True
+        if thread is not None:
+            thread.join(timeout)
+        self._server = self._thread = self._loop = None
+        self.port = 0
+
+    def call(self, fn: Callable[[], T], timeout: float = 10.0) -> T:
+        """Run ``fn`` on the server's event loop (where all emulator state lives)."""
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("the emulator is not running")
+
+        async def wrapper() -> T:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(wrapper(), loop).result(timeout)
+
+    def ledger(self) -> dict[str, Any]:
+        """The same dict as ``GET /_emulator/ledger``'s ``data``."""
+        return self.call(self.app.state.ledger.snapshot)
+
+    def tasks(self) -> list[dict[str, Any]]:
+        return self.call(self.app.state.engine.snapshot)
+
+    def set_faults(self, faults: Faults) -> None:
+        self.call(lambda: self.app.set_faults(faults))
+
+    def __enter__(self) -> EmulatorServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,126 @@
+"""Long or broken answers: the NDJSON task stream, throttled downloads, lost responses."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+from .asgi import Receive, Request, Send
+from .problems import Problem
+from .state import EmulatorState
+from .tasks import Task
+
+__all__ = ["HEARTBEAT", "download_file", "lose_response", "stream_task"]
+
+HEARTBEAT = b'{"type":"heartbeat"}\n'
+NDJSON_HEADERS = [
+    (b"content-type", b"application/x-ndjson"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+def _headers(pairs: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in pairs]
+
+
+async def lose_response(send: Send, body: bytes) -> None:
+    """Start a 200 with a ``Content-Length``, send half the body, and stop.
+
+    The ASGI callable then returns with the response incomplete, so uvicorn closes
+    the connection: the client sees a transport error, never a clean status.
+    """
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": _headers([("content-type", "application/json"), ("content-length", str(len(body)))]),
+        }
+    )
+    await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
+
+
+async def _watch_disconnect(receive: Receive, wake: asyncio.Event, gone: list[bool]) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            gone.append(True)
+            wake.set()
+            return
+
+
+async def stream_task(st: EmulatorState, req: Request, task: Task) -> None:
+    """One whole task per line on every change, heartbeats while idle, the final task
+    (with its output) last. A stream cut by the ``stream_cut_rate`` fault stops
+    abruptly instead of sending that last line."""
+    task.stream_opens += 1
+    cut = not task.terminal and st.dice.chance(
+        st.faults.stream_cut_rate, "stream_cut", task.input_sha, task.attempt, task.stream_opens
+    )
+    send = req.send
+    await send({"type": "http.response.start", "status": 200, "headers": NDJSON_HEADERS})
+    loop = asyncio.get_running_loop()
+    wake = asyncio.Event()
+    gone: list[bool] = []
+    task.waiters.add(wake)
+    watcher = loop.create_task(_watch_disconnect(req.receive, wake, gone))
+    sent_version = -1
+    last_real = loop.time()
+    try:
+        while not gone:
+            wake.clear()
+            if task.terminal:
+                if not cut:
+                    await send(
+                        {"type": "http.response.body", "body": task.encoded() + b"\n", "more_body": False}
+                    )
+                return  # a cut stream returns with the response incomplete: uvicorn drops the connection
+            if task.version != sent_version:
+                sent_version = task.version
+                last_real = loop.time()
+                await send({"type": "http.response.body", "body": task.encoded() + b"\n", "more_body": True})
+                continue
+            if st.engine.closed:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            try:
+                async with asyncio.timeout(st.cfg.heartbeat_interval):
+                    await wake.wait()
+            except TimeoutError:
+                if loop.time() - last_real >= st.cfg.max_progress_interval:
+                    last_real = loop.time()  # a task that sits queued still shows life
+                    await send(
+                        {"type": "http.response.body", "body": task.encoded() + b"\n", "more_body": True}
+                    )
+                else:
+                    await send({"type": "http.response.body", "body": HEARTBEAT, "more_body": True})
+    finally:
+        task.waiters.discard(wake)
+        watcher.cancel()
+
+
+async def download_file(st: EmulatorState, req: Request, key: str) -> None:
+    """A stored file, like a signed URL: no auth; throttled by ``download_bytes_per_second``."""
+    stored = st.files.get(req.params["file_id"])
+    if stored is None or stored.data is None:
+        raise Problem(404, "not_found", "File not found", f"no file {req.params['file_id']!r}")
+    data = stored.data
+    headers = [
+        ("content-type", stored.content_type),
+        ("content-length", str(len(data))),
+        ("content-disposition", f'inline; filename="{stored.filename}"'),
+        ("cache-control", "private, max-age=3600"),
+    ]
+    send = req.send
+    await send({"type": "http.response.start", "status": 200, "headers": _headers(headers)})
+    rate = st.faults.download_bytes_per_second
+    if req.method == "HEAD" or not rate:
+        await send({"type": "http.response.body", "body": b"" if req.method == "HEAD" else data})
+        return
+    chunk = max(1, rate // 20)
+    for start in range(0, len(data), chunk):
+        piece = data[start : start + chunk]
+        await asyncio.sleep(len(piece) / rate)
+        await send({"type": "http.response.body", "body": piece, "more_body": start + chunk < len(data)})
+    if not data:
+        await send({"type": "http.response.body", "body": b""})
