@@ -15,6 +15,7 @@ __all__ = [
     "Position",
     "RecipeError",
     "SchemaDataError",
+    "UsageError",
 ]
 
 
@@ -66,3 +67,7 @@ class RecipeError(KlingError, ValueError):
 
 class SchemaDataError(KlingError):
     """The bundled schema/price data is missing or malformed (an installation problem)."""
+
+
+class UsageError(KlingError, ValueError):
+    """The command line asks for something that cannot be done (a bad flag value)."""

@@ -72,6 +72,8 @@ class Pricing:
     def quantity(self, request: Mapping[str, Any]) -> int:
         """Billed units for one request (e.g. ``n`` images)."""
         value = request.get(self.quantity_field, self.quantity_default)
+        if isinstance(value, float) and value.is_integer():  # JSON Schema counts 2.0 as an integer
+            return int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             return self.quantity_default
         return value

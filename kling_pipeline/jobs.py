@@ -1,0 +1,78 @@
+"""Jobs: one request to the API, with a readable id and a content key.
+
+The id is built from the combination's values (and the repeat index) so people
+can read it in file names and logs. The content key is a hash of what would be
+paid for: app ref + rendered input (local files by their content hash) + repeat
+index. Same key, same job: the manifest matches jobs across runs by key.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .matrix import Combination
+
+__all__ = ["Job", "canonical_json", "content_key", "job_id", "slug"]
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9.+=_]+")
+_SLUG_MAX = 40
+
+
+@functools.lru_cache(maxsize=65536)
+def slug(text: str) -> str:
+    """A file-name-safe rendering of a label: ``16:9`` -> ``16_9``."""
+    cleaned = _UNSAFE.sub("_", text).strip("._")
+    return cleaned[:_SLUG_MAX].rstrip("._") or "_"
+
+
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, no spaces, UTF-8 text: the form hashed into content keys."""
+    return _CANONICAL.encode(value)
+
+
+def content_key(app: str, request: Mapping[str, Any], repeat_index: int) -> str:
+    """sha256 hex of what is paid for. ``request`` has local files as ``sha256:<hex>``."""
+    blob = canonical_json({"app": app, "input": request, "repeat_index": repeat_index})
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def job_id(combination: Combination, repeat_index: int, repeat: int) -> str:
+    parts = [slug(label) for label in combination.labels.values()] or ["job"]
+    if repeat > 1:
+        parts.append(f"r{repeat_index}")
+    return "-".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One planned request. The rendered input is re-derived on demand (see ``Plan.request``)."""
+
+    id: str
+    key: str
+    combination: Combination
+    repeat_index: int
+    units: int  # billed units (images) for this request
+    cost: int  # microcents
+    output_name: str  # file name of image 0, relative to the output directory (extension may follow)
+    show_repeat: bool = False
+
+    @property
+    def short_key(self) -> str:
+        return self.key[:10]
+
+    @property
+    def label(self) -> str:
+        """``[subject=mug, style=noir]``, with ``repeat=1`` when the recipe repeats."""
+        items = [f"{k}={v}" for k, v in self.combination.labels.items()]
+        if self.show_repeat:
+            items.append(f"repeat={self.repeat_index}")
+        return "[" + ", ".join(items) + "]"

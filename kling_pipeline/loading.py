@@ -1,0 +1,95 @@
+"""Reading recipe files: the edge where recipe text comes from disk.
+
+``extends: base.yaml`` (or a list) names recipes whose keys this one inherits:
+a deep merge of mappings, the child winning, lists and scalars replaced whole.
+Paths are relative to the file that names them; cycles are errors.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import Diagnostic, Position, RecipeError
+from .recipe import Recipe, build_recipe
+from .yamlsrc import Node, parse_yaml
+
+__all__ = ["display_path", "load_recipe", "merge_nodes", "read_tree"]
+
+MAX_RECIPE_BYTES = 5 * 1024 * 1024
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    """How a path is shown in messages: relative to the working directory when inside it."""
+    p = Path(path)
+    try:
+        return os.path.normpath(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return os.path.normpath(p.absolute())
+
+
+def merge_nodes(base: Node, over: Node) -> Node:
+    """Deep merge: mappings merge key by key, ``over`` wins; anything else is replaced."""
+    if not (base.is_mapping and over.is_mapping):
+        return over
+    merged = dict(base.value)
+    for key, child in over.items():
+        merged[key] = merge_nodes(merged[key], child) if key in merged else child
+    return Node(merged, over.pos, key_pos=over.key_pos, tag=over.tag)
+
+
+def _read_text(path: Path, shown: str, cause: Position | None) -> str:
+    try:
+        size = path.stat().st_size
+        if size > MAX_RECIPE_BYTES:
+            raise RecipeError([Diagnostic(cause, f"{shown}: recipe file is larger than 5 MB ({size} bytes)")])
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecipeError([Diagnostic(cause, f"{shown}: no such recipe file")]) from None
+    except IsADirectoryError:
+        raise RecipeError([Diagnostic(cause, f"{shown}: is a directory, not a recipe file")]) from None
+    except UnicodeDecodeError as exc:
+        raise RecipeError(
+            [Diagnostic(cause, f"{shown}: not UTF-8 text (byte {exc.start}); save the recipe as UTF-8")]
+        ) from None
+    except OSError as exc:
+        raise RecipeError([Diagnostic(cause, f"{shown}: cannot read: {exc.strerror or exc}")]) from None
+
+
+def read_tree(path: Path, shown: str, chain: tuple[Path, ...] = (), cause: Position | None = None,
+              sources: list[str] | None = None) -> Node:
+    """Read one recipe file and everything it extends, merged into one tree."""
+    real = path.resolve()
+    if real in chain:
+        cycle = " -> ".join(display_path(p) for p in (*chain, real))
+        raise RecipeError([Diagnostic(cause, f"'extends' cycle: {cycle}")])
+    tree = parse_yaml(_read_text(path, shown, cause), shown)
+    if sources is not None:
+        sources.append(shown)
+    if not tree.is_mapping or "extends" not in tree.value:
+        return tree
+    ext = tree.value["extends"]
+    refs: list[Node] = ext.value if ext.is_sequence else [ext]
+    problems = [Diagnostic(r.pos, "extends must name a recipe file (a string, or a list of strings)")
+                for r in refs if not isinstance(r.value, str) or not r.value.strip()]
+    if problems:
+        raise RecipeError(problems)
+    merged: Node | None = None
+    for ref in refs:
+        parent_path = path.parent / ref.value
+        parent_shown = os.path.normpath(os.path.join(os.path.dirname(shown), ref.value))
+        parent = read_tree(parent_path, parent_shown, (*chain, real), ref.pos, sources)
+        if not parent.is_mapping:
+            raise RecipeError([Diagnostic(parent.pos, "a recipe named by 'extends' must be a mapping")])
+        merged = parent if merged is None else merge_nodes(merged, parent)
+    own = Node({k: v for k, v in tree.items() if k != "extends"}, tree.pos, tag=tree.tag)
+    assert merged is not None
+    return merge_nodes(merged, own)
+
+
+def load_recipe(path: str | os.PathLike[str]) -> Recipe:
+    """Load, merge and shape-check a recipe file. Raises ``RecipeError``."""
+    shown = display_path(path)
+    sources: list[str] = []
+    tree = read_tree(Path(path), shown, sources=sources)
+    return build_recipe(tree, shown, tuple(sources))

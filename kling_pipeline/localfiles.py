@@ -1,0 +1,164 @@
+"""Checks of reference images named in a recipe, done at plan time.
+
+A value in a file field (``format: file`` in the app schema) is a URL (passed
+through), a ``data:`` URI (decoded and checked, uploaded before use), or a
+local path relative to the recipe file that wrote it. Local files must exist,
+be readable, be a real PNG/JPEG (by magic bytes), respect the size limit and,
+where the header tells, the pixel and aspect-ratio limits. Limits come from the
+schema's ``x-file`` block.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "FileLimits", "FileProblem", "LocalFile", "check_bytes", "check_data_uri", "check_path", "classify",
+    "decode_data_uri", "image_size",
+]
+
+_DATA_URI = re.compile(r"^data:([^;,]+)?(;base64)?,(.*)$", re.DOTALL)
+
+
+class FileProblem(Exception):
+    """A named file fails a check; the message says which and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileLimits:
+    media_types: tuple[str, ...] = ("image/png", "image/jpeg")
+    max_bytes: int | None = None
+    min_width: int | None = None
+    min_height: int | None = None
+    min_aspect_ratio: float | None = None
+    max_aspect_ratio: float | None = None
+
+    @classmethod
+    def from_schema(cls, block: Mapping[str, Any] | None) -> FileLimits:
+        b = block or {}
+        return cls(
+            media_types=tuple(b.get("media_types", cls.media_types)),
+            max_bytes=b.get("max_bytes"),
+            min_width=b.get("min_width"),
+            min_height=b.get("min_height"),
+            min_aspect_ratio=b.get("min_aspect_ratio"),
+            max_aspect_ratio=b.get("max_aspect_ratio"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LocalFile:
+    """A checked local file (or decoded data: URI): what the run uploads."""
+
+    path: Path | None  # None for a data: URI
+    sha256: str
+    size: int
+    media_type: str
+    width: int | None
+    height: int | None
+
+
+def classify(value: str) -> str:
+    """``"url"``, ``"data"`` or ``"path"``."""
+    lowered = value[:8].lower()
+    if lowered.startswith(("http://", "https://")):
+        return "url"
+    if lowered.startswith("data:"):
+        return "data"
+    return "path"
+
+
+def image_size(head: bytes) -> tuple[str, int | None, int | None] | None:
+    """Media type and pixel size from an image's first bytes; None if not PNG/JPEG."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        if len(head) >= 24 and head[12:16] == b"IHDR":
+            w, h = struct.unpack(">II", head[16:24])
+            return "image/png", w, h
+        return "image/png", None, None
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg", *_jpeg_size(head)
+    return None
+
+
+def _jpeg_size(data: bytes) -> tuple[int | None, int | None]:
+    i = 2
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
+            i += 1
+            continue
+        marker = data[i + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
+            i += 1 if marker == 0xFF else 2
+            continue
+        (length,) = struct.unpack(">H", data[i + 2:i + 4])
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            h, w = struct.unpack(">HH", data[i + 5:i + 9])
+            return w, h
+        i += 2 + length
+    return None, None
+
+
+def check_bytes(data: bytes, limits: FileLimits, what: str) -> tuple[str, int | None, int | None]:
+    if limits.max_bytes is not None and len(data) > limits.max_bytes:
+        mb = limits.max_bytes / (1024 * 1024)
+        raise FileProblem(f"{what} is {len(data):,} bytes, more than the {mb:g} MB allowed")
+    kind = image_size(data)
+    allowed = " or ".join(t.split("/")[-1].upper() for t in limits.media_types)
+    if kind is None or kind[0] not in limits.media_types:
+        raise FileProblem(f"{what} is not a {allowed} image (checked by its first bytes)")
+    media, w, h = kind
+    if w is not None and h is not None:
+        if (limits.min_width and w < limits.min_width) or (limits.min_height and h < limits.min_height):
+            raise FileProblem(f"{what} is {w}x{h} px; width and height must be at least "
+                              f"{limits.min_width}x{limits.min_height} px")
+        ratio = w / h if h else 0.0
+        lo, hi = limits.min_aspect_ratio, limits.max_aspect_ratio
+        if (lo is not None and ratio < lo) or (hi is not None and ratio > hi):
+            raise FileProblem(f"{what} has aspect ratio {w}:{h} ({ratio:.2f}); it must be between "
+                              f"{lo:g} and {hi:g} (1:2.5 .. 2.5:1)")
+    return media, w, h
+
+
+def check_path(path: Path, shown: str, limits: FileLimits) -> LocalFile:
+    """Check a local image file; raise ``FileProblem`` saying what is wrong."""
+    try:
+        if not path.exists():
+            raise FileProblem(f"file not found: {shown}")
+        if not path.is_file():
+            raise FileProblem(f"not a regular file: {shown}")
+        size = path.stat().st_size
+        if limits.max_bytes is not None and size > limits.max_bytes:
+            mb = limits.max_bytes / (1024 * 1024)
+            raise FileProblem(f"{shown} is {size:,} bytes, more than the {mb:g} MB allowed")
+        data = path.read_bytes()
+    except PermissionError:
+        raise FileProblem(f"cannot read {shown}: permission denied") from None
+    except OSError as exc:
+        raise FileProblem(f"cannot read {shown}: {exc.strerror or exc}") from None
+    media, w, h = check_bytes(data, limits, shown)
+    return LocalFile(path.resolve(), hashlib.sha256(data).hexdigest(), len(data), media, w, h)
+
+
+def decode_data_uri(value: str) -> tuple[str, bytes]:
+    match = _DATA_URI.match(value)
+    if not match or not match.group(2):
+        raise FileProblem("data: URI must be base64-encoded ('data:image/png;base64,...')")
+    try:
+        data = base64.b64decode(match.group(3), validate=True)
+    except (binascii.Error, ValueError):
+        raise FileProblem("data: URI holds invalid base64") from None
+    return match.group(1) or "application/octet-stream", data
+
+
+def check_data_uri(value: str, limits: FileLimits) -> LocalFile:
+    _declared, data = decode_data_uri(value)
+    media, w, h = check_bytes(data, limits, "the data: URI image")
+    return LocalFile(None, hashlib.sha256(data).hexdigest(), len(data), media, w, h)

@@ -1,0 +1,379 @@
+"""The recipe model: a located YAML tree checked into frozen dataclasses.
+
+``build_recipe`` takes the (already ``extends``-merged) tree and reports every
+shape problem at once, each at its ``file:line:col``. It knows nothing about
+the app's API schema; that check happens per expanded request in ``validate``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+from .errors import Diagnostic, Position, RecipeError
+from .matrix import Axis, AxisValue, MatrixEntry, MatrixSpec
+from .money import parse_usd
+from .schemas import AppRef, parse_app_ref
+from .yamlsrc import Node, to_plain
+
+__all__ = ["DEFAULT_FILENAME", "OutputSpec", "Recipe", "build_recipe", "value_label"]
+
+TOP_KEYS = (
+    "version", "name", "description", "app", "extends", "vars", "matrix", "input",
+    "repeat", "output", "budget", "concurrency", "price", "webhook",
+)
+MATRIX_KEYS = ("include", "exclude", "zip")
+OUTPUT_KEYS = ("dir", "filename")
+BUDGET_KEYS = ("max_usd",)
+PRICE_KEYS = ("usd_per_image",)
+RESERVED_NAMES = ("recipe", "repeat_index", "job_id", "short_key", "image_index", "loop", "range")
+DEFAULT_FILENAME = "{{ job_id }}_{{ short_key }}_{{ image_index }}"
+DEFAULT_CONCURRENCY = 8
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class OutputSpec:
+    dir: str | None  # None: out/<name> next to the recipe file
+    dir_pos: Position | None
+    filename: str
+    filename_pos: Position | None
+
+
+@dataclass(frozen=True, slots=True)
+class Recipe:
+    """A recipe that passed the shape checks. Paths are as the user wrote them."""
+
+    file: str  # the recipe file as it is shown in messages
+    name: str
+    description: str
+    app: AppRef
+    app_pos: Position
+    vars: Mapping[str, Any]
+    var_origins: Mapping[str, Position]
+    matrix: MatrixSpec
+    input: Node  # the request template, with positions
+    repeat: int
+    output: OutputSpec
+    budget_microcents: int | None
+    budget_pos: Position | None
+    concurrency: int
+    price_microcents: int | None
+    webhook: str | None
+    sources: tuple[str, ...] = field(default=())  # every file merged in, child first
+
+    @property
+    def input_pos(self) -> Position:
+        return self.input.key_pos or self.input.pos
+
+
+def value_label(value: Any) -> str:
+    """How an axis value reads in ids, labels and file names."""
+    if isinstance(value, dict):
+        for key in ("name", "id", "label"):
+            if isinstance(value.get(key), str | int | float) and not isinstance(value.get(key), bool):
+                return str(value[key])
+        blob = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:8]
+    if isinstance(value, list):
+        return "+".join(value_label(v) for v in value)
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class _Checker:
+    """Collects diagnostics while reading the tree."""
+
+    def __init__(self) -> None:
+        self.problems: list[Diagnostic] = []
+
+    def error(self, pos: Position | None, message: str) -> None:
+        self.problems.append(Diagnostic(pos, message))
+
+    def keys(self, node: Node, allowed: tuple[str, ...], where: str) -> None:
+        for key, child in node.items():
+            if key not in allowed:
+                hint = difflib.get_close_matches(key, allowed, n=1)
+                suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+                known = ", ".join(allowed)
+                self.error(child.key_pos, f"unknown key {key!r} in {where}{suggestion} (allowed: {known})")
+
+    def mapping(self, node: Node | None, where: str) -> Node | None:
+        if node is None:
+            return None
+        if not node.is_mapping:
+            self.error(node.pos, f"{where} must be a mapping, got {_kind(node)}")
+            return None
+        return node
+
+    def integer(self, node: Node | None, where: str, minimum: int, default: int) -> int:
+        if node is None:
+            return default
+        v = node.value
+        if isinstance(v, bool) or not isinstance(v, int):
+            self.error(node.pos, f"{where} must be an integer, got {_kind(node)}")
+            return default
+        if v < minimum:
+            self.error(node.pos, f"{where} must be at least {minimum}, got {v}")
+            return default
+        return v
+
+    def string(self, node: Node | None, where: str) -> str | None:
+        if node is None:
+            return None
+        if not isinstance(node.value, str):
+            self.error(node.pos, f"{where} must be a string, got {_kind(node)}")
+            return None
+        return node.value
+
+    def usd(self, node: Node | None, where: str) -> int | None:
+        if node is None:
+            return None
+        if isinstance(node.value, bool) or not isinstance(node.value, int | float | str):
+            self.error(node.pos, f"{where} must be an amount in USD, got {_kind(node)}")
+            return None
+        try:
+            return parse_usd(node.value)
+        except ValueError as exc:
+            self.error(node.pos, f"{where}: {exc}")
+            return None
+
+    def identifier(self, name: str, pos: Position | None, what: str) -> bool:
+        if not _IDENT.match(name):
+            self.error(pos, f"{what} {name!r} must be a name made of letters, digits and '_' "
+                            "(it is used as a template variable)")
+            return False
+        if name in RESERVED_NAMES:
+            self.error(pos, f"{what} {name!r} is reserved; choose another name")
+            return False
+        return True
+
+
+def _kind(node: Node) -> str:
+    v = node.value
+    if isinstance(v, dict):
+        return "a mapping"
+    if isinstance(v, list):
+        return "a list"
+    if v is None:
+        return "null"
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(type(v), "a value")
+
+
+def _entry(check: _Checker, node: Node, what: str, axes: Mapping[str, Axis],
+           vars_: Mapping[str, Any], only_axes: bool) -> MatrixEntry | None:
+    if not node.is_mapping or not node.value:
+        check.error(node.pos, f"each {what} entry must be a non-empty mapping of name: value")
+        return None
+    ok = True
+    for key, child in node.items():
+        if only_axes and key not in axes:
+            known = ", ".join(axes) or "none"
+            check.error(child.key_pos, f"{what} key {key!r} is not a matrix axis (axes: {known})")
+            ok = False
+        elif key not in axes and check.identifier(key, child.key_pos, f"{what} key") and key in vars_:
+            check.error(child.key_pos, f"{what} key {key!r} shadows the var of the same name")
+            ok = False
+    if not ok:
+        return None
+    return MatrixEntry(
+        values={k: to_plain(c) for k, c in node.items()},
+        origins={k: c.pos for k, c in node.items()},
+        labels={k: value_label(to_plain(c)) for k, c in node.items()},
+        pos=node.pos,
+    )
+
+
+def _matrix(check: _Checker, node: Node | None, vars_: Mapping[str, Any]) -> MatrixSpec:
+    if check.mapping(node, "matrix") is None or node is None:
+        return MatrixSpec()
+    axes: dict[str, Axis] = {}
+    for name, child in node.items():
+        if name in MATRIX_KEYS:
+            continue
+        hint = difflib.get_close_matches(name, MATRIX_KEYS, n=1, cutoff=0.75)
+        if hint:  # 'exlude:' is a typo, not an axis
+            check.error(child.key_pos, f"unknown key {name!r} in matrix; did you mean {hint[0]!r}?")
+            continue
+        if not check.identifier(name, child.key_pos, "matrix axis"):
+            continue
+        if name in vars_:
+            check.error(child.key_pos, f"matrix axis {name!r} shadows the var of the same name")
+            continue
+        if not child.is_sequence:
+            check.error(child.pos, f"matrix axis {name!r} must be a list of values, got {_kind(child)}")
+            continue
+        if not child.value:
+            check.error(child.pos, f"matrix axis {name!r} has no values (remove the axis or add values)")
+            continue
+        values = []
+        for item in child.value:
+            plain = to_plain(item)
+            values.append(AxisValue(plain, item.pos, value_label(plain)))
+        axes[name] = Axis(name, tuple(values), child.key_pos or child.pos)
+    zips = _zip(check, node.value.get("zip"), axes)
+    entries: dict[str, list[MatrixEntry]] = {"include": [], "exclude": []}
+    for what in ("include", "exclude"):
+        lst = node.value.get(what)
+        if lst is None:
+            continue
+        if not lst.is_sequence:
+            check.error(lst.pos, f"matrix.{what} must be a list of mappings, got {_kind(lst)}")
+            continue
+        for item in lst.value:
+            entry = _entry(check, item, what, axes, vars_, only_axes=(what == "exclude"))
+            if entry is not None:
+                entries[what].append(entry)
+    return MatrixSpec(tuple(axes.values()), zips, tuple(entries["include"]), tuple(entries["exclude"]))
+
+
+def _zip(check: _Checker, node: Node | None, axes: Mapping[str, Axis]) -> tuple[tuple[str, ...], ...]:
+    if node is None:
+        return ()
+    if not node.is_sequence:
+        check.error(node.pos, "matrix.zip must be a list of groups, each a list of axis names")
+        return ()
+    groups: list[tuple[str, ...]] = []
+    seen: dict[str, Position] = {}
+    for group in node.value:
+        names = [to_plain(g) for g in group.value] if group.is_sequence else None
+        if names is None or len(names) < 2 or not all(isinstance(n, str) for n in names):
+            check.error(group.pos, "each matrix.zip group must be a list of two or more axis names")
+            continue
+        bad = False
+        for n, item in zip(names, group.value, strict=True):
+            if n not in axes:
+                check.error(item.pos, f"matrix.zip names {n!r}, which is not a matrix axis")
+                bad = True
+            elif n in seen:
+                check.error(item.pos, f"axis {n!r} is already zipped (line {seen[n].line})")
+                bad = True
+            else:
+                seen[n] = item.pos
+        if bad:
+            continue
+        lengths = {n: len(axes[n].values) for n in names}
+        if len(set(lengths.values())) > 1:
+            detail = ", ".join(f"{n} has {k}" for n, k in lengths.items())
+            check.error(group.pos, f"zipped axes must have the same number of values ({detail})")
+            continue
+        order = [a for a in axes if a in names]  # a group advances at its first axis's place
+        groups.append(tuple(order))
+    return tuple(groups)
+
+
+def _output(check: _Checker, node: Node | None) -> OutputSpec:
+    if check.mapping(node, "output") is None or node is None:
+        return OutputSpec(None, None, DEFAULT_FILENAME, None)
+    check.keys(node, OUTPUT_KEYS, "output")
+    d, f = node.value.get("dir"), node.value.get("filename")
+    directory = check.string(d, "output.dir")
+    filename = check.string(f, "output.filename")
+    if directory is not None and not directory.strip():
+        check.error(d.pos if d else None, "output.dir must not be empty")
+    if filename is not None and not filename.strip():
+        check.error(f.pos if f else None, "output.filename must not be empty")
+    return OutputSpec(directory, d.pos if d else None, filename or DEFAULT_FILENAME, f.pos if f else None)
+
+
+def build_recipe(tree: Node, file: str, sources: tuple[str, ...] = ()) -> Recipe:
+    """Check the merged tree and return the recipe, or raise ``RecipeError`` with every problem."""
+    check = _Checker()
+    if not tree.is_mapping:
+        raise RecipeError([Diagnostic(tree.pos, f"a recipe must be a mapping of keys, got {_kind(tree)}")])
+    check.keys(tree, TOP_KEYS, "the recipe")
+    top: dict[str, Node] = tree.value
+    start = tree.pos
+
+    version = top.get("version")
+    if version is None:
+        check.error(start, "missing required key 'version' (write 'version: 1')")
+    elif version.value != 1 or isinstance(version.value, bool):
+        check.error(version.pos, f"unsupported recipe version {to_plain(version)!r}; this tool reads version 1")
+
+    name = check.string(top.get("name"), "name")
+    if name is None:
+        name = PurePosixPath(file).stem
+    elif not _NAME.match(name):
+        node = top["name"]
+        check.error(node.pos, f"name {name!r} may hold only letters, digits, '.', '_' and '-' "
+                              "(it names the output directory)")
+    description = check.string(top.get("description"), "description") or ""
+
+    app_node = top.get("app")
+    app = AppRef("")
+    if app_node is None:
+        check.error(start, "missing required key 'app' (for example 'app: klingai/image-o1@0pbaxv40')")
+    elif (text := check.string(app_node, "app")) is not None:
+        try:
+            app = parse_app_ref(text)
+        except ValueError as exc:
+            check.error(app_node.pos, str(exc))
+
+    vars_node = check.mapping(top.get("vars"), "vars")
+    vars_: dict[str, Any] = {}
+    var_origins: dict[str, Position] = {}
+    if vars_node is not None:
+        for key, child in vars_node.items():
+            if check.identifier(key, child.key_pos, "var"):
+                vars_[key] = to_plain(child)
+                var_origins[key] = child.pos
+
+    matrix = _matrix(check, top.get("matrix"), vars_)
+
+    input_node = top.get("input")
+    if input_node is None:
+        check.error(start, "missing required key 'input' (the request template, e.g. 'input: {prompt: ...}')")
+        input_node = Node({}, start)
+    elif not input_node.is_mapping:
+        check.error(input_node.pos, f"input must be a mapping of request fields, got {_kind(input_node)}")
+        input_node = Node({}, input_node.pos, key_pos=input_node.key_pos)
+
+    repeat = check.integer(top.get("repeat"), "repeat", 1, 1)
+    concurrency = check.integer(top.get("concurrency"), "concurrency", 1, DEFAULT_CONCURRENCY)
+    output = _output(check, top.get("output"))
+
+    budget_node = check.mapping(top.get("budget"), "budget")
+    budget = None
+    budget_pos = None
+    if budget_node is not None:
+        check.keys(budget_node, BUDGET_KEYS, "budget")
+        budget = check.usd(budget_node.value.get("max_usd"), "budget.max_usd")
+        budget_pos = budget_node.value["max_usd"].pos if "max_usd" in budget_node.value else None
+
+    price_node = check.mapping(top.get("price"), "price")
+    price = None
+    if price_node is not None:
+        check.keys(price_node, PRICE_KEYS, "price")
+        price = check.usd(price_node.value.get("usd_per_image"), "price.usd_per_image")
+
+    webhook = check.string(top.get("webhook"), "webhook")
+    if webhook is not None and not webhook.startswith(("http://", "https://")):
+        check.error(top["webhook"].pos, "webhook must be an http:// or https:// URL")
+
+    if check.problems:
+        raise RecipeError(sorted(check.problems, key=_order))
+    return Recipe(
+        file=file, name=name, description=description, app=app,
+        app_pos=app_node.pos if app_node else start, vars=vars_, var_origins=var_origins,
+        matrix=matrix, input=input_node, repeat=repeat, output=output,
+        budget_microcents=budget, budget_pos=budget_pos, concurrency=concurrency,
+        price_microcents=price, webhook=webhook, sources=sources or (file,),
+    )
+
+
+def _order(d: Diagnostic) -> tuple[str, int, int]:
+    p = d.position
+    return (p.file, p.line, p.col) if p else ("", 0, 0)
+

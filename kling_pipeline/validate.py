@@ -1,0 +1,221 @@
+"""Checking rendered requests against the app's JSON input schema.
+
+The schema is taken apart once: top-level ``required`` / ``additionalProperties``
+are checked on the request template's keys (they are the same for every job),
+and each field is checked against its own sub-schema, memoised for repeated
+values. A schema with other top-level constraints (``allOf``, ``if``...) is also
+checked whole, per request. Messages are written for people: they never dump a
+2,600-character prompt.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from jsonschema import Draft202012Validator, ValidationError
+from jsonschema.exceptions import SchemaError
+
+from .errors import SchemaDataError
+from .localfiles import FileLimits
+
+__all__ = ["FieldProblem", "RequestValidator"]
+
+_DECOMPOSABLE = {
+    "$schema", "$id", "$defs", "title", "description", "type", "properties", "required",
+    "additionalProperties", "default", "examples", "$comment",
+}
+_MEMO_LIMIT = 4096
+_TYPE_NAMES = {
+    "string": "a string", "integer": "an integer", "number": "a number", "boolean": "a boolean",
+    "null": "null", "object": "a mapping", "array": "a list",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FieldProblem:
+    path: tuple[str | int, ...]  # inside the request
+    message: str
+
+
+def short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 5] + "...'" if isinstance(value, str) else text[:limit] + "..."
+
+
+def json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _types(schema: Mapping[str, Any]) -> list[str]:
+    if "type" in schema:
+        t = schema["type"]
+        return list(t) if isinstance(t, list) else [t]
+    out: list[str] = []
+    for branch in schema.get("anyOf", schema.get("oneOf", [])):
+        out.extend(_types(branch))
+    return out
+
+
+def describe(error: ValidationError) -> str:
+    """One readable sentence for a jsonschema error."""
+    v, kw, arg = error.instance, error.validator, error.validator_value
+    if kw == "enum":
+        return f"{short(v)} is not one of: {', '.join(str(x) for x in arg)}"
+    if kw == "const":
+        return f"{short(v)} must be {arg!r}"
+    if kw == "maxLength":
+        return f"is {len(v)} characters long; at most {arg} are allowed"
+    if kw == "minLength":
+        return "must not be empty" if arg == 1 else f"is {len(v)} characters long; at least {arg} are required"
+    if kw in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        word = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "more than",
+                "exclusiveMaximum": "less than"}[str(kw)]
+        return f"{short(v)} is out of range: must be {word} {arg}"
+    if kw in ("type", "anyOf", "oneOf"):
+        wanted = _types(error.schema) if isinstance(error.schema, Mapping) else []
+        if wanted:
+            names = " or ".join(_TYPE_NAMES.get(t, t) for t in dict.fromkeys(wanted))
+            return f"must be {names}, got {json_type(v)} {short(v)}"
+    if kw == "pattern":
+        return f"{short(v)} does not match the pattern {arg!r}"
+    if kw == "format":
+        return f"{short(v)} is not a valid {arg}"
+    message = error.message
+    return message if len(message) <= 200 else message[:197] + "..."
+
+
+_SIMPLE_KEYS = {"type", "minLength", "maxLength", "enum", "minimum", "maximum", "title", "description",
+                "default", "examples", "format", "$comment"}
+_PY_TYPES: dict[str, Callable[[Any], bool]] = {
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: (isinstance(v, int) and not isinstance(v, bool))
+    or (isinstance(v, float) and v.is_integer()),
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+}
+
+
+def fast_accept(schema: Mapping[str, Any]) -> Callable[[Any], bool] | None:
+    """A plain-Python check for a simple sub-schema, or None when it is not simple.
+
+    It only ever says "valid" for values jsonschema would accept; anything it
+    rejects goes to jsonschema for the exact messages. ``format`` is an
+    annotation in 2020-12 (not asserted), as jsonschema treats it by default.
+    """
+    keys = {k for k in schema if not k.startswith("x-")}
+    if not keys <= _SIMPLE_KEYS or not isinstance(schema.get("type"), str) or schema["type"] not in _PY_TYPES:
+        return None
+    is_type = _PY_TYPES[schema["type"]]
+    lo_len, hi_len = schema.get("minLength"), schema.get("maxLength")
+    lo, hi = schema.get("minimum"), schema.get("maximum")
+    enum = schema.get("enum")
+
+    def accept(v: Any) -> bool:
+        if not is_type(v):
+            return False
+        if isinstance(v, str) and ((lo_len is not None and len(v) < lo_len) or (hi_len is not None and len(v) > hi_len)):
+            return False
+        if isinstance(v, int | float) and ((lo is not None and v < lo) or (hi is not None and v > hi)):
+            return False
+        return enum is None or any(type(v) is type(e) and v == e for e in enum)
+
+    return accept
+
+
+def _is_file_field(schema: Mapping[str, Any]) -> bool:
+    if schema.get("format") == "file":
+        return True
+    return any(_is_file_field(b) for b in schema.get("anyOf", []) + schema.get("oneOf", []))
+
+
+class RequestValidator:
+    """The input schema of one app, ready to check many requests fast."""
+
+    def __init__(self, schema: Mapping[str, Any]) -> None:
+        try:
+            Draft202012Validator.check_schema(schema)
+        except SchemaError as exc:
+            raise SchemaDataError(f"the bundled input schema is invalid: {exc.message}") from exc
+        self.schema = schema
+        self.properties: Mapping[str, Mapping[str, Any]] = schema.get("properties", {})
+        self.required: tuple[str, ...] = tuple(schema.get("required", ()))
+        self.closed = schema.get("additionalProperties", True) is False
+        self._fields = {name: Draft202012Validator(sub) for name, sub in self.properties.items()}
+        self._fast = {name: fast_accept(sub) for name, sub in self.properties.items()}
+        self._memo: dict[str, dict[tuple[type, Any], tuple[str, ...]]] = {n: {} for n in self.properties}
+        extra = {k for k in schema if not k.startswith("x-")} - _DECOMPOSABLE
+        self._whole = Draft202012Validator(schema) if extra else None
+        self.file_fields = {n: FileLimits.from_schema(s.get("x-file"))
+                            for n, s in self.properties.items() if _is_file_field(s)}
+        self.ignored_fields = frozenset(n for n, s in self.properties.items() if s.get("x-ignored-by-app"))
+
+    def check_keys(self, keys: Iterable[str]) -> list[tuple[str | None, str]]:
+        """Problems with the request's field names: ``(field or None, message)``."""
+        present = list(keys)
+        out: list[tuple[str | None, str]] = []
+        if self.closed:
+            for key in present:
+                if key not in self.properties:
+                    hint = difflib.get_close_matches(key, list(self.properties), n=1)
+                    suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+                    out.append((key, f"input.{key}: unknown field for this app{suggestion} "
+                                     f"(fields: {', '.join(self.properties)})"))
+        for name in self.required:
+            if name not in present:
+                out.append((None, f"input: missing required field {name!r}"))
+        return out
+
+    def check_field(self, name: str, value: Any) -> tuple[str, ...]:
+        """Messages for one field's value (empty when valid). Unknown names are ignored."""
+        validator = self._fields.get(name)
+        if validator is None:
+            return ()
+        fast = self._fast[name]
+        if fast is not None and fast(value):
+            return ()
+        memo = self._memo[name]
+        hashable = value is None or isinstance(value, str | int | float | bool)
+        if hashable:
+            known = memo.get((type(value), value))
+            if known is not None:
+                return known
+        if validator.is_valid(value):
+            found: tuple[str, ...] = ()
+        else:
+            found = tuple(_messages(name, validator.iter_errors(value)))
+        if hashable and len(memo) < _MEMO_LIMIT:
+            memo[(type(value), value)] = found
+        return found
+
+    def check(self, request: Mapping[str, Any]) -> list[FieldProblem]:
+        """Every problem with one request's values."""
+        problems = [FieldProblem((name,), msg) for name, value in request.items()
+                    for msg in self.check_field(name, value)]
+        if self._whole is not None and not problems:
+            for err in self._whole.iter_errors(request):
+                problems.append(FieldProblem(tuple(err.absolute_path), describe(err)))
+        return problems
+
+
+def _messages(name: str, errors: Iterable[ValidationError]) -> Iterable[str]:
+    for err in sorted(errors, key=lambda e: list(map(str, e.absolute_path))):
+        where = ".".join(str(p) for p in (name, *err.absolute_path))
+        yield f"input.{where}: {describe(err)}"
