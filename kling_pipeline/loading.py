@@ -11,10 +11,10 @@ import os
 from pathlib import Path
 
 from .errors import Diagnostic, Position, RecipeError
-from .recipe import Recipe, build_recipe
+from .recipe import Recipe, build_recipe, check_recipe
 from .yamlsrc import Node, parse_yaml
 
-__all__ = ["display_path", "load_recipe", "merge_nodes", "read_tree"]
+__all__ = ["display_path", "load_recipe", "load_recipe_partial", "merge_nodes", "read_tree"]
 
 MAX_RECIPE_BYTES = 5 * 1024 * 1024
 
@@ -89,7 +89,18 @@ def read_tree(path: Path, shown: str, chain: tuple[Path, ...] = (), cause: Posit
 
 def load_recipe(path: str | os.PathLike[str]) -> Recipe:
     """Load, merge and shape-check a recipe file. Raises ``RecipeError``."""
+    recipe, problems = load_recipe_partial(path)
+    if problems:
+        raise RecipeError(problems)
+    return recipe
+
+
+def load_recipe_partial(path: str | os.PathLike[str]) -> tuple[Recipe, list[Diagnostic]]:
+    """The recipe as far as it could be read, with its shape problems (for reporting
+    every problem at once). Unreadable or unparsable files still raise ``RecipeError``."""
     shown = display_path(path)
     sources: list[str] = []
     tree = read_tree(Path(path), shown, sources=sources)
-    return build_recipe(tree, shown, tuple(sources))
+    if not tree.is_mapping:
+        return build_recipe(tree, shown, tuple(sources)), []  # raises: a recipe must be a mapping
+    return check_recipe(tree, shown, tuple(sources))

@@ -16,7 +16,7 @@ import hashlib
 import re
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ class FileProblem(Exception):
 
 @dataclass(frozen=True, slots=True)
 class FileLimits:
-    media_types: tuple[str, ...] = ("image/png", "image/jpeg")
+    media_types: tuple[str, ...] = field(default=("image/png", "image/jpeg"))
     max_bytes: int | None = None
     min_width: int | None = None
     min_height: int | None = None
@@ -45,7 +45,7 @@ class FileLimits:
     def from_schema(cls, block: Mapping[str, Any] | None) -> FileLimits:
         b = block or {}
         return cls(
-            media_types=tuple(b.get("media_types", cls.media_types)),
+            media_types=tuple(b.get("media_types", ("image/png", "image/jpeg"))),
             max_bytes=b.get("max_bytes"),
             min_width=b.get("min_width"),
             min_height=b.get("min_height"),

@@ -9,7 +9,7 @@ from decimal import Decimal, InvalidOperation
 
 MICROCENTS_PER_USD = 100_000_000
 
-__all__ = ["MICROCENTS_PER_USD", "format_usd", "parse_usd"]
+__all__ = ["MICROCENTS_PER_USD", "format_usd", "parse_usd", "usd_decimal"]
 
 
 def parse_usd(value: object) -> int:
@@ -19,7 +19,7 @@ def parse_usd(value: object) -> int:
     expressible in whole microcents.
     """
     if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
-        raise ValueError(f"expected an amount in USD, got {type(value).__name__}")
+        raise ValueError(f"expected an amount in USD, got {type(value).__name__}")  # noqa: TRY004 - one error kind for callers
     try:
         # str() first so that 0.1 (a float) means the decimal 0.1 the user wrote.
         amount = Decimal(str(value).strip().removeprefix("$"))
@@ -40,3 +40,8 @@ def format_usd(microcents: int) -> str:
     whole, _, frac = text.partition(".")
     frac = frac.rstrip("0").ljust(2, "0")
     return f"{sign}${whole}.{frac}"
+
+
+def usd_decimal(microcents: int) -> str:
+    """``2_800_000`` -> ``"0.028"``: the exact amount as a decimal string (for JSON)."""
+    return format_usd(microcents).replace("$", "", 1)

@@ -20,16 +20,17 @@ from typing import Any
 
 from .errors import Diagnostic, Position, RecipeError, UsageError
 from .jobs import Job, content_key, job_id
+from .loading import load_recipe_partial
 from .localfiles import FileLimits, FileProblem, LocalFile, check_data_uri, check_path, classify
 from .matrix import Combination, expand
 from .money import format_usd
 from .recipe import Recipe
 from .render import RenderError, TemplateSet, field_name, make_environment
-from .schemas import AppSpec, load_app
+from .schemas import AppSpec, UnknownAppError, load_app
 from .validate import RequestValidator
 from .yamlsrc import Node
 
-__all__ = ["MAX_SHOWN_ERRORS", "AxisCost", "Plan", "plan", "parse_only"]
+__all__ = ["MAX_SHOWN_ERRORS", "AxisCost", "Plan", "RenderedJob", "parse_only", "plan", "plan_file"]
 
 MAX_SHOWN_ERRORS = 50
 FileChecker = Callable[[Path, str, FileLimits], LocalFile]
@@ -187,14 +188,14 @@ def _static_checks(recipe: Recipe, app: AppSpec, templates: TemplateSet, filenam
     keys = {k: c.key_pos for k, c in recipe.input.items()}
     for fieldname, message in validator.check_keys(keys):
         problems.append(Diagnostic(keys.get(fieldname) if fieldname else recipe.input_pos, message))
-    known = set(recipe.vars) | set(BASE_NAMES) | set(recipe.matrix.axis_names)
+    known = set(recipe.vars) | set(BASE_NAMES) | set(recipe.matrix.axis_names) | set(recipe.declared)
     known |= {k for e in recipe.matrix.include for k in e.values}
     for ts, extra in ((templates, ()), (filename, OUTPUT_NAMES)):
         for leaf, name in ts.names():
             if name not in known and name not in extra:
                 hint = difflib.get_close_matches(name, sorted(known | set(extra)), n=1)
                 suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
-                where = field_name(leaf.path) or "output.filename"
+                where = field_name(leaf.path, ts.prefix)
                 problems.append(Diagnostic(leaf.pos, f"{where}: {name!r} is undefined{suggestion} "
                                                      f"(known names: {', '.join(sorted(known))})"))
     for name in validator.ignored_fields & set(keys):
@@ -225,9 +226,44 @@ def _safe_name(name: str) -> str | None:
         return f"renders to {name!r}, which leaves the output directory ('..')"
     if "\x00" in name or "\\" in name:
         return f"renders to {name!r}, which holds a character not allowed in file names"
-    if name.endswith("/") or name.split("/")[-1] in (".", ""):
+    if name.endswith("/") or name.rsplit("/", maxsplit=1)[-1] in (".", ""):
         return f"renders to {name!r}, which names a directory, not a file"
     return None
+
+
+def _prepare(recipe: Recipe, app: AppSpec | None) -> tuple[
+        AppSpec, TemplateSet, TemplateSet, RequestValidator, list[Diagnostic], list[Diagnostic]]:
+    try:
+        spec = app or load_app(recipe.app)
+    except UnknownAppError as exc:
+        raise RecipeError([Diagnostic(recipe.app_pos, str(exc))]) from None
+    if recipe.price_microcents is not None:
+        spec = spec.with_price(recipe.price_microcents)
+    env = make_environment()
+    templates = TemplateSet(env, recipe.input)
+    fname_pos = recipe.output.filename_pos or recipe.input_pos
+    filename = TemplateSet(env, Node({"filename": Node(recipe.output.filename, fname_pos)}, fname_pos), "output")
+    validator = RequestValidator(spec.input_schema)
+    problems, warnings = _static_checks(recipe, spec, templates, filename, validator)
+    return spec, templates, filename, validator, problems, warnings
+
+
+def plan_file(path: str | os.PathLike[str], **options: Any) -> Plan:
+    """Load and plan a recipe file, reporting every problem at once: shape problems
+    together with the template and request-field problems that can be found
+    without expanding the matrix. Options are those of ``plan``."""
+    recipe, problems = load_recipe_partial(path)
+    if problems:
+        more: list[Diagnostic] = []
+        if recipe.app.name:
+            try:
+                more = _prepare(recipe, options.get("app"))[4]
+            except RecipeError as exc:
+                more = list(exc.diagnostics)
+        seen = set(problems)
+        _raise(sorted(problems + [d for d in more if d not in seen],
+                      key=lambda d: (d.position or Position("", 0, 0), d.message)))
+    return plan(recipe, **options)
 
 
 def plan(recipe: Recipe, *, app: AppSpec | None = None, only: Mapping[str, set[str]] | None = None,
@@ -237,15 +273,7 @@ def plan(recipe: Recipe, *, app: AppSpec | None = None, only: Mapping[str, set[s
 
     ``budget_usd`` (microcents) is a command-line cap; the lower of it and the recipe's wins.
     """
-    spec = app or load_app(recipe.app)
-    if recipe.price_microcents is not None:
-        spec = spec.with_price(recipe.price_microcents)
-    env = make_environment()
-    templates = TemplateSet(env, recipe.input)
-    fname_pos = recipe.output.filename_pos or recipe.input_pos
-    filename = TemplateSet(env, Node({"filename": Node(recipe.output.filename, fname_pos)}, fname_pos))
-    validator = RequestValidator(spec.input_schema)
-    problems, warnings = _static_checks(recipe, spec, templates, filename, validator)
+    spec, templates, filename, validator, problems, warnings = _prepare(recipe, app)
     _raise(problems)
     only = only or {}
     keys_known = set(recipe.matrix.axis_names) | {k for e in recipe.matrix.include for k in e.values}

@@ -22,7 +22,7 @@ from .money import parse_usd
 from .schemas import AppRef, parse_app_ref
 from .yamlsrc import Node, to_plain
 
-__all__ = ["DEFAULT_FILENAME", "OutputSpec", "Recipe", "build_recipe", "value_label"]
+__all__ = ["DEFAULT_FILENAME", "OutputSpec", "Recipe", "build_recipe", "check_recipe", "value_label"]
 
 TOP_KEYS = (
     "version", "name", "description", "app", "extends", "vars", "matrix", "input",
@@ -68,7 +68,8 @@ class Recipe:
     concurrency: int
     price_microcents: int | None
     webhook: str | None
-    sources: tuple[str, ...] = field(default=())  # every file merged in, child first
+    sources: tuple[str, ...] = field(default=())  # every file merged in, in merge order
+    declared: frozenset[str] = field(default=frozenset())  # names of vars and matrix keys as written
 
     @property
     def input_pos(self) -> Position:
@@ -289,6 +290,29 @@ def _output(check: _Checker, node: Node | None) -> OutputSpec:
 
 def build_recipe(tree: Node, file: str, sources: tuple[str, ...] = ()) -> Recipe:
     """Check the merged tree and return the recipe, or raise ``RecipeError`` with every problem."""
+    recipe, problems = check_recipe(tree, file, sources)
+    if problems:
+        raise RecipeError(problems)
+    return recipe
+
+
+def _declared(top: Mapping[str, Node]) -> frozenset[str]:
+    """Every name the recipe declares, as written (valid or not)."""
+    names: set[str] = set()
+    for section in ("vars", "matrix"):
+        node = top.get(section)
+        if node is not None and node.is_mapping:
+            names |= set(node.value)
+    include = top["matrix"].value.get("include") if "matrix" in top and top["matrix"].is_mapping else None
+    if include is not None and include.is_sequence:
+        for entry in include.value:
+            if entry.is_mapping:
+                names |= set(entry.value)
+    return frozenset(names - set(MATRIX_KEYS))
+
+
+def check_recipe(tree: Node, file: str, sources: tuple[str, ...] = ()) -> tuple[Recipe, list[Diagnostic]]:
+    """The recipe as far as it could be read, and every shape problem found (sorted)."""
     check = _Checker()
     if not tree.is_mapping:
         raise RecipeError([Diagnostic(tree.pos, f"a recipe must be a mapping of keys, got {_kind(tree)}")])
@@ -362,15 +386,13 @@ def build_recipe(tree: Node, file: str, sources: tuple[str, ...] = ()) -> Recipe
     if webhook is not None and not webhook.startswith(("http://", "https://")):
         check.error(top["webhook"].pos, "webhook must be an http:// or https:// URL")
 
-    if check.problems:
-        raise RecipeError(sorted(check.problems, key=_order))
     return Recipe(
         file=file, name=name, description=description, app=app,
         app_pos=app_node.pos if app_node else start, vars=vars_, var_origins=var_origins,
         matrix=matrix, input=input_node, repeat=repeat, output=output,
         budget_microcents=budget, budget_pos=budget_pos, concurrency=concurrency,
-        price_microcents=price, webhook=webhook, sources=sources or (file,),
-    )
+        price_microcents=price, webhook=webhook, sources=sources or (file,), declared=_declared(top),
+    ), sorted(check.problems, key=_order)
 
 
 def _order(d: Diagnostic) -> tuple[str, int, int]:

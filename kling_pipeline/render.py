@@ -48,8 +48,9 @@ def make_environment() -> SandboxedEnvironment:
     return SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
 
-def field_name(path: Path_) -> str:
-    out = ""
+def field_name(path: Path_, prefix: str = "input") -> str:
+    """``("image", 0)`` -> ``input.image[0]``."""
+    out = prefix
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
     return out
@@ -71,8 +72,10 @@ class CompiledTemplate:
     names: frozenset[str]  # context names the template reads
 
 
-def compile_leaf(env: SandboxedEnvironment, path: Path_, node_value: Any, pos: Position) -> CompiledTemplate:
+def compile_leaf(env: SandboxedEnvironment, path: Path_, node_value: Any, pos: Position,
+                 prefix: str = "input") -> CompiledTemplate:
     """Compile one value. Raises ``RenderError`` on a template syntax error."""
+    where = field_name(path, prefix)
     if not isinstance(node_value, str) or not any(m in node_value for m in _MARKERS):
         return CompiledTemplate(path, pos, node_value, "const", None, lambda _c: node_value, frozenset())
     try:
@@ -81,30 +84,29 @@ def compile_leaf(env: SandboxedEnvironment, path: Path_, node_value: Any, pos: P
         single = _SINGLE_EXPR.match(node_value)
         if single and _DOTTED.match(single.group(1)):
             ref = tuple(single.group(1).strip().split("."))
-            return CompiledTemplate(path, pos, node_value, "name", ref[0], _lookup_fn(path, pos, ref), names)
+            return CompiledTemplate(path, pos, node_value, "name", ref[0], _lookup_fn(path, pos, ref, where), names)
         if single:
             expr = env.compile_expression(single.group(1), undefined_to_none=False)
-            fn = _guarded(path, pos, lambda c: expr(**c))
+            fn = _guarded(path, pos, lambda c: expr(**c), where)
             return CompiledTemplate(path, pos, node_value, "expr", None, fn, names)
         parts = _interpolation(node_value)
         if parts is not None:
-            return CompiledTemplate(path, pos, node_value, "text", None, _fast_text(path, pos, parts), names)
+            return CompiledTemplate(path, pos, node_value, "text", None, _fast_text(path, pos, parts, where), names)
         template = env.from_string(ast)
     except jinja2.TemplateSyntaxError as exc:
         line = f" (template line {exc.lineno})" if exc.lineno and exc.lineno > 1 else ""
-        raise RenderError(path, pos, f"{field_name(path)}: template syntax error{line}: {exc.message}") from None
+        raise RenderError(path, pos, f"{where}: template syntax error{line}: {exc.message}") from None
 
     def render_text(ctx: Mapping[str, Any]) -> str:
         # Template.render() copies the context into a fresh dict each call; a shared
         # context is read-only here and saves most of the per-call cost.
         return "".join(template.root_render_func(template.new_context(dict(ctx), shared=True)))
 
-    return CompiledTemplate(path, pos, node_value, "text", None, _guarded(path, pos, render_text), names)
+    return CompiledTemplate(path, pos, node_value, "text", None, _guarded(path, pos, render_text, where), names)
 
 
-def _guarded(path: Path_, pos: Position, fn: Renderer) -> Renderer:
+def _guarded(path: Path_, pos: Position, fn: Renderer, where: str) -> Renderer:
     """Turn whatever a Jinja expression raises into a RenderError at the template."""
-    where = field_name(path)
 
     def render(ctx: Mapping[str, Any]) -> Any:
         try:
@@ -115,7 +117,7 @@ def _guarded(path: Path_, pos: Position, fn: Renderer) -> Renderer:
             raise RenderError(path, pos, f"{where}: {exc.message}") from None
         except jinja2.TemplateError as exc:
             raise RenderError(path, pos, f"{where}: template error: {exc}") from None
-        except Exception as exc:  # noqa: BLE001 - user expressions can raise anything (1/0, int('x'))
+        except Exception as exc:
             raise RenderError(path, pos, f"{where}: {type(exc).__name__}: {exc}") from None
         return value
 
@@ -143,19 +145,19 @@ def _interpolation(text: str) -> list[str | tuple[str, ...]] | None:
     return [p for p in parts if p != ""]
 
 
-def _missing(path: Path_, pos: Position, ctx: Mapping[str, Any], ref: tuple[str, ...]) -> RenderError:
+def _missing(path: Path_, pos: Position, ctx: Mapping[str, Any], ref: tuple[str, ...], where: str) -> RenderError:
     """The error for a reference that does not resolve in ``ctx``."""
     if ref[0] not in ctx:
-        return RenderError(path, pos, f"{field_name(path)}: {ref[0]!r} is undefined")
+        return RenderError(path, pos, f"{where}: {ref[0]!r} is undefined")
     value = ctx[ref[0]]
     for i, attr in enumerate(ref[1:], 1):
         if not (isinstance(value, Mapping) and attr in value):
-            return RenderError(path, pos, f"{field_name(path)}: {'.'.join(ref[:i])!r} has no attribute {attr!r}")
+            return RenderError(path, pos, f"{where}: {'.'.join(ref[:i])!r} has no attribute {attr!r}")
         value = value[attr]
-    return RenderError(path, pos, f"{field_name(path)}: cannot resolve {'.'.join(ref)!r}")  # pragma: no cover
+    return RenderError(path, pos, f"{where}: cannot resolve {'.'.join(ref)!r}")  # pragma: no cover
 
 
-def _lookup_fn(path: Path_, pos: Position, ref: tuple[str, ...]) -> Renderer:
+def _lookup_fn(path: Path_, pos: Position, ref: tuple[str, ...], where: str) -> Renderer:
     root, attrs = ref[0], ref[1:]
 
     def lookup(ctx: Mapping[str, Any]) -> Any:
@@ -164,13 +166,13 @@ def _lookup_fn(path: Path_, pos: Position, ref: tuple[str, ...]) -> Renderer:
             for attr in attrs:
                 value = value[attr]
         except (KeyError, TypeError, IndexError):
-            raise _missing(path, pos, ctx, ref) from None
+            raise _missing(path, pos, ctx, ref, where) from None
         return value
 
     return lookup
 
 
-def _fast_text(path: Path_, pos: Position, parts: list[str | tuple[str, ...]]) -> Renderer:
+def _fast_text(path: Path_, pos: Position, parts: list[str | tuple[str, ...]], where: str) -> Renderer:
     if all(isinstance(p, str) or len(p) == 1 for p in parts):
         flat = [(True, p) if isinstance(p, str) else (False, p[0]) for p in parts]
 
@@ -178,10 +180,10 @@ def _fast_text(path: Path_, pos: Position, parts: list[str | tuple[str, ...]]) -
             try:
                 return "".join([p if lit else str(ctx[p]) for lit, p in flat])
             except KeyError as exc:
-                raise RenderError(path, pos, f"{field_name(path)}: {exc.args[0]!r} is undefined") from None
+                raise RenderError(path, pos, f"{where}: {exc.args[0]!r} is undefined") from None
 
         return render_flat
-    lookups = [p if isinstance(p, str) else _lookup_fn(path, pos, p) for p in parts]
+    lookups = [p if isinstance(p, str) else _lookup_fn(path, pos, p, where) for p in parts]
 
     def render(ctx: Mapping[str, Any]) -> str:
         return "".join([p if isinstance(p, str) else str(p(ctx)) for p in lookups])
@@ -195,7 +197,8 @@ class TemplateSet:
     ``errors`` holds syntax errors found while compiling (reported once).
     """
 
-    def __init__(self, env: SandboxedEnvironment, input_node: Node) -> None:
+    def __init__(self, env: SandboxedEnvironment, input_node: Node, prefix: str = "input") -> None:
+        self.prefix = prefix
         self.errors: list[RenderError] = []
         self.leaves: dict[Path_, CompiledTemplate] = {}
         self._shape = self._compile(env, input_node, ())
@@ -210,7 +213,7 @@ class TemplateSet:
         if node.is_sequence:
             return [self._compile(env, child, (*path, i)) for i, child in enumerate(node.value)]
         try:
-            leaf = compile_leaf(env, path, node.value, node.pos)
+            leaf = compile_leaf(env, path, node.value, node.pos, self.prefix)
         except RenderError as exc:
             self.errors.append(exc)
             leaf = CompiledTemplate(path, node.pos, None, "const", None, lambda _c: None, frozenset())

@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from jsonschema import Draft202012Validator, ValidationError
 from jsonschema.exceptions import SchemaError
@@ -41,8 +41,11 @@ class FieldProblem:
 
 
 def short(value: Any, limit: int = 60) -> str:
+    """A value as it reads in a message, cut to ``limit`` characters."""
     text = repr(value)
-    return text if len(text) <= limit else text[: limit - 5] + "...'" if isinstance(value, str) else text[:limit] + "..."
+    if len(text) <= limit:
+        return text
+    return text[: limit - 5] + "...'" if isinstance(value, str) else text[:limit] + "..."
 
 
 def json_type(value: Any) -> str:
@@ -75,7 +78,7 @@ def _types(schema: Mapping[str, Any]) -> list[str]:
 
 def describe(error: ValidationError) -> str:
     """One readable sentence for a jsonschema error."""
-    v, kw, arg = error.instance, error.validator, error.validator_value
+    v, kw, arg = cast(Any, error.instance), error.validator, cast(Any, error.validator_value)
     if kw == "enum":
         return f"{short(v)} is not one of: {', '.join(str(x) for x in arg)}"
     if kw == "const":
@@ -131,7 +134,9 @@ def fast_accept(schema: Mapping[str, Any]) -> Callable[[Any], bool] | None:
     def accept(v: Any) -> bool:
         if not is_type(v):
             return False
-        if isinstance(v, str) and ((lo_len is not None and len(v) < lo_len) or (hi_len is not None and len(v) > hi_len)):
+        if isinstance(v, str) and (
+            (lo_len is not None and len(v) < lo_len) or (hi_len is not None and len(v) > hi_len)
+        ):
             return False
         if isinstance(v, int | float) and ((lo is not None and v < lo) or (hi is not None and v > hi)):
             return False
@@ -174,7 +179,8 @@ class RequestValidator:
         if self.closed:
             for key in present:
                 if key not in self.properties:
-                    hint = difflib.get_close_matches(key, list(self.properties), n=1)
+                    alias = next((n for n, sub in self.properties.items() if key in sub.get("x-aliases", ())), None)
+                    hint = [alias] if alias else difflib.get_close_matches(key, list(self.properties), n=1)
                     suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
                     out.append((key, f"input.{key}: unknown field for this app{suggestion} "
                                      f"(fields: {', '.join(self.properties)})"))

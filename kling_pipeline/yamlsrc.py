@@ -11,6 +11,7 @@ Pure: takes text and the name to show for it, never opens files.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -110,7 +111,7 @@ class _Builder:
             value = self._constructor.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
             return self.fail(node, f"invalid value: {exc}")
-        if isinstance(value, float) and value != value:  # NaN never compares equal; refuse it
+        if isinstance(value, float) and math.isnan(value):
             return self.fail(node, "NaN is not allowed")
         return Node(value, pos, tag="str" if isinstance(value, str) else "scalar")
 

@@ -1,0 +1,78 @@
+"""Argument parsing and dispatch. Commands live in their own modules."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import TextIO
+
+from .. import __version__
+from . import _plan
+from ._exit import report
+
+__all__ = ["build_parser", "main"]
+
+Command = Callable[[argparse.Namespace, TextIO, TextIO], int]
+
+
+def _recipe_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--only", action="append", default=[], metavar="AXIS=VALUE",
+                   help="keep only combinations where AXIS has VALUE (repeatable; same axis = any of)")
+    p.add_argument("--budget", metavar="USD", help="spend cap in USD (the lower of this and the recipe's wins)")
+    p.add_argument("--out", metavar="DIR", help="output directory (default: the recipe's output.dir)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kling-pipeline",
+        description="Declarative, budget-capped image-generation sweeps on the inference.sh API.",
+        epilog="exit codes: 0 done, 1 some jobs failed, 2 invalid input, 3 budget stop, 130 interrupted",
+    )
+    parser.add_argument("--version", action="version", version=f"kling-pipeline {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("validate", help="check recipes (YAML, shape, templates, API schema, files); exit 2 if invalid")
+    p.add_argument("recipes", nargs="+", metavar="RECIPE")
+    p.set_defaults(func=_plan.cmd_validate)
+
+    p = sub.add_parser("plan", help="list the jobs, the exact cost and the budget verdict; nothing is sent")
+    p.add_argument("recipe", metavar="RECIPE")
+    _recipe_args(p)
+    p.add_argument("--json", action="store_true",
+                   help="print the plan as one JSON document (format kling-pipeline.plan/1)")
+    p.add_argument("--rows", type=int, default=20, metavar="N",
+                   help="rows of jobs and axis values to show (default 20)")
+    p.set_defaults(func=_plan.cmd_plan)
+
+    p = sub.add_parser("emulator", add_help=False, help="serve the bundled inference.sh emulator on loopback")
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_emulator)
+    return parser
+
+
+def _emulator(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from ..emulator.cli import main as emulator_main
+
+    code: int = emulator_main(list(args.args))
+    return code
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Run one command; return its exit code. Never raises for a user error."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv[:1] == ["emulator"]:  # the emulator parses its own flags (and --help)
+            return _emulator(argparse.Namespace(args=argv[1:]), out, err)
+        args = parser.parse_args(argv)
+        func: Command = args.func
+        return func(args, out, err)
+    except SystemExit as exc:  # argparse: --help, --version, bad usage (exit 2)
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
+    except BrokenPipeError:  # `kling-pipeline plan ... | head`
+        return 0
+    except BaseException as exc:
+        return report(exc, err)

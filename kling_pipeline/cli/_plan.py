@@ -1,0 +1,57 @@
+"""``validate`` and ``plan``: everything that happens before a cent is spent."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TextIO
+
+from ..errors import RecipeError, UsageError
+from ..money import format_usd, parse_usd
+from ..planning import Plan, parse_only, plan_file
+from ..planview import plan_summary, warning_lines, write_plan_json
+from ._exit import EXIT_BUDGET, EXIT_INVALID, EXIT_OK, report
+
+__all__ = ["cmd_plan", "cmd_validate", "make_plan"]
+
+
+def budget_arg(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        return parse_usd(text)
+    except ValueError as exc:
+        raise UsageError(f"--budget: {exc}") from None
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    """Load and plan the recipe named on the command line (shared by plan/run/status)."""
+    only = parse_only(getattr(args, "only", []) or [])
+    budget = budget_arg(getattr(args, "budget", None))
+    return plan_file(args.recipe, only=only, budget_usd=budget, out_dir=getattr(args, "out", None))
+
+
+def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    code = EXIT_OK
+    for path in args.recipes:
+        try:
+            p = plan_file(path)
+        except RecipeError as exc:
+            code = max(code, report(exc, err))
+            continue
+        for line in warning_lines(p.warnings):
+            err.write(line + "\n")
+        out.write(f"{p.recipe.file}: ok — {len(p.jobs):,} job{'s' if len(p.jobs) != 1 else ''}, "
+                  f"{format_usd(p.total_cost)}\n")
+    return code if code in (EXIT_OK, EXIT_INVALID) else EXIT_INVALID
+
+
+def cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    p = make_plan(args)
+    for line in warning_lines(p.warnings):
+        err.write(line + "\n")
+    if args.json:
+        write_plan_json(p, out)
+    else:
+        for line in plan_summary(p, rows=max(1, args.rows)):
+            out.write(line + "\n")
+    return EXIT_BUDGET if p.over_budget else EXIT_OK
