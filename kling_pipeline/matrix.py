@@ -90,15 +90,13 @@ class Combination:
 
 
 def same_value(a: Any, b: Any) -> bool:
-    """Equality that does not confuse ``1``, ``1.0`` and ``True``."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
+    """Equality that does not confuse ``1``, ``1.0``, ``True`` and ``"1"``: values are
+    the same when they are written the same YAML type, as their labels and content
+    keys are (``1`` and ``1.0`` read ``v=1`` and ``v=1.0`` and send different JSON)."""
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return a == b
     return type(a) is type(b) and bool(a == b)
 
 

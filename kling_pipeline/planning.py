@@ -252,7 +252,11 @@ def plan_file(path: str | os.PathLike[str], **options: Any) -> Plan:
     """Load and plan a recipe file, reporting every problem at once: shape problems
     together with the template and request-field problems that can be found
     without expanding the matrix. Options are those of ``plan``."""
-    recipe, problems = load_recipe_partial(path)
+    try:
+        recipe, problems = load_recipe_partial(path)
+    except RecipeError as exc:  # unreadable file or YAML errors: shown capped like the rest
+        _raise(list(exc.diagnostics))
+        raise
     if problems:
         more: list[Diagnostic] = []
         if recipe.app.name:
@@ -283,6 +287,11 @@ def plan(recipe: Recipe, *, app: AppSpec | None = None, only: Mapping[str, set[s
                              f"(keys: {', '.join(sorted(keys_known)) or 'none'})")
     builder = _Builder(recipe, spec, templates, filename, validator, check_file)
     filtered = builder.run(expand(recipe.matrix), only)
+    for axis, wanted in only.items():
+        taken = builder.only_values.get(axis, {})
+        for value in sorted(v for v in wanted if v not in taken):
+            known = ", ".join(taken) or "none"
+            raise UsageError(f"--only {axis}={value}: no combination has {axis}={value} (values: {known})")
     problems = builder.problems.diagnostics() + builder.output_problems(_output_dir(recipe, out_dir))
     _raise(problems)
     caps = [c for c in (recipe.budget_microcents, budget_usd) if c is not None]
@@ -314,13 +323,18 @@ class _Builder:
         self.app_ref = str(recipe.app)
         self.fname_leaf = filename.leaves[("filename",)]
         self.name_problems: list[Diagnostic] = []
+        self.only_values: dict[str, dict[str, None]] = {}  # --only axis -> its labels, in first-seen order
 
     def run(self, combos: Iterable[Combination], only: Mapping[str, set[str]]) -> int:
         filtered = 0
         for combo in combos:
-            if only and not all(combo.labels.get(a) in vals for a, vals in only.items()):
-                filtered += 1
-                continue
+            if only:
+                for a in only:  # every value an --only axis takes, to refuse a value it never takes
+                    if a in combo.labels:
+                        self.only_values.setdefault(a, {})[combo.labels[a]] = None
+                if not all(combo.labels.get(a) in vals for a, vals in only.items()):
+                    filtered += 1
+                    continue
             for r in range(self.recipe.repeat):
                 self.job(combo, r)
         return filtered
@@ -361,7 +375,9 @@ class _Builder:
         first = self.seen_keys.get(key)
         if first is not None:
             self.collapsed += 1
-            where = next(iter(combo.origins.values()), recipe.input_pos)
+            # point at the value that makes this combination differ from the first (it has no effect)
+            where = next((p for k, p in combo.origins.items() if first.combination.origins.get(k) != p),
+                         recipe.input_pos)
             self.warnings.add(where, f"identical to {first.id} {first.label}: same request, run once", label)
             return
         jid = job_id(combo, r, recipe.repeat)

@@ -18,6 +18,7 @@ __all__ = ["PLAN_FORMAT", "plan_summary", "write_plan_json"]
 
 PLAN_FORMAT = "kling-pipeline.plan/1"
 DEFAULT_ROWS = 20
+MAX_SHOWN_WARNINGS = 50
 
 
 def _plural(n: int, word: str) -> str:
@@ -34,12 +35,16 @@ def budget_line(plan: Plan) -> str:
     return f"budget {cap}: within budget ({format_usd(plan.budget_microcents - plan.total_cost)} to spare)"
 
 
-def warning_lines(warnings: tuple[Diagnostic, ...]) -> list[str]:
+def warning_lines(warnings: tuple[Diagnostic, ...], limit: int = MAX_SHOWN_WARNINGS) -> list[str]:
+    """The warnings as printed: the first ``limit``, then a count of the rest."""
     out = []
-    for w in warnings:
+    for w in warnings[:limit]:
         where = f"{w.position}: " if w.position else ""
         combo = f"{w.combination} " if w.combination else ""
         out.append(f"{where}warning: {combo}{w.message}")
+    if len(warnings) > limit:
+        rest = len(warnings) - limit
+        out.append(f"... and {rest:,} more warning{'s' if rest != 1 else ''}")
     return out
 
 
@@ -61,8 +66,9 @@ def plan_summary(plan: Plan, rows: int = DEFAULT_ROWS) -> Iterator[str]:
     if extra:
         yield "  " + "; ".join(extra)
     yield f"  output: {plan.output_dir}"
-    for axis, costs in plan.breakdown().items():
-        if len(costs) > 1 or len(plan.breakdown()) == 1:
+    breakdown = plan.breakdown()
+    for axis, costs in breakdown.items():
+        if len(costs) > 1 or len(breakdown) == 1:
             yield f"  by {axis}:"
             width = min(max(len(c.value) for c in costs), 40)
             for c in costs[:rows]:

@@ -44,8 +44,19 @@ class RenderError(Exception):
         self.message = message
 
 
+class _RecipeEnvironment(SandboxedEnvironment):
+    """The sandbox with one change: ``style.items`` on a mapping that has the key
+    ``items`` gives that value, not the dict method (whose text holds a memory
+    address, which would make prompts and content keys differ from run to run)."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) is dict and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+
 def make_environment() -> SandboxedEnvironment:
-    return SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    return _RecipeEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
 
 def field_name(path: Path_, prefix: str = "input") -> str:
@@ -82,25 +93,29 @@ def compile_leaf(env: SandboxedEnvironment, path: Path_, node_value: Any, pos: P
         ast = env.parse(node_value)
         names = frozenset(meta.find_undeclared_variables(ast)) - set(env.globals)
         single = _SINGLE_EXPR.match(node_value)
-        if single and _DOTTED.match(single.group(1)):
+        # Jinja's globals (range, dict, ...) are left to Jinja: the fast paths read the context only.
+        fast = not any(n.name in env.globals for n in ast.find_all(jinja2.nodes.Name))
+        if fast and single and _DOTTED.match(single.group(1)):
             ref = tuple(single.group(1).strip().split("."))
-            return CompiledTemplate(path, pos, node_value, "name", ref[0], _lookup_fn(path, pos, ref, where), names)
+            lookup = _lookup_fn(env, path, pos, ref, where)
+            return CompiledTemplate(path, pos, node_value, "name", ref[0], lookup, names)
         if single:
             expr = env.compile_expression(single.group(1), undefined_to_none=False)
             fn = _guarded(path, pos, lambda c: expr(**c), where)
             return CompiledTemplate(path, pos, node_value, "expr", None, fn, names)
-        parts = _interpolation(node_value)
+        parts = _interpolation(node_value) if fast else None
         if parts is not None:
-            return CompiledTemplate(path, pos, node_value, "text", None, _fast_text(path, pos, parts, where), names)
+            render = _fast_text(env, path, pos, parts, where)
+            return CompiledTemplate(path, pos, node_value, "text", None, render, names)
         template = env.from_string(ast)
     except jinja2.TemplateSyntaxError as exc:
         line = f" (template line {exc.lineno})" if exc.lineno and exc.lineno > 1 else ""
         raise RenderError(path, pos, f"{where}: template syntax error{line}: {exc.message}") from None
 
     def render_text(ctx: Mapping[str, Any]) -> str:
-        # Template.render() copies the context into a fresh dict each call; a shared
-        # context is read-only here and saves most of the per-call cost.
-        return "".join(template.root_render_func(template.new_context(dict(ctx), shared=True)))
+        # Template.render() without its error rewriting; the context gets Jinja's
+        # globals (range, dict, ...) as render() gives them.
+        return "".join(template.root_render_func(template.new_context(dict(ctx))))
 
     return CompiledTemplate(path, pos, node_value, "text", None, _guarded(path, pos, render_text, where), names)
 
@@ -145,34 +160,50 @@ def _interpolation(text: str) -> list[str | tuple[str, ...]] | None:
     return [p for p in parts if p != ""]
 
 
-def _missing(path: Path_, pos: Position, ctx: Mapping[str, Any], ref: tuple[str, ...], where: str) -> RenderError:
-    """The error for a reference that does not resolve in ``ctx``."""
+def _missing(path: Path_, pos: Position, ctx: Mapping[str, Any], ref: tuple[str, ...],
+             where: str) -> RenderError | None:
+    """The error for a reference that does not resolve in ``ctx``, or None when Jinja
+    would resolve it some other way (an attribute of the value, e.g. a str method)."""
     if ref[0] not in ctx:
         return RenderError(path, pos, f"{where}: {ref[0]!r} is undefined")
     value = ctx[ref[0]]
     for i, attr in enumerate(ref[1:], 1):
-        if not (isinstance(value, Mapping) and attr in value):
-            return RenderError(path, pos, f"{where}: {'.'.join(ref[:i])!r} has no attribute {attr!r}")
-        value = value[attr]
-    return RenderError(path, pos, f"{where}: cannot resolve {'.'.join(ref)!r}")  # pragma: no cover
+        if type(value) is dict and attr in value:
+            value = value[attr]
+            continue
+        if hasattr(value, attr):
+            return None
+        return RenderError(path, pos, f"{where}: {'.'.join(ref[:i])!r} has no attribute {attr!r}")
+    return None  # pragma: no cover - the lookup would have succeeded
 
 
-def _lookup_fn(path: Path_, pos: Position, ref: tuple[str, ...], where: str) -> Renderer:
+def _lookup_fn(env: SandboxedEnvironment, path: Path_, pos: Position, ref: tuple[str, ...],
+               where: str) -> Renderer:
+    """``{{ a.b.c }}`` read straight from the context when every step is a mapping key
+    (what Jinja gives too); anything else is left to Jinja, so results are the same."""
     root, attrs = ref[0], ref[1:]
+    slow: list[Renderer] = []
 
     def lookup(ctx: Mapping[str, Any]) -> Any:
         try:
             value = ctx[root]
             for attr in attrs:
-                value = value[attr]
+                value = value[attr]  # recipe values are plain: only a dict takes a str key
+            return value
         except (KeyError, TypeError, IndexError):
-            raise _missing(path, pos, ctx, ref, where) from None
-        return value
+            error = _missing(path, pos, ctx, ref, where)
+            if error is not None:
+                raise error from None
+        if not slow:
+            expr = env.compile_expression(".".join(ref), undefined_to_none=False)
+            slow.append(_guarded(path, pos, lambda c: expr(**c), where))
+        return slow[0](ctx)
 
     return lookup
 
 
-def _fast_text(path: Path_, pos: Position, parts: list[str | tuple[str, ...]], where: str) -> Renderer:
+def _fast_text(env: SandboxedEnvironment, path: Path_, pos: Position, parts: list[str | tuple[str, ...]],
+               where: str) -> Renderer:
     if all(isinstance(p, str) or len(p) == 1 for p in parts):
         flat = [(True, p) if isinstance(p, str) else (False, p[0]) for p in parts]
 
@@ -183,7 +214,7 @@ def _fast_text(path: Path_, pos: Position, parts: list[str | tuple[str, ...]], w
                 raise RenderError(path, pos, f"{where}: {exc.args[0]!r} is undefined") from None
 
         return render_flat
-    lookups = [p if isinstance(p, str) else _lookup_fn(path, pos, p, where) for p in parts]
+    lookups = [p if isinstance(p, str) else _lookup_fn(env, path, pos, p, where) for p in parts]
 
     def render(ctx: Mapping[str, Any]) -> str:
         return "".join([p if isinstance(p, str) else str(p(ctx)) for p in lookups])

@@ -52,7 +52,7 @@ def parse_app_ref(text: str) -> AppRef:
         raise ValueError(f"app must look like 'namespace/name' or 'namespace/name@version', got {text!r}")
     if "@" in text and not version:
         raise ValueError(f"empty version after '@' in {text!r}")
-    if ":" in version:
+    if ":" in text:
         raise ValueError(f"app functions (':name') are not supported: {text!r}")
     return AppRef(name=name, version=version or None)
 

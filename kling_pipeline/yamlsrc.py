@@ -30,6 +30,9 @@ _MAP_TAGS = {f"{_TAG}map", f"{_TAG}omap"}
 _SEQ_TAGS = {f"{_TAG}seq"}
 _MERGE_TAG = f"{_TAG}merge"
 _MAX_DEPTH = 64
+# Aliases can make a few lines expand to billions of values ("billion laughs"): cap the
+# values built again through an alias (a large file without aliases is bounded by its size).
+_MAX_ALIASED = 100_000
 
 
 @dataclass(eq=False, slots=True)
@@ -72,12 +75,23 @@ class _Builder:
         self.file = file
         self.problems: list[Diagnostic] = []
         self._constructor = yaml.constructor.SafeConstructor()
+        self._built: set[int] = set()
+        self._aliased = 0
 
     def fail(self, node: yaml.Node, message: str) -> Node:
         self.problems.append(Diagnostic(_pos(self.file, node.start_mark), message))
         return Node(None, _pos(self.file, node.start_mark))
 
     def build(self, node: yaml.Node, depth: int = 0) -> Node:
+        if id(node) in self._built:
+            self._aliased += 1
+            if self._aliased > _MAX_ALIASED:
+                if self._aliased == _MAX_ALIASED + 1:
+                    self.fail(node, f"aliases (*name) expand to more than {_MAX_ALIASED:,} values; "
+                                    "a recipe should be much smaller")
+                return Node(None, _pos(self.file, node.start_mark))
+        else:
+            self._built.add(id(node))
         if depth > _MAX_DEPTH:
             return self.fail(node, f"nesting deeper than {_MAX_DEPTH} levels")
         if isinstance(node, yaml.ScalarNode):
