@@ -1,7 +1,66 @@
-"""kling-pipeline: declarative, budget-capped sweeps on the inference.sh API."""
+"""kling-pipeline: declarative, budget-capped sweeps on the inference.sh API.
 
-from __future__ import annotations
+The public Python API::
+
+    from kling_pipeline import load_recipe, plan
+    p = plan(load_recipe("recipes/quickstart.yaml"))
+    print(len(p.jobs), p.total_cost)  # jobs, cost in microcents
+
+Names are imported on first use, so ``import kling_pipeline`` stays cheap (it
+loads no template engine, schema validator or HTTP client).
+"""
+
+import importlib as _importlib
+import typing as _t
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+if _t.TYPE_CHECKING:
+    from .errors import Diagnostic, KlingError, Position, RecipeError, UsageError
+    from .jobs import Job
+    from .loading import load_recipe
+    from .planning import Plan, plan, plan_file
+    from .recipe import Recipe
+
+# public name -> module that defines it
+_EXPORTS = {
+    "Diagnostic": "errors",
+    "Job": "jobs",
+    "KlingError": "errors",
+    "Plan": "planning",
+    "Position": "errors",
+    "Recipe": "recipe",
+    "RecipeError": "errors",
+    "UsageError": "errors",
+    "load_recipe": "loading",
+    "plan": "planning",
+    "plan_file": "planning",
+}
+
+__all__ = [
+    "Diagnostic",
+    "Job",
+    "KlingError",
+    "Plan",
+    "Position",
+    "Recipe",
+    "RecipeError",
+    "UsageError",
+    "__version__",
+    "load_recipe",
+    "plan",
+    "plan_file",
+]
+
+
+def __getattr__(name: str) -> _t.Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kling_pipeline' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
