@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from .. import __version__
-from . import _plan
+from . import _plan, _run
 from ._exit import report
 
 __all__ = ["build_parser", "main"]
@@ -44,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", type=int, default=20, metavar="N",
                    help="rows of jobs and axis values to show (default 20)")
     p.set_defaults(func=_plan.cmd_plan)
+
+    p = sub.add_parser("run", help="run the sweep: concurrent, budget-capped, resumable, never paying twice")
+    p.add_argument("recipe", metavar="RECIPE")
+    _recipe_args(p)
+    _run.add_run_arguments(p)
+    p.set_defaults(func=_run.cmd_run)
 
     p = sub.add_parser("emulator", add_help=False, help="serve the bundled inference.sh emulator on loopback")
     p.add_argument("args", nargs=argparse.REMAINDER)

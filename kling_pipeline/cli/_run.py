@@ -1,0 +1,153 @@
+"""``run``: turn a plan into images, under the budget cap, resumable, never paying twice."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import TextIO
+
+import anyio
+
+from ..client import Secret
+from ..context import RunOptions
+from ..errors import UsageError
+from ..money import format_usd
+from ..planning import Plan
+from ..planview import warning_lines
+from ..progress import Counters, LiveEvents, make_events
+from ..session import RunSummary, git_provenance, prepare, run_plan
+from ._exit import EXIT_BUDGET, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, exit_code
+from ._plan import make_plan
+
+__all__ = ["add_run_arguments", "cmd_run"]
+
+DEFAULT_BASE_URL = "https://api.inference.sh"
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--emulator", action="store_true",
+                   help="run against the bundled emulator on a free loopback port (no API key needed)")
+    p.add_argument("--base-url", metavar="URL", help=f"API endpoint (default: $INFERENCE_BASE_URL or {DEFAULT_BASE_URL})")
+    p.add_argument("--concurrency", type=int, metavar="N", help="jobs at once (default: the recipe's concurrency)")
+    p.add_argument("--rate", type=float, metavar="PER_S", help="at most this many submits per second")
+    p.add_argument("--retry-failed", action="store_true", help="send again jobs that failed in an earlier run")
+    p.add_argument("--retry-unknown", action="store_true",
+                   help="send again jobs whose earlier submit has an unknown outcome (may pay twice)")
+    p.add_argument("--no-reconcile", action="store_true",
+                   help="do not look lost submits up in the task listing (they stay unknown)")
+    p.add_argument("--reconcile-window", type=float, default=120.0, metavar="S",
+                   help="how long the task listing may lag behind a submit (default 120)")
+    p.add_argument("--cancel-inflight", action="store_true", help="on Ctrl-C, cancel running tasks via the API")
+    p.add_argument("--drain-timeout", type=float, default=120.0, metavar="S",
+                   help="on Ctrl-C, how long to wait for running tasks (default 120)")
+    p.add_argument("--json", action="store_true", help="one JSON event per line on stdout")
+
+
+def _options(args: argparse.Namespace, plan: Plan) -> RunOptions:
+    concurrency = args.concurrency if args.concurrency is not None else plan.recipe.concurrency
+    if concurrency < 1 or concurrency > 4096:
+        raise UsageError(f"--concurrency must be between 1 and 4096, got {concurrency}")
+    if args.rate is not None and args.rate <= 0:
+        raise UsageError("--rate must be positive")
+    return RunOptions(
+        concurrency=concurrency, rate=args.rate, retry_failed=args.retry_failed,
+        retry_unknown=args.retry_unknown, reconcile=not args.no_reconcile,
+        reconcile_window=max(0.0, args.reconcile_window), cancel_inflight=args.cancel_inflight,
+        drain_timeout=max(0.0, args.drain_timeout), webhook=plan.recipe.webhook,
+    )
+
+
+@contextlib.contextmanager
+def _backend(args: argparse.Namespace, err: TextIO) -> Iterator[tuple[str, Secret]]:
+    if args.emulator:
+        from ..emulator import EmulatorConfig, EmulatorServer, Latency
+
+        with EmulatorServer(EmulatorConfig(latency=Latency.uniform(0.5, 1.5))) as emu:
+            err.write(f"using the bundled emulator at {emu.base_url} (no real API calls, nothing is billed)\n")
+            yield emu.base_url, Secret("emulator-key")
+        return
+    key = os.environ.get("INFERENCE_API_KEY", "").strip()
+    if not key:
+        raise UsageError("INFERENCE_API_KEY is not set: export your inference.sh API key, "
+                         "or pass --emulator to try the sweep against the bundled emulator")
+    base = args.base_url or os.environ.get("INFERENCE_BASE_URL") or DEFAULT_BASE_URL
+    yield base, Secret(key)
+
+
+def _summary_lines(summary: RunSummary, plan: Plan) -> Iterator[str]:
+    d = summary.decision
+    done_before = len(d.done) if d else 0
+    parts = [f"{summary.count('completed')} completed"]
+    for status in ("failed", "unknown", "cancelled", "rejected", "interrupted", "not_run"):
+        if summary.count(status):
+            parts.append(f"{summary.count(status)} {status.replace('_', ' ')}")
+    if done_before:
+        parts.append(f"{done_before} done earlier")
+    yield "run: " + ", ".join(parts)
+    if summary.ledger is not None:
+        s = summary.ledger
+        cap = f" of the {format_usd(s.cap)} cap" if s.cap is not None else ""
+        yield (f"spend: {format_usd(summary.spent_this_run)} this run; {format_usd(s.settled)} settled"
+               f" + {format_usd(s.reserved)} unresolved in total{cap}")
+    if summary.stop_reason == "budget":
+        n = sum(1 for r in summary.results if r.status == "not_run")
+        yield (f"budget stop: {n} job{'s' if n != 1 else ''} not run (would cost {format_usd(summary.not_run_cost)}); "
+               "raise budget.max_usd or --budget and run again to continue")
+    if summary.fatal is not None:
+        yield f"stopped: {summary.fatal}"
+    unknown = [r for r in summary.results if r.status == "unknown"]
+    for r in unknown[:10]:
+        yield f"unknown: {r.job_id}: {r.error}"
+    failed = [r for r in summary.results if r.status in ("failed", "cancelled", "rejected")]
+    for r in failed[:10]:
+        yield f"failed: {r.job_id}: {r.error}"
+    if d and (d.failed or d.unknown):
+        yield (f"left alone: {len(d.failed)} failed earlier (--retry-failed), "
+               f"{len(d.unknown)} unknown (--retry-unknown)")
+    if summary.manifest is not None:
+        yield f"manifest: {summary.manifest}"
+
+
+def _exit_for(summary: RunSummary) -> int:
+    if summary.stop_reason == "interrupted":
+        return EXIT_INTERRUPTED
+    if summary.fatal is not None:
+        return exit_code(summary.fatal)
+    if summary.stop_reason == "budget":
+        return EXIT_BUDGET
+    bad = ("failed", "unknown", "cancelled", "rejected", "interrupted")
+    d = summary.decision
+    if any(r.status in bad for r in summary.results) or (d and (d.failed or d.unknown)):
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    plan = make_plan(args)
+    for line in warning_lines(plan.warnings):
+        err.write(line + "\n")
+    options = _options(args, plan)
+    _state, decision, _path = prepare(plan, options)
+    if decision.nothing_to_do:
+        left = len(decision.failed) + len(decision.unknown)
+        err.write(f"nothing to do: {len(decision.done)} job{'s' if len(decision.done) != 1 else ''} done"
+                  + (f", {left} failed or unknown left alone (--retry-failed / --retry-unknown)" if left else "")
+                  + f" ({plan.output_dir})\n")
+        return EXIT_FAILED if left else EXIT_OK
+    provenance = {"recipe": plan.recipe.file, "git": git_provenance(list(plan.recipe.sources))}
+    mode = "json" if args.json else ("live" if err.isatty() else "plain")
+    with _backend(args, err) as (base_url, key):
+        events = make_events(mode, out if args.json else err, Counters(len(decision.work)))
+
+        async def main() -> RunSummary:
+            return await run_plan(plan, base_url=base_url, key=key, options=options, events=events,
+                                    provenance=provenance)
+
+        summary = anyio.run(main)
+        if isinstance(events, LiveEvents):
+            events.close()
+    for line in _summary_lines(summary, plan):
+        err.write(line + "\n")
+    return _exit_for(summary)

@@ -1,0 +1,167 @@
+"""Everything one run shares: the plan, the clients, the journal, the ledger, the pacer, the stop flag."""
+
+from __future__ import annotations
+
+import mimetypes
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import anyio
+
+from .apierrors import ApiError, ConnectFailed, ResponseLost
+from .budget import BudgetLedger, LedgerSnapshot
+from .client import ApiClient, ClientPool
+from .jobs import Job
+from .localfiles import LocalFile, decode_data_uri
+from .manifest import Journal, ManifestState
+from .pacing import Pacer
+from .planning import Plan
+from .schemas import Pricing
+from .wire import TaskView
+
+__all__ = ["Events", "RunContext", "RunOptions"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    concurrency: int = 8
+    submit_attempts: int = 8  # sends of one request while the answers say "nothing was created"
+    provider_retries: int = 5  # re-submits after a provider concurrency-limit failure (Kling 1303)
+    stream_attempts: int = 5  # stream (re)connections before polling only
+    task_timeout: float = 1800.0
+    reconcile: bool = True
+    reconcile_window: float = 120.0  # how long the task listing may lag behind a submit
+    reconcile_poll: float = 1.0
+    reconcile_margin: float = 300.0  # clock skew allowed between us and the service
+    reconcile_pages: int = 20
+    drain_timeout: float = 120.0  # after Ctrl-C, how long to wait for in-flight tasks
+    cancel_inflight: bool = False
+    retry_failed: bool = False
+    retry_unknown: bool = False
+    rate: float | None = None  # submits per second
+    webhook: str | None = None
+    max_download_bytes: int = 64 * 1024 * 1024
+
+
+class Events(Protocol):
+    """What the run tells its display (TTY, plain log lines or JSON events)."""
+
+    def attach(self, ledger: Callable[[], LedgerSnapshot]) -> None: ...
+    def started(self, w: Any) -> None: ...
+    def submitting(self, w: Any, retry: int) -> None: ...
+    def accepted(self, w: Any, task_id: str) -> None: ...
+    def progress(self, w: Any, view: TaskView) -> None: ...
+    def throttled(self, w: Any, exc: ApiError, delay: float) -> None: ...
+    def unknown(self, w: Any, reason: str) -> None: ...
+    def resubmit(self, w: Any) -> None: ...
+    def finished(self, w: Any, result: Any) -> None: ...
+    def stopping(self, reason: str, detail: str) -> None: ...
+
+
+@dataclass(slots=True)
+class RunContext:
+    plan: Plan
+    pool: ClientPool
+    journal: Journal
+    manifest: ManifestState
+    ledger: BudgetLedger
+    pacer: Pacer
+    options: RunOptions
+    events: Events
+    provenance: Mapping[str, Any]
+    run_id: str
+    claimed: set[str] = field(default_factory=set)
+    stopping: anyio.Event = field(default_factory=anyio.Event)
+    stop_reason: str = ""
+    interrupted: bool = False
+    fatal: BaseException | None = None
+    uploading: dict[str, anyio.Event] = field(default_factory=dict)
+    inflight: dict[str, ApiClient] = field(default_factory=dict)  # task id -> the client following it
+
+    @property
+    def app_ref(self) -> str:
+        return str(self.plan.recipe.app)
+
+    @property
+    def pricing(self) -> Pricing:
+        return self.plan.app.pricing
+
+    @property
+    def out_dir(self) -> Path:
+        return self.plan.output_dir
+
+    async def record(self, record: dict[str, Any]) -> None:
+        """Write a manifest record durably, then fold it into the live state."""
+        record.setdefault("at", time.time())
+        await self.journal.append(record)
+        self.manifest.apply(record)
+
+    def stop(self, reason: str, exc: BaseException | None = None) -> None:
+        """Stop submitting (budget, fatal error, interrupt). The first reason wins."""
+        if not self.stopping.is_set():
+            self.stop_reason = reason
+            self.fatal = exc
+            self.stopping.set()
+            self.events.stopping(reason, str(exc) if exc else "")
+
+    def webhook_for(self, w: Any) -> str | None:
+        return self.options.webhook
+
+    def intent_record(self, w: Any, request: Mapping[str, Any], files: Mapping[str, Any],
+                      attempt: int) -> dict[str, Any]:
+        job: Job = w.job
+        return {
+            "t": "intent", "key": w.key, "job": w.job_id, "attempt": attempt, "run": self.run_id,
+            "app": self.app_ref, "input": dict(request), "files": dict(files),
+            "reserved_microcents": w.cost, "units": w.units, "output": w.output_name,
+            "combination": dict(job.combination.labels), "repeat_index": job.repeat_index,
+            "webhook": self.webhook_for(w), "at": time.time(),
+        }
+
+    async def prepare_request(self, api: ApiClient, job: Job) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The request as it is sent: local files and data: URIs replaced by uploaded URIs."""
+        rendered = self.plan.render(job)
+        request = dict(rendered.request)
+        files: dict[str, Any] = {}
+        for name, local in rendered.files.items():
+            request[name] = await self.upload(api, local, request[name])
+            files[name] = {"source": (local.path and str(local.path)) or "data:", "sha256": local.sha256,
+                           "size": local.size, "uri": request[name]}
+        return request, files
+
+    async def upload(self, api: ApiClient, local: LocalFile, value: str) -> str:
+        """Upload once per content hash per output directory (the manifest remembers)."""
+        while True:
+            uri = self.manifest.uploads.get(local.sha256)
+            if uri:
+                return uri
+            busy = self.uploading.get(local.sha256)
+            if busy is None:
+                break
+            await busy.wait()
+        done = self.uploading[local.sha256] = anyio.Event()
+        try:
+            if local.path is not None:
+                data = await anyio.Path(local.path).read_bytes()
+                filename = local.path.name
+            else:
+                _, data = decode_data_uri(value)
+                filename = f"{local.sha256[:12]}{mimetypes.guess_extension(local.media_type) or ''}"
+            attempt = 0
+            while True:
+                try:
+                    uploaded = await api.upload(data, filename, local.media_type)
+                    break
+                except (ConnectFailed, ResponseLost):  # an upload costs nothing: safe to repeat
+                    attempt += 1
+                    if attempt == 4:
+                        raise
+                    await anyio.sleep(0.5 * 2 ** attempt)
+            await self.record({"t": "upload", "sha256": local.sha256, "uri": uploaded, "file": filename})
+            return uploaded
+        finally:
+            del self.uploading[local.sha256]
+            done.set()

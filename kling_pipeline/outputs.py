@@ -1,0 +1,101 @@
+"""Saving a completed task's images, each with a provenance sidecar.
+
+Names come from the plan (the recipe's ``output.filename``), plus the
+extension of the downloaded type. Files are written to a temp name and
+renamed; the sidecar ``<image>.json`` says where the image came from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .apierrors import ApiError, ConnectFailed, DownloadFailed, ResponseLost
+from .client import ApiClient
+from .money import usd_decimal
+from .wire import TaskView, output_files
+
+if TYPE_CHECKING:
+    from .context import RunContext
+
+__all__ = ["IMAGE_SUFFIXES", "save_outputs", "sidecar_path"]
+
+IMAGE_SUFFIXES = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif"}
+DOWNLOAD_ATTEMPTS = 4
+
+
+def sidecar_path(image: Path) -> Path:
+    return image.with_name(image.name + ".json")
+
+
+def _name(base: str, index: int, content_type: str | None, uri: str) -> str:
+    """``base`` (+ ``-index`` after the first image) + the extension of the type."""
+    stem = base if index == 0 else f"{base}-{index}"
+    if PurePosixPath(stem).suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".gif"):
+        return stem
+    ext = IMAGE_SUFFIXES.get((content_type or "").lower()) or PurePosixPath(uri.split("?", maxsplit=1)[0]).suffix.lower()
+    return stem + (ext if ext in (".png", ".jpg", ".jpeg", ".webp", ".gif") else ".png")
+
+
+def _write_json(path: Path, doc: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+async def _download(ctx: RunContext, api: ApiClient, uri: str, dest: Path) -> Any:
+    for attempt in range(DOWNLOAD_ATTEMPTS):
+        try:
+            return await api.download(uri, dest, max_bytes=ctx.options.max_download_bytes)
+        except (ConnectFailed, ResponseLost, DownloadFailed):
+            if attempt == DOWNLOAD_ATTEMPTS - 1:
+                raise
+            await anyio.sleep(0.5 * 2 ** attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def save_outputs(ctx: RunContext, api: ApiClient, w: Any, view: TaskView,
+                       billed: int) -> list[dict[str, Any]]:
+    """Download every image of a completed task; returns the manifest's ``outputs`` entries."""
+    files = output_files(view.output)
+    if not files:
+        raise DownloadFailed(f"task {view.id} completed without an image in its output")
+    intent = ctx.manifest.jobs[w.key].intent if w.key in ctx.manifest.jobs else {}
+    saved: list[dict[str, Any]] = []
+    for index, (uri, ctype) in enumerate(files):
+        rel = _name(w.output_name, index, ctype, uri)
+        dest = ctx.out_dir / rel
+        started = time.time()
+        try:
+            got = await _download(ctx, api, uri, dest)
+        except ApiError as exc:
+            raise DownloadFailed(str(exc)) from None
+        entry = {"path": rel, "sha256": got.sha256, "size": got.size, "content_type": got.content_type,
+                 "uri": uri, "sidecar": rel + ".json"}
+        _write_json(sidecar_path(dest), {
+            "image": rel,
+            "sha256": got.sha256,
+            "size": got.size,
+            "content_type": got.content_type,
+            "image_index": index,
+            "job": {"id": w.job_id, "key": w.key, "combination": dict(w.labels)},
+            "recipe": ctx.provenance.get("recipe"),
+            "git": ctx.provenance.get("git"),
+            "app": ctx.app_ref,
+            "input": intent.get("input"),
+            "input_files": intent.get("files") or {},
+            "task_id": view.id,
+            "billed_usd": usd_decimal(billed),
+            "timings": {"submitted_at": intent.get("at"), "downloaded_at": time.time(),
+                        "download_seconds": round(time.time() - started, 3)},
+            "source_uri": uri,
+            "run_id": ctx.run_id,
+            "tool": ctx.provenance.get("tool"),
+        })
+        saved.append(entry)
+    return saved

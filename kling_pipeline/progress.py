@@ -1,0 +1,193 @@
+"""What a run shows while it works: a live line on a TTY, plain log lines otherwise,
+or one JSON event per line (``--json``) for machines."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from .apierrors import ApiError
+from .budget import LedgerSnapshot
+from .money import format_usd, usd_decimal
+from .wire import TaskView
+
+__all__ = ["Counters", "JsonEvents", "LiveEvents", "PlainEvents", "make_events"]
+
+
+class Counters:
+    """Running totals for the display."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.ledger: Callable[[], LedgerSnapshot] = lambda: LedgerSnapshot(None, 0, 0)
+        self.started = self.finished = self.completed = self.failed = self.images = 0
+        self.progress: dict[str, float] = {}
+        self.t0 = time.monotonic()
+
+    def finish(self, w: Any, result: Any) -> None:
+        self.finished += 1
+        self.progress.pop(w.key, None)
+        if result.status == "completed":
+            self.completed += 1
+            self.images += len(result.images)
+        elif result.status not in ("not_run", "interrupted"):
+            self.failed += 1
+
+    def eta(self) -> str:
+        done = self.finished + sum(p / 100 for p in self.progress.values())
+        if done < 1:
+            return "--:--"
+        left = (time.monotonic() - self.t0) / done * max(0.0, self.total - done)
+        return f"{int(left // 60)}:{int(left % 60):02d}"
+
+    def line(self) -> str:
+        s = self.ledger()
+        cap = f" / {format_usd(s.cap)} cap" if s.cap is not None else ""
+        running = self.started - self.finished
+        return (f"jobs {self.finished}/{self.total} · {running} running · {self.failed} failed · "
+                f"{self.images} images · {format_usd(s.settled)} spent + {format_usd(s.reserved)} reserved{cap}"
+                f" · ETA {self.eta()}")
+
+
+class PlainEvents:
+    """One log line per finished job and per notable event (CI logs, pipes)."""
+
+    def __init__(self, out: TextIO, counters: Counters) -> None:
+        self.out = out
+        self.c = counters
+
+    def _say(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def attach(self, ledger: Callable[[], LedgerSnapshot]) -> None:
+        self.c.ledger = ledger
+
+    def started(self, w: Any) -> None:
+        self.c.started += 1
+
+    def submitting(self, w: Any, retry: int) -> None:
+        pass
+
+    def accepted(self, w: Any, task_id: str) -> None:
+        pass
+
+    def progress(self, w: Any, view: TaskView) -> None:
+        if view.progress is not None:
+            self.c.progress[w.key] = view.progress
+
+    def throttled(self, w: Any, exc: ApiError, delay: float) -> None:
+        self._say(f"throttled: {exc} — all submits wait {delay:.1f}s")
+
+    def unknown(self, w: Any, reason: str) -> None:
+        self._say(f"unknown   {w.job_id}: {reason} — reconciling through the task listing")
+
+    def resubmit(self, w: Any) -> None:
+        self._say(f"resubmit  {w.job_id}: the lost submit created no task")
+
+    def finished(self, w: Any, result: Any) -> None:
+        self.c.finish(w, result)
+        n = f"[{self.c.finished}/{self.c.total}]"
+        if result.status == "completed":
+            where = f" -> {', '.join(result.images)}" if result.images else ""
+            self._say(f"{n} done      {w.job_id}  {format_usd(result.cost)}{where}")
+        elif result.status != "not_run":
+            self._say(f"{n} {result.status:<9} {w.job_id}: {result.error or ''}")
+
+    def stopping(self, reason: str, detail: str) -> None:
+        text = {"budget": "budget reached: no new submits; waiting for running jobs",
+                "interrupted": "interrupted: no new submits; waiting for running jobs (Ctrl-C again to quit now)"}
+        self._say(text.get(reason, f"stopping: {detail or reason}"))
+
+
+class LiveEvents(PlainEvents):
+    """A status line redrawn in place (at most 10 times a second), problems printed above it."""
+
+    def __init__(self, out: TextIO, counters: Counters) -> None:
+        super().__init__(out, counters)
+        self._last = 0.0
+
+    def _draw(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last >= 0.1:
+            self._last = now
+            self.out.write("\r\x1b[2K" + self.c.line()[:200])
+            self.out.flush()
+
+    def _say(self, text: str) -> None:
+        self.out.write("\r\x1b[2K" + text + "\n")
+        self._draw(force=True)
+
+    def started(self, w: Any) -> None:
+        super().started(w)
+        self._draw()
+
+    def progress(self, w: Any, view: TaskView) -> None:
+        super().progress(w, view)
+        self._draw()
+
+    def finished(self, w: Any, result: Any) -> None:
+        self.c.finish(w, result)
+        if result.status not in ("completed", "not_run"):
+            self._say(f"{result.status:<9} {w.job_id}: {result.error or ''}")
+        self._draw()
+
+    def close(self) -> None:
+        self._draw(force=True)
+        self.out.write("\n")
+
+
+class JsonEvents:
+    """One JSON object per line: ``{"event": ..., "job": ..., ...}``."""
+
+    def __init__(self, out: TextIO, counters: Counters) -> None:
+        self.out = out
+        self.c = counters
+
+    def _emit(self, event: str, **fields: Any) -> None:
+        self.out.write(json.dumps({"event": event, "time": round(time.time(), 3), **fields},
+                                  ensure_ascii=False) + "\n")
+        self.out.flush()
+
+    def attach(self, ledger: Callable[[], LedgerSnapshot]) -> None:
+        self.c.ledger = ledger
+
+    def started(self, w: Any) -> None:
+        self.c.started += 1
+        self._emit("started", job=w.job_id, key=w.key, action=w.action.value)
+
+    def submitting(self, w: Any, retry: int) -> None:
+        self._emit("submitting", job=w.job_id, retry=retry)
+
+    def accepted(self, w: Any, task_id: str) -> None:
+        self._emit("accepted", job=w.job_id, task=task_id)
+
+    def progress(self, w: Any, view: TaskView) -> None:
+        self._emit("progress", job=w.job_id, task=view.id, status=view.status.value, progress=view.progress)
+
+    def throttled(self, w: Any, exc: ApiError, delay: float) -> None:
+        self._emit("throttled", job=w.job_id, status=exc.status, delay=round(delay, 3), detail=str(exc))
+
+    def unknown(self, w: Any, reason: str) -> None:
+        self._emit("unknown", job=w.job_id, reason=reason)
+
+    def resubmit(self, w: Any) -> None:
+        self._emit("resubmit", job=w.job_id)
+
+    def finished(self, w: Any, result: Any) -> None:
+        self.c.finish(w, result)
+        self._emit("finished", job=w.job_id, key=w.key, status=result.status, task=result.task_id,
+                   cost_usd=usd_decimal(result.cost), images=result.images, error=result.error)
+
+    def stopping(self, reason: str, detail: str) -> None:
+        self._emit("stopping", reason=reason, detail=detail)
+
+
+def make_events(mode: str, out: TextIO, counters: Counters) -> PlainEvents | JsonEvents:
+    if mode == "json":
+        return JsonEvents(out, counters)
+    if mode == "live":
+        return LiveEvents(out, counters)
+    return PlainEvents(out, counters)

@@ -1,0 +1,187 @@
+"""A whole run: lock the output directory, replay the manifest, decide, schedule, summarise.
+
+Scheduling is one anyio task group: a slot pool of size ``concurrency`` (each
+slot owns a client shard), the shared ``Pacer`` for 429 back-off and the
+optional rate, and a signal watcher. The first Ctrl-C (or SIGTERM) stops
+submitting and drains in-flight tasks for up to ``drain_timeout`` (or cancels
+them with ``cancel_inflight``); a second one cancels everything at once. The
+manifest is append-only and every record is fsync'd before the next step, so
+any stop leaves it consistent.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from . import __version__
+from .apierrors import ApiError
+from .budget import BudgetLedger, LedgerSnapshot
+from .client import ClientPool, Secret
+from .context import Events, RunContext, RunOptions
+from .manifest import MANIFEST_NAME, Journal, ManifestState, OutputLock, read_records
+from .pacing import Pacer
+from .planning import Plan
+from .runner import JobResult, run_work
+from .work import Action, Decision, Work, decide
+
+__all__ = ["RunSummary", "git_provenance", "prepare", "run_plan"]
+
+
+@dataclass(slots=True)
+class RunSummary:
+    results: list[JobResult] = field(default_factory=list)
+    decision: Decision | None = None
+    ledger: LedgerSnapshot | None = None
+    stop_reason: str = ""
+    fatal: BaseException | None = None
+    not_run_cost: int = 0
+    manifest: Path | None = None
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+    @property
+    def spent_this_run(self) -> int:
+        return sum(r.cost for r in self.results)
+
+
+def git_provenance(files: list[str]) -> dict[str, Any] | None:
+    """The commit of the repository holding the recipe, and whether the recipe files differ from it."""
+    if not files:
+        return None
+    where = os.path.dirname(os.path.abspath(files[0]))
+    try:
+        head = subprocess.run(["git", "-C", where, "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10, check=False)
+        if head.returncode != 0:
+            return None
+        status = subprocess.run(["git", "-C", where, "status", "--porcelain", "--",
+                                 *[os.path.abspath(f) for f in files]],
+                                capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
+def prepare(plan: Plan, options: RunOptions) -> tuple[ManifestState, Decision, Path]:
+    """Read the manifest (without locking) and decide what a run would do."""
+    path = plan.output_dir / MANIFEST_NAME
+    state = ManifestState.replay(read_records(path))
+    decision = decide(plan, state, retry_failed=options.retry_failed, retry_unknown=options.retry_unknown,
+                      reconcile=options.reconcile)
+    return state, decision, path
+
+
+async def _drain(ctx: RunContext, workers: anyio.CancelScope, options: RunOptions) -> None:
+    """After the first interrupt: cancel in-flight tasks if asked, wait for them a bounded time."""
+    if options.cancel_inflight:
+        for task_id, api in list(ctx.inflight.items()):
+            try:
+                await api.cancel(task_id)
+            except ApiError:
+                pass  # it may have finished meanwhile; its stream will tell
+    with anyio.move_on_after(options.drain_timeout):
+        while ctx.inflight:
+            await anyio.sleep(0.1)
+        return
+    workers.cancel()  # still running after the drain time: they stay in the manifest, re-attached next run
+
+
+async def _watch_signals(ctx: RunContext, workers: anyio.CancelScope, options: RunOptions,
+                         tg: anyio.abc.TaskGroup) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            if ctx.interrupted:
+                workers.cancel()  # second Ctrl-C: quit now; the manifest is consistent at every record
+                return
+            ctx.interrupted = True
+            ctx.stop("interrupted")
+            tg.start_soon(_drain, ctx, workers, options)
+
+
+async def _schedule(ctx: RunContext, work: list[Work], summary: RunSummary, options: RunOptions) -> None:
+    send, receive = anyio.create_memory_object_stream[int](options.concurrency)
+    for slot in range(options.concurrency):
+        send.send_nowait(slot)
+
+    def done(w: Work, result: JobResult) -> None:
+        summary.results.append(result)
+        if result.status == "not_run" and w.action is Action.SUBMIT:
+            summary.not_run_cost += w.cost
+        ctx.events.finished(w, result)
+
+    async def one(w: Work, slot: int) -> None:
+        result = JobResult(w.key, w.job_id, "interrupted")
+        try:
+            result = await run_work(ctx, slot, w)
+        except ApiError as exc:  # escaped the job's own handling: record it; a fatal one stops the run
+            result = JobResult(w.key, w.job_id, "failed", error=str(exc))
+            if exc.fatal:
+                ctx.stop("fatal", exc)
+        finally:
+            done(w, result)
+            send.send_nowait(slot)
+
+    async with anyio.create_task_group() as outer:
+        async with anyio.create_task_group() as workers:
+            outer.start_soon(_watch_signals, ctx, workers.cancel_scope, options, outer)
+            for w in work:
+                slot = await receive.receive()
+                if ctx.stopping.is_set() and (w.action is Action.SUBMIT or ctx.stop_reason != "budget"):
+                    send.send_nowait(slot)
+                    done(w, JobResult(w.key, w.job_id, "not_run", error=ctx.stop_reason))
+                    continue
+                workers.start_soon(one, w, slot)
+        outer.cancel_scope.cancel()
+
+
+async def run_plan(plan: Plan, *, base_url: str, key: Secret, options: RunOptions, events: Events,
+                   counters_total: Any = None, transport: Any = None,
+                   provenance: Mapping[str, Any] | None = None) -> RunSummary:
+    """Run ``plan`` against the API at ``base_url``. The caller holds no lock; this takes it."""
+    out_dir = plan.output_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = RunSummary()
+    with OutputLock(out_dir):
+        path = out_dir / MANIFEST_NAME
+        state = ManifestState.replay(read_records(path, repair=True))
+        decision = decide(plan, state, retry_failed=options.retry_failed, retry_unknown=options.retry_unknown,
+                          reconcile=options.reconcile)
+        summary.decision = decision
+        summary.manifest = path
+        ledger = BudgetLedger(plan.budget_microcents, settled=state.settled, reserved=state.reserved)
+        if decision.nothing_to_do:
+            summary.ledger = ledger.snapshot()
+            return summary
+        events.attach(ledger.snapshot)
+        journal = Journal(path)
+        run_id = uuid.uuid4().hex[:12]
+        prov = dict(provenance or {})
+        prov.setdefault("tool", f"kling-pipeline {__version__}")
+        try:
+            async with ClientPool(base_url, key, options.concurrency, transport=transport) as pool:
+                ctx = RunContext(plan=plan, pool=pool, journal=journal, manifest=state, ledger=ledger,
+                                 pacer=Pacer(options.rate), options=options, events=events, provenance=prov,
+                                 run_id=run_id, claimed=state.claimed_task_ids())
+                await ctx.record({"t": "run", "run": run_id, "recipe": plan.recipe.file,
+                                  "sources": list(plan.recipe.sources), "git": prov.get("git"),
+                                  "app": str(plan.recipe.app), "cap_microcents": plan.budget_microcents,
+                                  "tool": prov["tool"], "pid": os.getpid(), "at": time.time()})
+                await _schedule(ctx, decision.work, summary, options)
+                summary.stop_reason = ctx.stop_reason
+                summary.fatal = ctx.fatal
+        finally:
+            journal.close()
+        summary.ledger = ledger.snapshot()
+    return summary

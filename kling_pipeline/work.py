@@ -1,0 +1,129 @@
+"""What a run has to do for each job, decided from the plan and the manifest.
+
+Pure: a plan, the replayed manifest and the user's flags in; a list of
+``Work`` items (and the jobs left alone, with why) out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from .jobs import Job
+from .manifest import JobState, ManifestState
+from .planning import Plan
+
+__all__ = ["Action", "Decision", "Work", "decide"]
+
+
+class Action(Enum):
+    SUBMIT = "submit"  # send a new request (first time, or an allowed retry)
+    REATTACH = "reattach"  # a task id is known: follow it, never re-send
+    RECONCILE = "reconcile"  # a submit whose answer was lost: find the task in the listing
+    REDOWNLOAD = "redownload"  # completed, but an image is missing on disk: fetch it again by task id
+    SKIP = "skip"
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    """One unit of work for the scheduler."""
+
+    action: Action
+    key: str
+    job_id: str
+    output_name: str
+    labels: Mapping[str, str]
+    cost: int  # microcents for a new submit
+    units: int
+    job: Job | None = None  # None for a job the recipe no longer has (recorded in the manifest only)
+    state: JobState | None = None
+    retry_unknown: bool = False
+
+
+@dataclass(slots=True)
+class Decision:
+    work: list[Work] = field(default_factory=list)
+    done: list[JobState] = field(default_factory=list)  # completed earlier, images present
+    failed: list[JobState] = field(default_factory=list)  # failed earlier, not retried
+    unknown: list[JobState] = field(default_factory=list)  # outcome unknown, not retried
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return not self.work
+
+    def count(self, action: Action) -> int:
+        return sum(1 for w in self.work if w.action is action)
+
+
+def outputs_present(state: JobState, out_dir: Path) -> bool:
+    outputs = state.done.get("outputs") or []
+    if state.done.get("download_pending") or not outputs:
+        return False
+    for item in outputs:
+        path = out_dir / str(item.get("path", ""))
+        try:
+            if path.stat().st_size != int(item.get("size", -1)):
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def _from_state(action: Action, state: JobState, retry_unknown: bool = False) -> Work:
+    intent: dict[str, Any] = state.intent
+    return Work(action, state.key, state.job_id or intent.get("job", state.key[:10]),
+                str(intent.get("output", state.key[:10])), dict(intent.get("combination") or {}),
+                int(intent.get("reserved_microcents", 0)), int(intent.get("units", 1)), None, state, retry_unknown)
+
+
+def decide(plan: Plan, manifest: ManifestState, *, retry_failed: bool = False, retry_unknown: bool = False,
+           reconcile: bool = True, jobs: Iterable[Job] | None = None) -> Decision:
+    """Decide each job's action. Jobs in the manifest but not in the plan (the recipe
+    changed) are still followed when a task of theirs may be running or unfinished."""
+    out = Decision()
+    keys = set()
+    for job in plan.jobs if jobs is None else jobs:
+        keys.add(job.key)
+        state = manifest.jobs.get(job.key)
+        fresh = Work(Action.SUBMIT, job.key, job.id, job.output_name, job.combination.labels, job.cost, job.units,
+                     job, state)
+        if state is None or state.state in ("new", "not_created", "rejected"):
+            out.work.append(fresh)
+        elif state.state == "completed":
+            if outputs_present(state, plan.output_dir):
+                out.done.append(state)
+            else:
+                out.work.append(_with(fresh, Action.REDOWNLOAD))
+        elif state.state in ("failed", "cancelled"):
+            if retry_failed:
+                out.work.append(fresh)
+            else:
+                out.failed.append(state)
+        elif state.in_flight:
+            out.work.append(_with(fresh, Action.REATTACH))
+        elif state.unresolved:
+            if reconcile:
+                out.work.append(_with(fresh, Action.RECONCILE, retry_unknown))
+            elif retry_unknown:
+                out.work.append(fresh)
+            else:
+                out.unknown.append(state)
+    for state in manifest.jobs.values():
+        if state.key in keys:
+            continue
+        if state.in_flight:
+            out.work.append(_from_state(Action.REATTACH, state))
+        elif state.unresolved and reconcile:
+            out.work.append(_from_state(Action.RECONCILE, state))
+    # Work that needs no new money goes first: it settles reservations the budget is waiting on.
+    order = {Action.REATTACH: 0, Action.REDOWNLOAD: 1, Action.RECONCILE: 2, Action.SUBMIT: 3}
+    out.work.sort(key=lambda w: order[w.action])
+    return out
+
+
+def _with(work: Work, action: Action, retry_unknown: bool = False) -> Work:
+    return Work(action, work.key, work.job_id, work.output_name, work.labels, work.cost, work.units, work.job,
+                work.state, retry_unknown)
