@@ -24,7 +24,7 @@ from .loading import load_recipe_partial
 from .localfiles import FileLimits, FileProblem, LocalFile, check_data_uri, check_path, classify
 from .matrix import Combination, expand
 from .money import format_usd
-from .recipe import Recipe
+from .recipe import INVALID_INPUT, Recipe
 from .render import RenderError, TemplateSet, field_name, make_environment
 from .schemas import AppSpec, UnknownAppError, load_app
 from .validate import RequestValidator
@@ -186,8 +186,9 @@ def _static_checks(recipe: Recipe, app: AppSpec, templates: TemplateSet, filenam
     if app.name != recipe.app.name:  # pragma: no cover - load_app looks up by name
         problems.append(Diagnostic(recipe.app_pos, f"app data mismatch: {app.name}"))
     keys = {k: c.key_pos for k, c in recipe.input.items()}
-    for fieldname, message in validator.check_keys(keys):
-        problems.append(Diagnostic(keys.get(fieldname) if fieldname else recipe.input_pos, message))
+    if recipe.input.tag != INVALID_INPUT:  # a missing/malformed input is reported once, by the shape check
+        for fieldname, message in validator.check_keys(keys):
+            problems.append(Diagnostic(keys.get(fieldname) if fieldname else recipe.input_pos, message))
     known = set(recipe.vars) | set(BASE_NAMES) | set(recipe.matrix.axis_names) | set(recipe.declared)
     known |= {k for e in recipe.matrix.include for k in e.values}
     for ts, extra in ((templates, ()), (filename, OUTPUT_NAMES)):

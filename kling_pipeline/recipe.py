@@ -35,6 +35,7 @@ PRICE_KEYS = ("usd_per_image",)
 RESERVED_NAMES = ("recipe", "repeat_index", "job_id", "short_key", "image_index", "loop", "range")
 DEFAULT_FILENAME = "{{ job_id }}_{{ short_key }}_{{ image_index }}"
 DEFAULT_CONCURRENCY = 8
+INVALID_INPUT = "invalid"  # tag of the empty stand-in for a missing or malformed 'input' (already reported)
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -359,10 +360,10 @@ def check_recipe(tree: Node, file: str, sources: tuple[str, ...] = ()) -> tuple[
     input_node = top.get("input")
     if input_node is None:
         check.error(start, "missing required key 'input' (the request template, e.g. 'input: {prompt: ...}')")
-        input_node = Node({}, start)
+        input_node = Node({}, start, tag=INVALID_INPUT)
     elif not input_node.is_mapping:
         check.error(input_node.pos, f"input must be a mapping of request fields, got {_kind(input_node)}")
-        input_node = Node({}, input_node.pos, key_pos=input_node.key_pos)
+        input_node = Node({}, input_node.pos, key_pos=input_node.key_pos, tag=INVALID_INPUT)
 
     repeat = check.integer(top.get("repeat"), "repeat", 1, 1)
     concurrency = check.integer(top.get("concurrency"), "concurrency", 1, DEFAULT_CONCURRENCY)

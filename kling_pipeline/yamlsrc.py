@@ -185,8 +185,8 @@ def parse_yaml(text: str, file: str) -> Node:
         raise RecipeError([Diagnostic(position, f"YAML syntax error: {problem}")]) from None
     except yaml.YAMLError as exc:
         raise RecipeError([Diagnostic(Position(file, 1, 1), f"YAML error: {exc}")]) from None
-    if root is None:
-        raise RecipeError([Diagnostic(Position(file, 1, 1), "the file is empty")])
+    if root is None or (isinstance(root, yaml.ScalarNode) and root.tag == f"{_TAG}null" and not root.value):
+        raise RecipeError([Diagnostic(Position(file, 1, 1), "the file is empty")])  # ("---" alone too)
     builder = _Builder(file)
     tree = builder.build(root)
     if builder.problems:
