@@ -43,9 +43,7 @@ class Request:
     @property
     def headers(self) -> dict[str, str]:
         if self._headers is None:
-            self._headers = {
-                k.decode("latin-1").lower(): v.decode("latin-1") for k, v in self.scope["headers"]
-            }
+            self._headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in self.scope["headers"]}
         return self._headers
 
     def query(self, name: str) -> str | None:
@@ -92,9 +90,7 @@ class Request:
         try:
             value = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise Problem(
-                400, "invalid_json", "Malformed JSON", f"the body is not valid JSON: {exc}"
-            ) from None
+            raise Problem(400, "invalid_json", "Malformed JSON", f"the body is not valid JSON: {exc}") from None
         if not isinstance(value, dict):
             raise Problem(400, "invalid_json", "Expected an object", "the body must be a JSON object")
         return value
@@ -117,9 +113,7 @@ def encode_json(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-async def send_json(
-    send: Send, value: Any, status: int = 200, headers: list[tuple[str, str]] | None = None
-) -> None:
+async def send_json(send: Send, value: Any, status: int = 200, headers: list[tuple[str, str]] | None = None) -> None:
     await send_bytes(send, status, encode_json(value), JSON_TYPE, headers)
 
 

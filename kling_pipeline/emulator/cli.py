@@ -31,9 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="A local emulator of the inference.sh API (app klingai/image-o1), with fault injection.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help=f"0 picks a free port (default: {DEFAULT_PORT})"
-    )
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"0 picks a free port (default: {DEFAULT_PORT})")
     parser.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
     parser.add_argument(
         "--latency",
@@ -47,9 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="VAR",
         help="accept only the key held in this environment variable (default: any non-empty key)",
     )
-    parser.add_argument(
-        "--image-scale", type=int, default=8, help="divide output pixel sizes by this (default: 8)"
-    )
+    parser.add_argument("--image-scale", type=int, default=8, help="divide output pixel sizes by this (default: 8)")
     parser.add_argument("--heartbeat-interval", type=float, default=10.0, help="seconds (default: 10)")
     parser.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto", help="event loop")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="warning")

@@ -183,6 +183,9 @@ class EmulatorConfig:
     """Seconds of silence on a task stream before a ``{"type": "heartbeat"}`` line."""
     progress_steps: int = 4
     """Progress updates while a task runs (0, 25, 50, 75 with 4 steps)."""
+    min_progress_interval: float = 1.0
+    """Lower bound on the gap between progress updates: a task shorter than this shows no
+    intermediate progress (real services do not report progress several times a second)."""
     max_progress_interval: float = 10.0
     """Upper bound on the gap between progress updates, so long tasks still show life."""
     max_upload_bytes: int = 20 * 1024 * 1024
@@ -195,8 +198,8 @@ class EmulatorConfig:
             raise ValueError("api_key must be non-empty when given")
         if self.image_scale < 1:
             raise ValueError(f"image_scale must be >= 1, got {self.image_scale}")
-        if self.heartbeat_interval <= 0 or self.max_progress_interval <= 0:
-            raise ValueError("heartbeat_interval and max_progress_interval must be > 0")
+        if self.heartbeat_interval <= 0 or not 0 <= self.min_progress_interval <= self.max_progress_interval:
+            raise ValueError("need heartbeat_interval > 0 and 0 <= min_progress_interval <= max_progress_interval")
         if self.progress_steps < 1:
             raise ValueError(f"progress_steps must be >= 1, got {self.progress_steps}")
         if self.max_upload_bytes < 1 or self.max_json_bytes < 1 or self.webhook_attempts < 1:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from functools import partial
 from typing import Any
 
 from ..schemas import AppSpec
 from .config import EmulatorConfig, Faults, Latency
 from .files import FileStore
 from .ident import Clock, Dice, new_id
-from .images import ImageKey, ImageMaker, PngImage
+from .images import ImageKey, ImageMaker
 from .ledger import Ledger
 from .problems import Problem
 from .tasks import Status, Task
@@ -24,6 +25,8 @@ from .webhooks import WebhookSender
 
 __all__ = ["Engine"]
 
+MODEL = "kling-image-o1"
+"""The ``model`` of the task's usage events."""
 UPLOAD_FRACTION = 0.9
 """Share of the run spent before the 'uploading' status."""
 
@@ -69,7 +72,6 @@ class Engine:
         self._running: dict[str, int] = {}
         self._queued: dict[str, deque[Task]] = {}
         self._defaults = {k: v.get("default") for k, v in spec.input_schema.get("properties", {}).items()}
-        self._pending_renders: set[asyncio.Future[PngImage]] = set()
 
     # ---- submission -------------------------------------------------------
     def next_attempt(self, input_sha: str) -> int:
@@ -155,14 +157,19 @@ class Engine:
         task.set_status(Status.RUNNING, self.clock.stamp(self.clock.now()))
         task.steps = self._plan(task)
         task.step_index = 0
-        task.t0 = asyncio.get_running_loop().time()
+        # The run starts at admission; a task admitted at once starts at its creation, not
+        # when the busy loop got round to it.
+        loop_now = asyncio.get_running_loop().time()
+        waited = self.clock.now() - task.created_mono
+        task.t0 = loop_now - waited if waited < 0.25 else loop_now
         self._schedule_next(task)
 
     def _plan(self, task: Task) -> tuple[tuple[float, str, int], ...]:
         """(offset seconds, action, progress) from the start of the run to its end."""
         total = task.run_seconds
         end = total * FAIL_AT.get(task.outcome, UPLOAD_FRACTION)
-        interval = min(total / self.cfg.progress_steps, self.cfg.max_progress_interval)
+        cfg = self.cfg
+        interval = min(max(total / cfg.progress_steps, cfg.min_progress_interval), cfg.max_progress_interval)
         steps: list[tuple[float, str, int]] = []
         if interval > 0:
             offset = interval
@@ -197,8 +204,7 @@ class Engine:
             return
         else:
             task.error = (
-                MESSAGES.get(action)
-                or f"Kling API error (code 1201): invalid reference image: {task.image_check}"
+                MESSAGES.get(action) or f"Kling API error (code 1201): invalid reference image: {task.image_check}"
             )
             self._finish(task, Status.FAILED)
             return
@@ -212,27 +218,19 @@ class Engine:
         return (task.input_sha, task.sample_index, field("resolution"), field("aspect_ratio"))
 
     def _complete(self, task: Task) -> None:
+        """Complete and bill. The PNG is drawn on its first download (then kept), so a client
+        that never downloads costs no drawing."""
         key = self._image_key(task)
         prompt = str(task.input.get("prompt", ""))
-        image = self.images.cached(key)
-        if image is None and self.images.is_large(key):
-            render = asyncio.get_running_loop().run_in_executor(None, self.images.render, key, prompt)
-            self._pending_renders.add(render)
-            render.add_done_callback(lambda fut: self._rendered(task, key, fut))
-            return
-        self._deliver(task, image or self.images.make(key, prompt))
-
-    def _rendered(self, task: Task, key: ImageKey, fut: asyncio.Future[PngImage]) -> None:
-        self._pending_renders.discard(fut)
-        if fut.cancelled() or task.terminal or self.closed:
-            return
-        self.images.remember(key, fut.result())
-        self._deliver(task, fut.result())
-
-    def _deliver(self, task: Task, image: PngImage) -> None:
+        width, height = self.images.size_for(key[2], key[3])
         stamp = self.clock.stamp(self.clock.now())
         stored = self.files.add_output(
-            task_id=task.id, filename=f"{task.id}.png", content_type="image/png", data=image.data, stamp=stamp
+            task_id=task.id,
+            filename=f"{task.id}.png",
+            content_type="image/png",
+            render=partial(self.images.render_bytes, key, prompt),
+            large=self.images.is_large(key),
+            stamp=stamp,
         )
         pricing = self.spec.pricing
         images = pricing.quantity(task.input)
@@ -240,16 +238,13 @@ class Engine:
             "image": {
                 "uri": f"{task.base_url}/files/{stored.id}",
                 "content_type": "image/png",
-                "size": len(image.data),
                 "filename": stored.filename,
-                "width": image.width,
-                "height": image.height,
+                "width": width,
+                "height": height,
             },
             "output_meta": {"outputs": [{"type": "image", "count": images, "extra": {}}]},
         }
-        task.usage_events = [
-            {"type": "image", "model": "kling-image-o1", "quantity": images, "unit": pricing.unit}
-        ]
+        task.usage_events = [{"type": "image", "model": MODEL, "quantity": images, "unit": pricing.unit}]
         task.progress = 100
         self.ledger.charge(task, images=images, microcents=pricing.cost(task.input), stamp=stamp)
         self._finish(task, Status.COMPLETED)
@@ -297,8 +292,6 @@ class Engine:
                 task.timer = None
             for event in task.waiters:
                 event.set()
-        for fut in self._pending_renders:
-            fut.cancel()
 
     def snapshot(self) -> list[dict[str, Any]]:
         return [

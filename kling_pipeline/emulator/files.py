@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .ident import new_id
@@ -23,10 +25,24 @@ class StoredFile:
     path: str | None = None
     upload_token: str = field(default="", repr=False)
     data: bytes | None = None
+    render: Callable[[], bytes] | None = field(default=None, repr=False)
+    """Draws the bytes of an output file on first use (then ``data`` keeps them)."""
+    large: bool = False
+    """Drawing is slow enough to belong in a worker thread."""
 
     @property
     def ready(self) -> bool:
-        return self.data is not None
+        return self.data is not None or self.render is not None
+
+    async def content(self) -> bytes:
+        if self.data is None and self.render is not None:
+            render = self.render
+            if self.large:
+                data = await asyncio.get_running_loop().run_in_executor(None, render)
+            else:
+                data = render()
+            self.data, self.render = data, None
+        return self.data or b""
 
     def describe(self, base_url: str) -> dict[str, object]:
         return {
@@ -81,7 +97,14 @@ class FileStore:
         return stored
 
     def add_output(
-        self, *, task_id: str, filename: str, content_type: str, data: bytes, stamp: str
+        self,
+        *,
+        task_id: str,
+        filename: str,
+        content_type: str,
+        render: Callable[[], bytes],
+        large: bool,
+        stamp: str,
     ) -> StoredFile:
         stored = StoredFile(
             id=new_id(),
@@ -89,7 +112,8 @@ class FileStore:
             content_type=content_type,
             created_at=stamp,
             task_id=task_id,
-            data=data,
+            render=render,
+            large=large,
         )
         self._files[stored.id] = stored
         return stored

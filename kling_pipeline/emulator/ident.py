@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import secrets
@@ -10,8 +11,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 __all__ = ["Clock", "Dice", "canonical_json", "input_sha256", "key_id", "new_id"]
-
-_ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
 def canonical_json(value: Any) -> str:
@@ -30,7 +29,7 @@ def key_id(api_key: str) -> str:
 
 def new_id(length: int = 24) -> str:
     """A random lowercase id (task and file ids are unguessable, like the real service's)."""
-    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(length))
+    return base64.b32encode(secrets.token_bytes(length * 5 // 8 + 1)).decode("ascii")[:length].lower()
 
 
 class Clock:
@@ -49,7 +48,7 @@ class Clock:
     def stamp(self, mono: float) -> str:
         """ISO 8601 UTC with microseconds and ``Z`` for a monotonic instant."""
         moment = self._wall0 + timedelta(seconds=mono - self._mono0)
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return moment.isoformat(timespec="microseconds").removesuffix("+00:00") + "Z"
 
 
 class Dice:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import struct
 import zlib
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -21,33 +20,40 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
-    return (
-        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    )
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
 def encode_png(
-    width: int, height: int, rows: Iterable[bytes], text: Mapping[str, str] | None = None
+    width: int,
+    height: int,
+    rows: Iterable[bytes],
+    text: Mapping[str, str] | None = None,
+    *,
+    filter_type: int = 0,
+    level: int = 6,
 ) -> bytes:
-    """An 8-bit RGB PNG from ``height`` rows of ``3 * width`` bytes each (filter 0)."""
+    """An 8-bit RGB PNG from ``height`` rows of ``3 * width`` bytes each, already filtered
+    with PNG filter ``filter_type`` (0, the default, is the plain pixels)."""
     if width < 1 or height < 1:
         raise ValueError(f"PNG size must be at least 1x1, got {width}x{height}")
-    compressor = zlib.compressobj(6)
-    parts = []
+    if filter_type not in range(5):
+        raise ValueError(f"PNG filter type must be 0..4, got {filter_type}")
+    raw = bytearray()
     count = 0
+    tag = bytes([filter_type])
     for row in rows:
         if len(row) != 3 * width:
             raise ValueError(f"row {count} has {len(row)} bytes, expected {3 * width}")
-        parts.append(compressor.compress(b"\x00" + row))
+        raw += tag
+        raw += row
         count += 1
     if count != height:
         raise ValueError(f"got {count} rows, expected {height}")
-    parts.append(compressor.flush())
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     chunks = [_PNG_SIGNATURE, _chunk(b"IHDR", header)]
     for key, value in (text or {}).items():
         chunks.append(_chunk(b"tEXt", key.encode("latin-1") + b"\x00" + value.encode("latin-1")))
-    chunks.append(_chunk(b"IDAT", b"".join(parts)))
+    chunks.append(_chunk(b"IDAT", zlib.compress(raw, level)))
     chunks.append(_chunk(b"IEND", b""))
     return b"".join(chunks)
 
@@ -111,10 +117,25 @@ class PngImage:
 
 
 def _mix(a: tuple[int, int, int], b: tuple[int, int, int], t: float) -> bytes:
-    return bytes(round(x + (y - x) * t) for x, y in zip(a, b, strict=True))
+    return bytes((round(a[0] + (b[0] - a[0]) * t), round(a[1] + (b[1] - a[1]) * t), round(a[2] + (b[2] - a[2]) * t)))
 
 
-def _pattern_rows(width: int, height: int, prompt_hash: bytes, sample_hash: bytes) -> Iterable[bytes]:
+GRADIENT_BANDS = 16
+"""The vertical gradient moves in this many bands (cheap: one stripe line per band)."""
+
+
+def _sub(a: bytes, b: bytes) -> bytes:
+    return bytes(((a[0] - b[0]) & 0xFF, (a[1] - b[1]) & 0xFF, (a[2] - b[2]) & 0xFF))
+
+
+def _sub_filtered_rows(width: int, height: int, prompt_hash: bytes, sample_hash: bytes) -> Iterable[bytes]:
+    """Rows of the pattern, already in PNG 'Sub' filter form (filter type 1).
+
+    Each row is a slice of a periodic line of light and dark stripes. Under the Sub
+    filter (each byte minus the byte one pixel to its left) such a line is zero except
+    at stripe edges, so the filtered rows are built directly from a periodic
+    'difference' line, and zlib compresses them almost for free.
+    """
     top = (prompt_hash[0], prompt_hash[1], prompt_hash[2])
     bottom = (prompt_hash[3], prompt_hash[4], prompt_hash[5])
     stripe = max(1, width // (6 + sample_hash[0] % 10))
@@ -122,45 +143,37 @@ def _pattern_rows(width: int, height: int, prompt_hash: bytes, sample_hash: byte
     phase = int.from_bytes(sample_hash[1:3], "big") % period
     direction = 1 if prompt_hash[6] & 1 else -1
     repeats = width // period + 2
+    bands = min(height, GRADIENT_BANDS)
+    zeros = b"\x00" * (3 * (stripe - 1))
+    lines: dict[int, tuple[bytes, bytes]] = {}
     for y in range(height):
-        light = _mix(top, bottom, y / max(1, height - 1))
-        dark = bytes(v * 5 // 9 for v in light)
-        line = (light * stripe + dark * stripe) * repeats
+        band = y * bands // height
+        pair = lines.get(band)
+        if pair is None:
+            light = _mix(top, bottom, band / max(1, bands - 1))
+            dark = bytes((light[0] * 5 // 9, light[1] * 5 // 9, light[2] * 5 // 9))
+            line = (light * stripe + dark * stripe) * repeats
+            diff = (_sub(light, dark) + zeros + _sub(dark, light) + zeros) * repeats
+            pair = lines[band] = (line, diff)
+        line, diff = pair
         offset = (direction * y + phase) % period
-        yield line[3 * offset : 3 * (offset + width)]
+        yield line[3 * offset : 3 * offset + 3] + diff[3 * offset + 3 : 3 * (offset + width)]
 
 
 class ImageMaker:
-    """Makes (and remembers) the PNG of a task's output."""
+    """Draws the PNG of a task's output (pure: safe in a worker thread)."""
 
-    def __init__(
-        self, pixels: Mapping[str, Mapping[str, tuple[int, int]]], scale: int, cache_size: int = 2048
-    ):
+    def __init__(self, pixels: Mapping[str, Mapping[str, tuple[int, int]]], scale: int) -> None:
         self._pixels = pixels
         self._scale = scale
-        self._cache: OrderedDict[ImageKey, PngImage] = OrderedDict()
-        self._cache_size = cache_size
 
     def size_for(self, resolution: str, aspect_ratio: str) -> tuple[int, int]:
         """The contract's pixel size for (resolution, aspect ratio), divided by the scale."""
         try:
             width, height = self._pixels[resolution][aspect_ratio]
         except KeyError:
-            raise ValueError(
-                f"no output size for resolution {resolution!r}, aspect {aspect_ratio!r}"
-            ) from None
+            raise ValueError(f"no output size for resolution {resolution!r}, aspect {aspect_ratio!r}") from None
         return max(1, round(width / self._scale)), max(1, round(height / self._scale))
-
-    def cached(self, key: ImageKey) -> PngImage | None:
-        image = self._cache.get(key)
-        if image is not None:
-            self._cache.move_to_end(key)
-        return image
-
-    def remember(self, key: ImageKey, image: PngImage) -> None:
-        self._cache[key] = image
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
 
     def render(self, key: ImageKey, prompt: str) -> PngImage:
         """Draw the image (pure: safe to run in a worker thread)."""
@@ -169,15 +182,12 @@ class ImageMaker:
         prompt_hash = hashlib.sha256(prompt.encode("utf-8")).digest()
         sample_hash = hashlib.sha256(f"{input_sha}:{sample_index}".encode()).digest()
         text = {"Software": "kling-pipeline emulator", "Comment": f"input {input_sha} sample {sample_index}"}
-        data = encode_png(width, height, _pattern_rows(width, height, prompt_hash, sample_hash), text)
+        rows = _sub_filtered_rows(width, height, prompt_hash, sample_hash)
+        data = encode_png(width, height, rows, text, filter_type=1, level=1)
         return PngImage(data, width, height)
 
-    def make(self, key: ImageKey, prompt: str) -> PngImage:
-        image = self.cached(key)
-        if image is None:
-            image = self.render(key, prompt)
-            self.remember(key, image)
-        return image
+    def render_bytes(self, key: ImageKey, prompt: str) -> bytes:
+        return self.render(key, prompt).data
 
     def is_large(self, key: ImageKey) -> bool:
         width, height = self.size_for(key[2], key[3])

@@ -89,9 +89,7 @@ def _coerce(field: str, value: object) -> Any:
             except ValueError:
                 moment = None
         if moment is None or moment.tzinfo is None:
-            raise ListQueryError(
-                f"filter on {field!r}: {value!r} is not an ISO 8601 timestamp with a time zone"
-            )
+            raise ListQueryError(f"filter on {field!r}: {value!r} is not an ISO 8601 timestamp with a time zone")
         return moment
     if value is not None and not isinstance(value, str):
         raise ListQueryError(f"filter on {field!r}: expected a string, got {value!r}")

@@ -17,9 +17,7 @@ MAX_FILES_PER_REQUEST = 50
 def _optional(item: dict[str, Any], name: str, kind: type | tuple[type, ...], index: int) -> Any:
     value = item.get(name)
     if value is not None and ((isinstance(value, bool) and kind is not bool) or not isinstance(value, kind)):
-        raise Problem(
-            400, "invalid_request", "Bad file description", f"files[{index}].{name} has the wrong type"
-        )
+        raise Problem(400, "invalid_request", "Bad file description", f"files[{index}].{name} has the wrong type")
     return value
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from ..money import format_usd
-from .asgi import Request, encode_json, send_json
+from .asgi import JSON_TYPE, Request, send_bytes, send_json
 from .ident import input_sha256
 from .images import image_problem
 from .listing import ListQueryError, parse_list_query, run_list_query
@@ -73,7 +73,7 @@ async def run(st: EmulatorState, req: Request, key: str) -> None:
         base_url=req.base_url,
         image_check=image_check,
     )
-    payload = encode_json({"data": task.to_dict()})
+    payload = _enveloped(task)
     if dice.chance(faults.response_lost_rate, "response_lost", sha, attempt):
         await lose_response(req.send, payload)
         return
@@ -92,6 +92,10 @@ async def run(st: EmulatorState, req: Request, key: str) -> None:
     await req.send({"type": "http.response.body", "body": payload, "more_body": False})
 
 
+def _enveloped(task: Task) -> bytes:
+    return b'{"data":' + task.encoded() + b"}"
+
+
 def owned_task(st: EmulatorState, req: Request, key: str) -> Task:
     task = st.engine.tasks.get(req.params["task_id"])
     if task is None or task.key_id != key:
@@ -100,7 +104,7 @@ def owned_task(st: EmulatorState, req: Request, key: str) -> Task:
 
 
 async def get_task(st: EmulatorState, req: Request, key: str) -> None:
-    await send_json(req.send, {"data": owned_task(st, req, key).to_dict()})
+    await send_bytes(req.send, 200, _enveloped(owned_task(st, req, key)), JSON_TYPE)
 
 
 async def get_task_status(st: EmulatorState, req: Request, key: str) -> None:
@@ -112,11 +116,9 @@ async def cancel_task(st: EmulatorState, req: Request, key: str) -> None:
     options = await req.json_object(st.cfg.max_json_bytes, required=False)
     unknown = sorted(set(options) - {"force", "timeout"})
     if unknown:
-        raise Problem(
-            400, "invalid_request", "Unknown cancel options", f"unknown key(s): {', '.join(unknown)}"
-        )
+        raise Problem(400, "invalid_request", "Unknown cancel options", f"unknown key(s): {', '.join(unknown)}")
     st.engine.cancel(task)
-    await send_json(req.send, {"data": task.to_dict()})
+    await send_bytes(req.send, 200, _enveloped(task), JSON_TYPE)
 
 
 async def delete_task(st: EmulatorState, req: Request, key: str) -> None:
@@ -179,10 +181,7 @@ async def estimate(st: EmulatorState, req: Request, key: str) -> None:
     value = body.get("input", {})
     errors = st.checker.violations(value, req.netloc, None)
     if errors or not isinstance(value, dict):
-        detail = (
-            "; ".join(f"{e['path'] or '(input)'}: {e['message']}" for e in errors)
-            or "input must be an object"
-        )
+        detail = "; ".join(f"{e['path'] or '(input)'}: {e['message']}" for e in errors) or "input must be an object"
         raise Problem(422, "invalid_input", "Input does not match the app's schema", detail, errors=errors)
     pricing = st.spec.pricing
     unit_price = format_usd(pricing.microcents_per_unit)

@@ -101,6 +101,7 @@ def uvicorn_server(app: EmulatorApp, *, loop: LoopName = "asyncio", log_level: s
         timeout_keep_alive=30,
         timeout_graceful_shutdown=3,
         server_header=False,
+        proxy_headers=False,
     )
     return _Server(config, app)
 
@@ -138,9 +139,7 @@ class EmulatorServer:
         sock = bind_socket(self._host, self._port)
         self.port = sock.getsockname()[1]
         server = self._server = uvicorn_server(self.app)
-        self._thread = threading.Thread(
-            target=self._run, args=(server, sock), name="kling-emulator", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, args=(server, sock), name="kling-emulator", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not server.started:

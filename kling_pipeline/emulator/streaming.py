@@ -61,9 +61,12 @@ async def stream_task(st: EmulatorState, req: Request, task: Task) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": NDJSON_HEADERS})
     loop = asyncio.get_running_loop()
     wake = asyncio.Event()
-    gone: list[bool] = []
     task.waiters.add(wake)
-    watcher = loop.create_task(_watch_disconnect(req.receive, wake, gone))
+    gone: list[bool] = []
+    watcher: asyncio.Task[None] | None = None
+    beat, show_life = st.cfg.heartbeat_interval, st.cfg.max_progress_interval
+    next_beat = loop.time() + beat
+    timer = loop.call_at(next_beat, wake.set)
     sent_version = -1
     last_real = loop.time()
     try:
@@ -71,40 +74,42 @@ async def stream_task(st: EmulatorState, req: Request, task: Task) -> None:
             wake.clear()
             if task.terminal:
                 if not cut:
-                    await send(
-                        {"type": "http.response.body", "body": task.encoded() + b"\n", "more_body": False}
-                    )
+                    await send({"type": "http.response.body", "body": task.encoded() + b"\n", "more_body": False})
                 return  # a cut stream returns with the response incomplete: uvicorn drops the connection
+            now = loop.time()
             if task.version != sent_version:
-                sent_version = task.version
-                last_real = loop.time()
-                await send({"type": "http.response.body", "body": task.encoded() + b"\n", "more_body": True})
-                continue
-            if st.engine.closed:
+                line = task.encoded() + b"\n"
+                sent_version, last_real = task.version, now
+            elif st.engine.closed:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 return
-            try:
-                async with asyncio.timeout(st.cfg.heartbeat_interval):
-                    await wake.wait()
-            except TimeoutError:
-                if loop.time() - last_real >= st.cfg.max_progress_interval:
-                    last_real = loop.time()  # a task that sits queued still shows life
-                    await send(
-                        {"type": "http.response.body", "body": task.encoded() + b"\n", "more_body": True}
-                    )
+            elif now >= next_beat:
+                if watcher is None:  # a long stream: notice when the client goes away
+                    watcher = loop.create_task(_watch_disconnect(req.receive, wake, gone))
+                if now - last_real >= show_life:  # a task that sits queued still shows life
+                    line, last_real = task.encoded() + b"\n", now
                 else:
-                    await send({"type": "http.response.body", "body": HEARTBEAT, "more_body": True})
+                    line = HEARTBEAT
+            else:
+                await wake.wait()
+                continue
+            timer.cancel()
+            next_beat = now + beat
+            timer = loop.call_at(next_beat, wake.set)
+            await send({"type": "http.response.body", "body": line, "more_body": True})
     finally:
+        timer.cancel()
         task.waiters.discard(wake)
-        watcher.cancel()
+        if watcher is not None:
+            watcher.cancel()
 
 
 async def download_file(st: EmulatorState, req: Request, key: str) -> None:
     """A stored file, like a signed URL: no auth; throttled by ``download_bytes_per_second``."""
     stored = st.files.get(req.params["file_id"])
-    if stored is None or stored.data is None:
+    if stored is None or not stored.ready:
         raise Problem(404, "not_found", "File not found", f"no file {req.params['file_id']!r}")
-    data = stored.data
+    data = await stored.content()
     headers = [
         ("content-type", stored.content_type),
         ("content-length", str(len(data))),

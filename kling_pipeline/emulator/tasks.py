@@ -42,6 +42,10 @@ class Status(IntEnum):
         raise ValueError(f"not a task status: {value!r}")
 
 
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 class Task:
     """One task. Mutated only on the event loop; every change bumps ``version`` and
     wakes the streams that follow it."""
@@ -49,6 +53,7 @@ class Task:
     __slots__ = (
         "_encoded",
         "_encoded_version",
+        "_fixed",
         "app",
         "app_id",
         "attempt",
@@ -124,9 +129,7 @@ class Task:
         self.progress = 0
         self.output: dict[str, Any] | None = None
         self.error: str | None = None
-        self.events: list[dict[str, Any]] = [
-            {"status": int(Status.RECEIVED), "name": "received", "at": created_at}
-        ]
+        self.events: list[dict[str, Any]] = [{"status": int(Status.RECEIVED), "name": "received", "at": created_at}]
         self.usage_events: list[dict[str, Any]] = []
         self.version = 0
         self.timer: asyncio.TimerHandle | None = None
@@ -143,6 +146,7 @@ class Task:
         self.t0 = 0.0
         self._encoded = b""
         self._encoded_version = -1
+        self._fixed = b""
 
     @property
     def terminal(self) -> bool:
@@ -161,31 +165,42 @@ class Task:
             self.events.append({"status": int(status), "name": status.name.lower(), "at": stamp})
         self.touch(stamp)
 
-    def to_dict(self) -> dict[str, Any]:
+    def _fixed_part(self) -> dict[str, Any]:
+        """The fields that never change after creation."""
         return {
             "id": self.id,
-            "status": int(self.status),
-            "progress": self.progress,
             "app": self.app,
             "app_id": self.app_id,
             "version_id": self.version_id,
             "function": self.function,
             "input": self.input,
-            "output": self.output,
-            "error": self.error,
-            "logs": [],
-            "events": list(self.events),
-            "usage_events": list(self.usage_events),
             "webhook": self.webhook,
             "session_id": self.session_id,
             "created_at": self.created_at,
+        }
+
+    def _moving_part(self) -> dict[str, Any]:
+        return {
+            "status": int(self.status),
+            "progress": self.progress,
+            "output": self.output,
+            "error": self.error,
+            "logs": [],
+            "events": self.events,
+            "usage_events": self.usage_events,
             "updated_at": self.updated_at,
         }
 
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(self.encoded())  # type: ignore[no-any-return]
+
     def encoded(self) -> bytes:
-        """The task as compact JSON, cached per version (streams send it often)."""
+        """The task as compact JSON, cached per version (streams send it often); the fixed
+        fields are encoded once."""
         if self._encoded_version != self.version:
-            self._encoded = json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False).encode()
+            if not self._fixed:
+                self._fixed = _dumps(self._fixed_part())[:-1]
+            self._encoded = self._fixed + b"," + _dumps(self._moving_part())[1:]
             self._encoded_version = self.version
         return self._encoded
 

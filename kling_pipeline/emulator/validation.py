@@ -72,9 +72,7 @@ def _describe(error: ValidationError, known: frozenset[str]) -> list[dict[str, s
         return [{"path": _join(path, p), "message": f"{p!r} is a required property"} for p in missing[:1]]
     if error.validator == "additionalProperties" and isinstance(instance, dict) and not path:
         extra = sorted(set(instance) - known)
-        return [
-            {"path": k, "message": f"unknown field {k!r}: the app's input has no such field"} for k in extra
-        ]
+        return [{"path": k, "message": f"unknown field {k!r}: the app's input has no such field"} for k in extra]
     return [{"path": path, "message": error.message}]
 
 
@@ -85,9 +83,7 @@ class InputChecker:
         self._validator = Draft202012Validator(dict(spec.input_schema))
         properties = spec.input_schema.get("properties", {})
         self._known = frozenset(properties)
-        self._limits: dict[str, Mapping[str, Any]] = {
-            name: prop.get("x-file", {}) for name, prop in properties.items()
-        }
+        self._limits: dict[str, Mapping[str, Any]] = {name: prop.get("x-file", {}) for name, prop in properties.items()}
         self._file_fields = tuple(
             name
             for name, prop in properties.items()
@@ -112,9 +108,7 @@ class InputChecker:
         errors.sort(key=lambda e: (e["path"], e["message"]))
         return errors
 
-    def own_files(
-        self, value: Mapping[str, Any], own_netloc: str
-    ) -> list[tuple[str, str, Mapping[str, Any]]]:
+    def own_files(self, value: Mapping[str, Any], own_netloc: str) -> list[tuple[str, str, Mapping[str, Any]]]:
         """(field, file id, the field's ``x-file`` limits) for each input file this server stores."""
         found = []
         for name in self._file_fields:
@@ -186,7 +180,5 @@ def parse_run_body(
     elif isinstance(session, str) and session:
         session_id = session
     if not isinstance(value, dict):  # the schema's "type": "object" already said so
-        raise Problem(
-            422, "invalid_input", "Input does not match the app's schema", "input must be an object"
-        )
+        raise Problem(422, "invalid_input", "Input does not match the app's schema", "input must be an object")
     return RunRequest(version or None, "run", value, webhook, session_id)
