@@ -325,7 +325,7 @@ input:
   prompt: "{{ subject }} in {{ style }}"
 """))
     assert [j.id for j in p.jobs] == ["noir-mug", "noir-lamp", "pop-mug", "pop-lamp"]
-    assert [j.label for j in p.jobs][0] == "[style=noir, subject=mug]"
+    assert p.jobs[0].label == "[style=noir, subject=mug]"
 
 
 def _matrix_errors(write: WriteRecipe, matrix: str) -> list[str]:

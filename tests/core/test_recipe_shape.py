@@ -126,7 +126,8 @@ def test_budget_amounts_are_exact(write: WriteRecipe, amount: str, microcents: i
 
 @pytest.mark.parametrize(("where", "text", "message"), [
     ("axis", "matrix:\n  recipe: [a]\n", "r.yaml:5:3: matrix axis 'recipe' is reserved; choose another name"),
-    ("axis", "matrix:\n  repeat_index: [1]\n", "r.yaml:5:3: matrix axis 'repeat_index' is reserved; choose another name"),
+    ("axis", "matrix:\n  repeat_index: [1]\n",
+     "r.yaml:5:3: matrix axis 'repeat_index' is reserved; choose another name"),
     ("axis", "matrix:\n  job_id: [1]\n", "r.yaml:5:3: matrix axis 'job_id' is reserved; choose another name"),
     ("axis", "matrix:\n  2x: [a]\n",
      "r.yaml:5:3: matrix axis '2x' must be a name made of letters, digits and '_' (it is used as a template variable)"),
@@ -135,7 +136,8 @@ def test_budget_amounts_are_exact(write: WriteRecipe, amount: str, microcents: i
     ("var", "vars:\n  short_key: a\n", "r.yaml:5:3: var 'short_key' is reserved; choose another name"),
     ("var", "vars:\n  a b: 1\n",
      "r.yaml:5:3: var 'a b' must be a name made of letters, digits and '_' (it is used as a template variable)"),
-    ("include", "matrix:\n  include:\n    - loop: 1\n", "r.yaml:6:7: include key 'loop' is reserved; choose another name"),
+    ("include", "matrix:\n  include:\n    - loop: 1\n",
+     "r.yaml:6:7: include key 'loop' is reserved; choose another name"),
 ])
 def test_reserved_and_invalid_names(write: WriteRecipe, where: str, text: str, message: str) -> None:
     path = write(HEAD + "input: {prompt: x}\n" + text)

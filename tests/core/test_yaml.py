@@ -109,7 +109,8 @@ def test_the_alias_cap_counts_only_values_built_again_through_aliases(monkeypatc
     assert len(to_plain(parse_yaml(f"a: &a [{ten}]\nb: [{', '.join(['*a'] * 9)}]\n", "t.yaml"))["b"]) == 9
     with pytest.raises(RecipeError) as info:  # one alias more
         parse_yaml(f"a: &a [{ten}]\nb: [{', '.join(['*a'] * 10)}]\n", "t.yaml")
-    assert str(info.value) == "t.yaml:1:8: aliases (*name) expand to more than 100 values; a recipe should be much smaller"
+    assert str(info.value) == ("t.yaml:1:8: aliases (*name) expand to more than 100 values; "
+                               "a recipe should be much smaller")
 
 
 def test_mapping_keys_must_be_scalars() -> None:
