@@ -232,6 +232,7 @@ class TemplateSet:
         self.prefix = prefix
         self.errors: list[RenderError] = []
         self.leaves: dict[Path_, CompiledTemplate] = {}
+        self.positions: dict[Path_, Position] = {}  # every node of the template, lists and mappings too
         self._shape = self._compile(env, input_node, ())
         # The common case, a flat mapping of leaves, renders without recursion.
         self._flat = [(k, v) for k, v in self._shape.items() if isinstance(v, CompiledTemplate)]
@@ -239,6 +240,7 @@ class TemplateSet:
             self._flat = []
 
     def _compile(self, env: SandboxedEnvironment, node: Node, path: Path_) -> Any:
+        self.positions[path] = node.pos
         if node.is_mapping:
             return {k: self._compile(env, child, (*path, k)) for k, child in node.items()}
         if node.is_sequence:
@@ -283,7 +285,11 @@ class TemplateSet:
                 if leaf.kind == "name" and leaf.root is not None:
                     return values_origin(leaf.root) or leaf.pos
                 return leaf.pos
-        return next(iter(self.leaves.values())).pos if self.leaves else Position("", 0, 0)
+        for cut in range(len(path), -1, -1):  # a list or mapping written in the template
+            pos = self.positions.get(path[:cut])
+            if pos is not None:
+                return pos
+        return Position("", 0, 0)  # pragma: no cover - the root is always recorded
 
 
 def _render(shape: Any, ctx: Mapping[str, Any], errors: list[RenderError] | None = None) -> Any:

@@ -95,6 +95,8 @@ def describe(error: ValidationError) -> str:
         wanted = _types(error.schema) if isinstance(error.schema, Mapping) else []
         if wanted:
             names = " or ".join(_TYPE_NAMES.get(t, t) for t in dict.fromkeys(wanted))
+            if v is None or isinstance(v, bool):  # as JSON/YAML spell them: null, true, false
+                return f"must be {names}, got {'null' if v is None else f'a boolean {str(v).lower()}'}"
             return f"must be {names}, got {json_type(v)} {short(v)}"
     if kw == "pattern":
         return f"{short(v)} does not match the pattern {arg!r}"
@@ -222,6 +224,10 @@ class RequestValidator:
 
 
 def _messages(name: str, errors: Iterable[ValidationError]) -> Iterable[str]:
-    for err in sorted(errors, key=lambda e: list(map(str, e.absolute_path))):
+    found = list(errors)
+    # a value of the wrong type fails its other keywords too (enum, ...): say only the type
+    mistyped = {tuple(e.absolute_path) for e in found if e.validator == "type"}
+    found = [e for e in found if e.validator == "type" or tuple(e.absolute_path) not in mistyped]
+    for err in sorted(found, key=lambda e: list(map(str, e.absolute_path))):
         where = ".".join(str(p) for p in (name, *err.absolute_path))
         yield f"input.{where}: {describe(err)}"
