@@ -221,7 +221,7 @@ def _safe_name(name: str) -> str | None:
     """Why a rendered output name is refused, or None when it is fine."""
     if not name:
         return "renders to an empty file name"
-    if name.startswith(("/", "~")) or name[1:2] == ":":
+    if name.startswith(("/", "~")) or (name[1:2] == ":" and name[0].isalpha()):  # C:... is a Windows drive
         return f"renders to an absolute path {name!r}; file names must stay inside the output directory"
     if ".." in name.split("/"):
         return f"renders to {name!r}, which leaves the output directory ('..')"
