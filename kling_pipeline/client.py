@@ -17,11 +17,13 @@ import json
 import os
 import ssl
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+import anyio
+import anyio.to_thread
 import httpx
 
 from .apierrors import (
@@ -38,6 +40,7 @@ __all__ = ["ApiClient", "ClientPool", "Downloaded", "Secret", "Timeouts"]
 
 WORKERS_PER_SHARD = 16
 MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
+SPILL_BYTES = 1024 * 1024
 
 
 class Secret:
@@ -208,9 +211,15 @@ class ApiClient:
         return str(entry["uri"])
 
     async def download(self, uri: str, dest: Path, *, max_bytes: int = MAX_DOWNLOAD_BYTES,
-                       accept: tuple[str, ...] = ("image/",)) -> Downloaded:
-        """Stream ``uri`` to a temp file beside ``dest``, check it, hash it, rename it into place."""
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{id(self):x}.part")
+                       accept: tuple[str, ...] = ("image/",),
+                       finalize: Callable[[Downloaded], None] | None = None) -> Downloaded:
+        """Stream ``uri`` into ``dest`` (temp file + rename), checking type and size, hashing it.
+
+        File-system calls run in a worker thread: creating files while the manifest
+        is fsync'd can block for milliseconds, which must not stall the event loop.
+        ``finalize`` (e.g. writing a sidecar) runs in that same thread after the rename.
+        """
+        spool = _Spool(dest, f".{dest.name}.{os.getpid()}.{id(self):x}.part")
         digest = hashlib.sha256()
         size = 0
         try:
@@ -225,21 +234,60 @@ class ApiClient:
                     declared = response.headers.get("content-length")
                     if declared and declared.isdigit() and int(declared) > max_bytes:
                         raise DownloadFailed(f"download {dest.name}: {declared} bytes is over the {max_bytes} cap")
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    with tmp.open("wb") as fh:
-                        async for chunk in response.aiter_bytes():
-                            size += len(chunk)
-                            if size > max_bytes:
-                                raise DownloadFailed(f"download {dest.name}: more than {max_bytes} bytes")
-                            digest.update(chunk)
-                            fh.write(chunk)
+                    async for chunk in response.aiter_bytes():
+                        size += len(chunk)
+                        if size > max_bytes:
+                            raise DownloadFailed(f"download {dest.name}: more than {max_bytes} bytes")
+                        digest.update(chunk)
+                        await spool.add(chunk)
             if size == 0:
                 raise DownloadFailed(f"download {dest.name}: empty file")
-            tmp.replace(dest)
+            done = Downloaded(dest, digest.hexdigest(), size, ctype)
+            await anyio.to_thread.run_sync(spool.commit, finalize, done)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(spool.discard)
             raise
-        return Downloaded(dest, digest.hexdigest(), size, ctype)
+        return done
+
+
+class _Spool:
+    """Collects a download in memory, spilling to the temp file (in a thread) past ``SPILL_BYTES``."""
+
+    def __init__(self, dest: Path, tmp_name: str) -> None:
+        self.dest = dest
+        self.tmp = dest.with_name(tmp_name)
+        self.buf = bytearray()
+        self.fh: BinaryIO | None = None
+
+    def _open(self) -> None:
+        if self.fh is None:
+            self.dest.parent.mkdir(parents=True, exist_ok=True)
+            self.fh = self.tmp.open("wb")
+
+    def _spill(self, data: bytes) -> None:
+        self._open()
+        assert self.fh is not None
+        self.fh.write(data)
+
+    async def add(self, chunk: bytes) -> None:
+        self.buf += chunk
+        if len(self.buf) >= SPILL_BYTES:
+            data, self.buf = bytes(self.buf), bytearray()
+            await anyio.to_thread.run_sync(self._spill, data)
+
+    def commit(self, finalize: Callable[[Downloaded], None] | None, done: Downloaded) -> None:
+        self._spill(bytes(self.buf))
+        assert self.fh is not None
+        self.fh.close()
+        self.tmp.replace(self.dest)
+        if finalize is not None:
+            finalize(done)
+
+    def discard(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+        self.tmp.unlink(missing_ok=True)
 
 
 class ClientPool:

@@ -44,6 +44,7 @@ class RunOptions:
     rate: float | None = None  # submits per second
     webhook: str | None = None
     max_download_bytes: int = 64 * 1024 * 1024
+    connect_grace: float = 30.0  # how long the API may stay unreachable before the run stops
 
 
 class Events(Protocol):
@@ -80,6 +81,17 @@ class RunContext:
     fatal: BaseException | None = None
     uploading: dict[str, anyio.Event] = field(default_factory=dict)
     inflight: dict[str, ApiClient] = field(default_factory=dict)  # task id -> the client following it
+    unreachable_since: float | None = None
+
+    def unreachable_for(self) -> float:
+        """Seconds since submits started failing to connect (0 on the first failure)."""
+        now = time.monotonic()
+        if self.unreachable_since is None:
+            self.unreachable_since = now
+        return now - self.unreachable_since
+
+    def reachable(self) -> None:
+        self.unreachable_since = None
 
     @property
     def app_ref(self) -> str:

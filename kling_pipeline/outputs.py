@@ -11,12 +11,13 @@ import json
 import os
 import time
 from pathlib import Path, PurePosixPath
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from .apierrors import ApiError, ConnectFailed, DownloadFailed, ResponseLost
-from .client import ApiClient
+from .client import ApiClient, Downloaded
 from .money import usd_decimal
 from .wire import TaskView, output_files
 
@@ -48,10 +49,11 @@ def _write_json(path: Path, doc: Any) -> None:
     tmp.replace(path)
 
 
-async def _download(ctx: RunContext, api: ApiClient, uri: str, dest: Path) -> Any:
+async def _download(ctx: RunContext, api: ApiClient, uri: str, dest: Path,
+                    finalize: Callable[[Downloaded], None]) -> Downloaded:
     for attempt in range(DOWNLOAD_ATTEMPTS):
         try:
-            return await api.download(uri, dest, max_bytes=ctx.options.max_download_bytes)
+            return await api.download(uri, dest, max_bytes=ctx.options.max_download_bytes, finalize=finalize)
         except (ConnectFailed, ResponseLost, DownloadFailed):
             if attempt == DOWNLOAD_ATTEMPTS - 1:
                 raise
@@ -71,31 +73,35 @@ async def save_outputs(ctx: RunContext, api: ApiClient, w: Any, view: TaskView,
         rel = _name(w.output_name, index, ctype, uri)
         dest = ctx.out_dir / rel
         started = time.time()
+
+        def sidecar(got: Downloaded, rel: str = rel, index: int = index, uri: str = uri,
+                    started: float = started) -> None:
+            _write_json(sidecar_path(got.path), {
+                "image": rel,
+                "sha256": got.sha256,
+                "size": got.size,
+                "content_type": got.content_type,
+                "image_index": index,
+                "job": {"id": w.job_id, "key": w.key, "combination": dict(w.labels)},
+                "recipe": ctx.provenance.get("recipe"),
+                "git": ctx.provenance.get("git"),
+                "app": ctx.app_ref,
+                "input": intent.get("input"),
+                "input_files": intent.get("files") or {},
+                "task_id": view.id,
+                "billed_usd": usd_decimal(billed),
+                "timings": {"submitted_at": intent.get("at"), "downloaded_at": time.time(),
+                            "download_seconds": round(time.time() - started, 3)},
+                "source_uri": uri,
+                "run_id": ctx.run_id,
+                "tool": ctx.provenance.get("tool"),
+            })
+
         try:
-            got = await _download(ctx, api, uri, dest)
+            got = await _download(ctx, api, uri, dest, sidecar)
         except ApiError as exc:
             raise DownloadFailed(str(exc)) from None
         entry = {"path": rel, "sha256": got.sha256, "size": got.size, "content_type": got.content_type,
                  "uri": uri, "sidecar": rel + ".json"}
-        _write_json(sidecar_path(dest), {
-            "image": rel,
-            "sha256": got.sha256,
-            "size": got.size,
-            "content_type": got.content_type,
-            "image_index": index,
-            "job": {"id": w.job_id, "key": w.key, "combination": dict(w.labels)},
-            "recipe": ctx.provenance.get("recipe"),
-            "git": ctx.provenance.get("git"),
-            "app": ctx.app_ref,
-            "input": intent.get("input"),
-            "input_files": intent.get("files") or {},
-            "task_id": view.id,
-            "billed_usd": usd_decimal(billed),
-            "timings": {"submitted_at": intent.get("at"), "downloaded_at": time.time(),
-                        "download_seconds": round(time.time() - started, 3)},
-            "source_uri": uri,
-            "run_id": ctx.run_id,
-            "tool": ctx.provenance.get("tool"),
-        })
         saved.append(entry)
     return saved

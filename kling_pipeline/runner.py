@@ -92,8 +92,14 @@ async def _submit(ctx: RunContext, api: ApiClient, w: Work, attempt: int) -> str
                 if exc.status in (429, 503) or exc.status == 500:
                     delay = ctx.pacer.throttled(exc.retry_after)
                     ctx.events.throttled(w, exc, delay)
-                else:  # could not connect: back off, the service (or the network) is down
-                    await anyio.sleep(min(30.0, 0.5 * 2 ** tries))
+                else:  # could not connect: the service (or the network) is down for everybody
+                    if ctx.unreachable_for() > ctx.options.connect_grace:
+                        ctx.ledger.release(w.cost)
+                        await ctx.record({"t": "not_created", "key": w.key, "reason": str(exc)})
+                        ctx.stop("fatal", ApiError(f"{exc}; gave up after {ctx.options.connect_grace:g}s "
+                                                   "without reaching the API"))
+                        return JobResult(w.key, w.job_id, "failed", error=str(exc))
+                    ctx.pacer.throttled(None)
                 continue
             ctx.ledger.release(w.cost)
             await ctx.record({"t": "not_created", "key": w.key, "reason": str(exc)})
@@ -101,6 +107,7 @@ async def _submit(ctx: RunContext, api: ApiClient, w: Work, attempt: int) -> str
                 ctx.stop("fatal", exc)
             return JobResult(w.key, w.job_id, "failed", error=str(exc))
         ctx.pacer.succeeded()
+        ctx.reachable()
         await ctx.record({"t": "accepted", "key": w.key, "task": view.id, "at": _now()})
         ctx.events.accepted(w, view.id)
         return view.id

@@ -133,17 +133,18 @@ async def _schedule(ctx: RunContext, work: list[Work], summary: RunSummary, opti
             done(w, result)
             send.send_nowait(slot)
 
-    async with anyio.create_task_group() as outer:
-        async with anyio.create_task_group() as workers:
-            outer.start_soon(_watch_signals, ctx, workers.cancel_scope, options, outer)
-            for w in work:
-                slot = await receive.receive()
-                if ctx.stopping.is_set() and (w.action is Action.SUBMIT or ctx.stop_reason != "budget"):
-                    send.send_nowait(slot)
-                    done(w, JobResult(w.key, w.job_id, "not_run", error=ctx.stop_reason))
-                    continue
-                workers.start_soon(one, w, slot)
-        outer.cancel_scope.cancel()
+    with send, receive:
+        async with anyio.create_task_group() as outer:
+            async with anyio.create_task_group() as workers:
+                outer.start_soon(_watch_signals, ctx, workers.cancel_scope, options, outer)
+                for w in work:
+                    slot = await receive.receive()
+                    if ctx.stopping.is_set() and (w.action is Action.SUBMIT or ctx.stop_reason != "budget"):
+                        send.send_nowait(slot)
+                        done(w, JobResult(w.key, w.job_id, "not_run", error=ctx.stop_reason))
+                        continue
+                    workers.start_soon(one, w, slot)
+            outer.cancel_scope.cancel()
 
 
 async def run_plan(plan: Plan, *, base_url: str, key: Secret, options: RunOptions, events: Events,

@@ -42,6 +42,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cancel-inflight", action="store_true", help="on Ctrl-C, cancel running tasks via the API")
     p.add_argument("--drain-timeout", type=float, default=120.0, metavar="S",
                    help="on Ctrl-C, how long to wait for running tasks (default 120)")
+    p.add_argument("--connect-grace", type=float, default=30.0, metavar="S",
+                   help="stop the run when the API cannot be reached for this long (default 30)")
     p.add_argument("--json", action="store_true", help="one JSON event per line on stdout")
 
 
@@ -56,6 +58,7 @@ def _options(args: argparse.Namespace, plan: Plan) -> RunOptions:
         retry_unknown=args.retry_unknown, reconcile=not args.no_reconcile,
         reconcile_window=max(0.0, args.reconcile_window), cancel_inflight=args.cancel_inflight,
         drain_timeout=max(0.0, args.drain_timeout), webhook=plan.recipe.webhook,
+        connect_grace=max(0.0, args.connect_grace),
     )
 
 
