@@ -41,7 +41,9 @@ def canonical_json(value: Any) -> str:
 
 def content_key(app: str, request: Mapping[str, Any], repeat_index: int) -> str:
     """sha256 hex of what is paid for. ``request`` has local files as ``sha256:<hex>``."""
-    blob = canonical_json({"app": app, "input": request, "repeat_index": repeat_index})
+    # the canonical JSON of {"app": app, "input": request, "repeat_index": repeat_index}, assembled
+    # from its parts (the keys are in sorted order already)
+    blob = f'{{"app":{_CANONICAL.encode(app)},"input":{_CANONICAL.encode(request)},"repeat_index":{int(repeat_index)}}}'
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,14 +98,21 @@ class Plan:
 
     def breakdown(self) -> dict[str, list[AxisCost]]:
         """Jobs, units and cost per value of every matrix key, in first-seen order."""
-        table: dict[str, dict[str, list[int]]] = {}
+        table: dict[tuple[str, str], list[int]] = {}  # (axis, value) -> jobs, units, cost
         for job in self.jobs:
-            for axis, label in job.combination.labels.items():
-                row = table.setdefault(axis, {}).setdefault(label, [0, 0, 0])
-                row[0] += 1
-                row[1] += job.units
-                row[2] += job.cost
-        return {a: [AxisCost(v, *r) for v, r in rows.items()] for a, rows in table.items()}
+            units, cost = job.units, job.cost
+            for item in job.combination.labels.items():
+                row = table.get(item)
+                if row is None:
+                    table[item] = [1, units, cost]
+                else:
+                    row[0] += 1
+                    row[1] += units
+                    row[2] += cost
+        out: dict[str, list[AxisCost]] = {}
+        for (axis, value), row in table.items():
+            out.setdefault(axis, []).append(AxisCost(value, *row))
+        return out
 
 
 def _context(recipe: Recipe, combo: Combination, repeat_index: int) -> dict[str, Any]:
@@ -217,8 +225,13 @@ def _output_dir(recipe: Recipe, out: str | os.PathLike[str] | None) -> Path:
     return Path(os.path.dirname(recipe.file)) / "out" / recipe.name
 
 
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_+=-][A-Za-z0-9_+=~.-]*")  # one path part, no leading '.' or '~'
+
+
 def _safe_name(name: str) -> str | None:
     """Why a rendered output name is refused, or None when it is fine."""
+    if _PLAIN_NAME.fullmatch(name):  # the usual case (job ids): nothing to check
+        return None
     if not name:
         return "renders to an empty file name"
     if name.startswith(("/", "~")) or (name[1:2] == ":" and name[0].isalpha()):  # C:... is a Windows drive

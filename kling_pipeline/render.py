@@ -184,20 +184,44 @@ def _lookup_fn(env: SandboxedEnvironment, path: Path_, pos: Position, ref: tuple
     root, attrs = ref[0], ref[1:]
     slow: list[Renderer] = []
 
-    def lookup(ctx: Mapping[str, Any]) -> Any:
-        try:
-            value = ctx[root]
-            for attr in attrs:
-                value = value[attr]  # recipe values are plain: only a dict takes a str key
-            return value
-        except (KeyError, TypeError, IndexError):
-            error = _missing(path, pos, ctx, ref, where)
-            if error is not None:
-                raise error from None
+    def other(ctx: Mapping[str, Any]) -> Any:
+        """The reference did not resolve through mapping keys: an error, or Jinja's answer."""
+        error = _missing(path, pos, ctx, ref, where)
+        if error is not None:
+            raise error
         if not slow:
             expr = env.compile_expression(".".join(ref), undefined_to_none=False)
             slow.append(_guarded(path, pos, lambda c: expr(**c), where))
         return slow[0](ctx)
+
+    # recipe values are plain: only a dict takes a str key, so ``value[attr]`` is a mapping lookup
+    if not attrs:
+        def lookup_name(ctx: Mapping[str, Any]) -> Any:
+            try:
+                return ctx[root]
+            except KeyError:
+                return other(ctx)
+
+        return lookup_name
+    if len(attrs) == 1:
+        attr = attrs[0]
+
+        def lookup_attr(ctx: Mapping[str, Any]) -> Any:
+            try:
+                return ctx[root][attr]
+            except (KeyError, TypeError, IndexError):
+                return other(ctx)
+
+        return lookup_attr
+
+    def lookup(ctx: Mapping[str, Any]) -> Any:
+        try:
+            value = ctx[root]
+            for a in attrs:
+                value = value[a]
+            return value
+        except (KeyError, TypeError, IndexError):
+            return other(ctx)
 
     return lookup
 
@@ -214,10 +238,12 @@ def _fast_text(env: SandboxedEnvironment, path: Path_, pos: Position, parts: lis
                 raise RenderError(path, pos, f"{where}: {exc.args[0]!r} is undefined") from None
 
         return render_flat
-    lookups = [p if isinstance(p, str) else _lookup_fn(env, path, pos, p, where) for p in parts]
+    lookups: list[tuple[str, Renderer | None]] = [
+        (p, None) if isinstance(p, str) else ("", _lookup_fn(env, path, pos, p, where)) for p in parts
+    ]
 
     def render(ctx: Mapping[str, Any]) -> str:
-        return "".join([p if isinstance(p, str) else str(p(ctx)) for p in lookups])
+        return "".join([text if fn is None else str(fn(ctx)) for text, fn in lookups])
 
     return render
 

@@ -132,6 +132,20 @@ def fast_accept(schema: Mapping[str, Any]) -> Callable[[Any], bool] | None:
     lo_len, hi_len = schema.get("minLength"), schema.get("maxLength")
     lo, hi = schema.get("minimum"), schema.get("maximum")
     enum = schema.get("enum")
+    try:  # membership by (type, value): 1, 1.0 and True stay apart, as the loop below keeps them
+        members = None if enum is None else frozenset((type(e), e) for e in enum)
+    except TypeError:  # an unhashable enum member (a list, a mapping): compare one by one
+        members = None
+
+    if schema["type"] == "string" and (enum is None or members is not None):
+        min_len, max_len = lo_len or 0, hi_len
+
+        def accept_str(v: Any) -> bool:  # the common case (prompts, enums of strings), kept short
+            if not isinstance(v, str) or len(v) < min_len or (max_len is not None and len(v) > max_len):
+                return False
+            return members is None or (type(v), v) in members
+
+        return accept_str
 
     def accept(v: Any) -> bool:
         if not is_type(v):
@@ -142,6 +156,8 @@ def fast_accept(schema: Mapping[str, Any]) -> Callable[[Any], bool] | None:
             return False
         if isinstance(v, int | float) and ((lo is not None and v < lo) or (hi is not None and v > hi)):
             return False
+        if members is not None:
+            return (type(v), v) in members
         return enum is None or any(type(v) is type(e) and v == e for e in enum)
 
     return accept
