@@ -82,6 +82,7 @@ class RunContext:
     uploading: dict[str, anyio.Event] = field(default_factory=dict)
     inflight: dict[str, ApiClient] = field(default_factory=dict)  # task id -> the client following it
     unreachable_since: float | None = None
+    _ledger_changed: anyio.Event = field(default_factory=anyio.Event)
 
     def unreachable_for(self) -> float:
         """Seconds since submits started failing to connect (0 on the first failure)."""
@@ -108,8 +109,34 @@ class RunContext:
     async def record(self, record: dict[str, Any]) -> None:
         """Write a manifest record durably, then fold it into the live state."""
         record.setdefault("at", time.time())
+        if isinstance(record.get("task"), str):
+            self.claimed.add(record["task"])  # a known task is never adopted by another job's reconciliation
         await self.journal.append(record)
         self.manifest.apply(record)
+
+    async def reserve(self, amount: int) -> bool:
+        """Reserve ``amount`` under the cap. When it does not fit only because of reservations
+        of running tasks, wait for them to settle (a failed task may free its money) instead
+        of stopping early; False when it cannot fit."""
+        while not self.ledger.reserve(amount):
+            cap = self.ledger.cap
+            if cap is None or self.ledger.settled + amount > cap or self.ledger.reserved == 0 \
+                    or self.stopping.is_set():
+                return False
+            await self._ledger_changed.wait()
+        return True
+
+    def settle(self, reserved: int, billed: int) -> None:
+        self.ledger.settle(reserved, billed)
+        self._notify()
+
+    def release(self, reserved: int) -> None:
+        self.ledger.release(reserved)
+        self._notify()
+
+    def _notify(self) -> None:
+        self._ledger_changed.set()
+        self._ledger_changed = anyio.Event()
 
     def stop(self, reason: str, exc: BaseException | None = None) -> None:
         """Stop submitting (budget, fatal error, interrupt). The first reason wins."""
@@ -117,6 +144,7 @@ class RunContext:
             self.stop_reason = reason
             self.fatal = exc
             self.stopping.set()
+            self._notify()  # wake jobs waiting for money
             self.events.stopping(reason, str(exc) if exc else "")
 
     def webhook_for(self, w: Any) -> str | None:

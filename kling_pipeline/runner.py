@@ -56,13 +56,13 @@ async def _submit(ctx: RunContext, api: ApiClient, w: Work, attempt: int) -> str
     assert w.job is not None
     if ctx.stopping.is_set():
         return JobResult(w.key, w.job_id, "not_run", error=ctx.stop_reason)
-    if not ctx.ledger.reserve(w.cost):
+    if not await ctx.reserve(w.cost):
         ctx.stop("budget")
         return JobResult(w.key, w.job_id, "not_run", error="budget")
     try:
         request, files = await ctx.prepare_request(api, w.job)
     except ApiError as exc:
-        ctx.ledger.release(w.cost)
+        ctx.release(w.cost)
         if exc.fatal:
             ctx.stop("fatal", exc)
         return JobResult(w.key, w.job_id, "failed", error=f"upload failed: {exc}")
@@ -71,7 +71,7 @@ async def _submit(ctx: RunContext, api: ApiClient, w: Work, attempt: int) -> str
     for tries in range(ctx.options.submit_attempts):
         await ctx.pacer.wait_turn()
         if ctx.stopping.is_set():  # nothing has been sent for this attempt
-            ctx.ledger.release(w.cost)
+            ctx.release(w.cost)
             if sent_intent:
                 await ctx.record({"t": "not_created", "key": w.key, "reason": f"stopped: {ctx.stop_reason}"})
             return JobResult(w.key, w.job_id, "not_run", error=ctx.stop_reason)
@@ -94,14 +94,14 @@ async def _submit(ctx: RunContext, api: ApiClient, w: Work, attempt: int) -> str
                     ctx.events.throttled(w, exc, delay)
                 else:  # could not connect: the service (or the network) is down for everybody
                     if ctx.unreachable_for() > ctx.options.connect_grace:
-                        ctx.ledger.release(w.cost)
+                        ctx.release(w.cost)
                         await ctx.record({"t": "not_created", "key": w.key, "reason": str(exc)})
                         ctx.stop("fatal", ApiError(f"{exc}; gave up after {ctx.options.connect_grace:g}s "
                                                    "without reaching the API"))
                         return JobResult(w.key, w.job_id, "failed", error=str(exc))
                     ctx.pacer.throttled(None)
                 continue
-            ctx.ledger.release(w.cost)
+            ctx.release(w.cost)
             await ctx.record({"t": "not_created", "key": w.key, "reason": str(exc)})
             if exc.fatal:
                 ctx.stop("fatal", exc)
@@ -111,7 +111,7 @@ async def _submit(ctx: RunContext, api: ApiClient, w: Work, attempt: int) -> str
         await ctx.record({"t": "accepted", "key": w.key, "task": view.id, "at": _now()})
         ctx.events.accepted(w, view.id)
         return view.id
-    ctx.ledger.release(w.cost)
+    ctx.release(w.cost)
     reason = f"gave up after {ctx.options.submit_attempts} attempts: {last}"
     await ctx.record({"t": "not_created", "key": w.key, "reason": reason})
     return JobResult(w.key, w.job_id, "failed", error=reason)
@@ -172,7 +172,7 @@ async def _reconcile(ctx: RunContext, api: ApiClient, w: Work, sent: Mapping[str
             break
         await anyio.sleep(min(delay, deadline - now))
         delay = min(delay * 2, 10.0)
-    ctx.ledger.release(reserved)
+    ctx.release(reserved)
     window = f"{ctx.options.reconcile_window:g}s"
     if w.job is None:  # the recipe no longer has this job: nothing was created, nothing to do
         await ctx.record({"t": "not_created", "key": w.key, "reason": f"not in the task listing after {window}; "
@@ -242,7 +242,7 @@ async def _finish(ctx: RunContext, api: ApiClient, w: Work, task_id: str, reserv
     view = outcome
     billed = _billed(ctx, w, view, reserved)
     if view.status is not Status.COMPLETED:
-        ctx.ledger.settle(reserved, billed)
+        ctx.settle(reserved, billed)
         await ctx.record({"t": "done", "key": w.key, "job": w.job_id, "task": task_id, "status": view.status.value,
                           "billed_microcents": billed, "error": view.error, "at": _now()})
         if view.status is Status.REJECTED:
@@ -259,13 +259,13 @@ async def _finish(ctx: RunContext, api: ApiClient, w: Work, task_id: str, reserv
     try:
         saved = await save_outputs(ctx, api, w, view, billed)
     except (DownloadFailed, ApiError) as exc:
-        ctx.ledger.settle(reserved, billed)
+        ctx.settle(reserved, billed)
         await ctx.record({"t": "done", "key": w.key, "job": w.job_id, "task": task_id, "status": "completed",
                           "billed_microcents": billed, "outputs": [], "download_pending": True,
                           "error": f"download failed: {exc}", "raw_output": view.output, "at": _now()})
         return JobResult(w.key, w.job_id, "failed", billed, task_id, f"paid, but the download failed: {exc}; "
                                                                       "run again to fetch it (no new charge)")
-    ctx.ledger.settle(reserved, billed)
+    ctx.settle(reserved, billed)
     await ctx.record({"t": "done", "key": w.key, "job": w.job_id, "task": task_id, "status": "completed",
                       "billed_microcents": billed, "units": billed // max(1, ctx.pricing.microcents_per_unit),
                       "outputs": saved, "raw_output": view.output, "error": None, "at": _now()})
