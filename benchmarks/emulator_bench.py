@@ -1,16 +1,18 @@
 """Capacity benchmark of the inference.sh emulator.
 
 Starts ``python -m kling_pipeline.emulator --port 0 --latency L`` in its own process,
-then runs N tasks with C concurrent clients: submit (``POST /apps/run``), follow the
-NDJSON stream to the terminal line, download the output image. Prints wall time,
-tasks/s, the ratio to the floor ``ceil(N / C) * L``, and CPU seconds of the emulator
-process and of this client process.
+then runs N tasks with C concurrent clients, in one or more client processes:
 
-    python benchmarks/emulator_bench.py                      # 2000 tasks, 256 clients, 1.0 s
-    python benchmarks/emulator_bench.py -n 500 -c 64 --client sdk
+* ``--client sdk``: the official SDK's ``AsyncInference.run`` (wait for completion);
+* ``--client httpx``: plain httpx: submit (``POST /apps/run``), follow the NDJSON
+  stream to its terminal line, download the output PNG.
 
-Target: wall <= 1.10 x floor (8.8 s for the defaults). Exit code 1 when missed or
-when a task did not complete.
+Prints wall time, tasks/s, the ratio to the floor ``ceil(N / C) * L``, and CPU
+seconds of the emulator process and of the client processes. Exit code 1 when the
+target ratio is missed or a task did not complete.
+
+    python benchmarks/emulator_bench.py                        # 2000 tasks, 256 clients, 1.0 s, SDK
+    python benchmarks/emulator_bench.py --client httpx --procs 2
 """
 
 from __future__ import annotations
@@ -19,21 +21,22 @@ import argparse
 import asyncio
 import json
 import math
+import multiprocessing as mp
 import os
-import resource
 import signal
 import ssl
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from multiprocessing.synchronize import Event
 
 import httpx
 
 APP = "klingai/image-o1"
 KEY = "inf_bench"
-SHARD = 16
-"""Concurrent workers per httpx.AsyncClient (one big pool burns CPU scanning itself)."""
+SHARD = 4
+"""httpx: concurrent workers per AsyncClient (one big pool burns CPU scanning itself)."""
 
 
 @dataclass
@@ -41,6 +44,7 @@ class Tally:
     completed: int = 0
     failed: int = 0
     image_bytes: int = 0
+    cpu: float = 0.0
     errors: list[str] = field(default_factory=list)
 
 
@@ -58,8 +62,7 @@ def start_emulator(latency: float, loop: str) -> tuple[subprocess.Popen[str], st
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if not line.startswith("Emulator listening on "):
-        proc.kill()
-        proc.wait()
+        stop_emulator(proc)
         raise SystemExit(f"emulator did not start: {line!r}")
     return proc, line.split()[3]
 
@@ -75,8 +78,9 @@ def stop_emulator(proc: subprocess.Popen[str]) -> None:
         proc.stdout.close()
 
 
-async def one_task_httpx(client: httpx.AsyncClient, i: int, tally: Tally) -> None:
-    body = {"app": APP, "input": {"prompt": f"benchmark task {i}", "aspect_ratio": "1:1"}}
+# ---- the httpx client ---------------------------------------------------------------
+async def one_task_httpx(client: httpx.AsyncClient, label: str, tally: Tally) -> None:
+    body = {"app": APP, "input": {"prompt": f"benchmark task {label}", "aspect_ratio": "1:1"}}
     response = await client.post("/apps/run", json=body)
     response.raise_for_status()
     task_id = response.json()["data"]["id"]
@@ -99,21 +103,20 @@ async def one_task_httpx(client: httpx.AsyncClient, i: int, tally: Tally) -> Non
     tally.completed += 1
 
 
-async def run_httpx(base_url: str, n: int, concurrency: int, tally: Tally, shard: int) -> None:
-    counter = iter(range(n))
-    shards = math.ceil(concurrency / shard)
+async def run_httpx(base_url: str, labels: list[str], concurrency: int, tally: Tally, shard: int) -> None:
+    counter = iter(labels)
     limits = httpx.Limits(max_connections=shard + 2, max_keepalive_connections=shard + 2)
     headers = {"Authorization": f"Bearer {KEY}"}
     tls = ssl.create_default_context()  # one context for all clients (http:// never uses it)
     clients = [
         httpx.AsyncClient(base_url=base_url, headers=headers, limits=limits, timeout=60.0, verify=tls)
-        for _ in range(shards)
+        for _ in range(math.ceil(concurrency / shard))
     ]
 
     async def worker(client: httpx.AsyncClient) -> None:
-        for i in counter:
+        for label in counter:
             try:
-                await one_task_httpx(client, i, tally)
+                await one_task_httpx(client, label, tally)
             except httpx.HTTPError as exc:
                 tally.failed += 1
                 tally.errors.append(f"{type(exc).__name__}: {exc}")
@@ -127,17 +130,18 @@ async def run_httpx(base_url: str, n: int, concurrency: int, tally: Tally, shard
             await client.aclose()
 
 
-async def run_sdk(base_url: str, n: int, concurrency: int, tally: Tally, shard: int) -> None:
+# ---- the SDK client ---------------------------------------------------------------
+async def run_sdk(base_url: str, labels: list[str], concurrency: int, tally: Tally, shard: int) -> None:
     from inferencesh import AsyncInference
 
     sdk = AsyncInference(api_key=KEY, base_url=base_url)
-    counter = iter(range(n))
+    counter = iter(labels)
 
     async def worker() -> None:
-        for i in counter:
+        for label in counter:
             try:
-                result = await sdk.run({"app": APP, "input": {"prompt": f"benchmark task {i}"}})
-            except Exception as exc:  # the SDK raises RuntimeError/APIError/aiohttp errors
+                result = await sdk.run({"app": APP, "input": {"prompt": f"benchmark task {label}"}})
+            except Exception as exc:  # the SDK raises RuntimeError, APIError, aiohttp errors
                 tally.failed += 1
                 tally.errors.append(f"{type(exc).__name__}: {exc}")
                 continue
@@ -151,31 +155,73 @@ async def run_sdk(base_url: str, n: int, concurrency: int, tally: Tally, shard: 
             group.create_task(worker())
 
 
+RUNNERS = {"httpx": run_httpx, "sdk": run_sdk}
+
+
+def client_process(
+    kind: str, base_url: str, labels: list[str], concurrency: int, shard: int, go: Event, results: mp.Queue[str]
+) -> None:
+    """One client process: wait for the starting gun, run its share, report a Tally as JSON."""
+    tally = Tally()
+    go.wait()
+    cpu0 = time.process_time()
+    asyncio.run(RUNNERS[kind](base_url, labels, concurrency, tally, shard))
+    tally.cpu = time.process_time() - cpu0
+    results.put(json.dumps(asdict(tally)))
+
+
+def run_clients(args: argparse.Namespace, base_url: str) -> tuple[Tally, float]:
+    """Run the client processes; returns the summed tally and the wall time."""
+    context = mp.get_context("spawn")
+    go, results = context.Event(), context.Queue()
+    labels = [str(i) for i in range(args.tasks)]
+    procs = []
+    for p in range(args.procs):
+        share = labels[p :: args.procs]
+        workers = args.concurrency // args.procs + (1 if p < args.concurrency % args.procs else 0)
+        proc = context.Process(
+            target=client_process, args=(args.client, base_url, share, workers, args.shard, go, results)
+        )
+        proc.start()
+        procs.append(proc)
+    time.sleep(1.0)  # let every client process import its libraries before the clock starts
+    start = time.perf_counter()
+    go.set()
+    tallies = [Tally(**json.loads(results.get(timeout=600))) for _ in procs]
+    wall = time.perf_counter() - start
+    for proc in procs:
+        proc.join()
+    total = Tally()
+    for t in tallies:
+        total.completed += t.completed
+        total.failed += t.failed
+        total.image_bytes += t.image_bytes
+        total.cpu += t.cpu
+        total.errors += t.errors
+    return total, wall
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", "--tasks", type=int, default=2000)
     parser.add_argument("-c", "--concurrency", type=int, default=256)
     parser.add_argument("--latency", type=float, default=1.0)
-    parser.add_argument("--client", choices=["httpx", "sdk"], default="httpx")
+    parser.add_argument("--client", choices=sorted(RUNNERS), default="sdk")
+    parser.add_argument("--procs", type=int, default=2, help="client processes sharing the concurrency")
     parser.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto", help="emulator's loop")
     parser.add_argument("--target", type=float, default=1.10, help="allowed wall / floor ratio")
     parser.add_argument("--shard", type=int, default=SHARD, help="httpx: concurrent workers per AsyncClient")
     parser.add_argument("--url", help="use an emulator already running there (its CPU is not measured)")
     args = parser.parse_args(argv)
 
+    load = os.getloadavg()[0]
     if args.url:
         proc, base_url = None, args.url
     else:
         proc, base_url = start_emulator(args.latency, args.loop)
-    tally = Tally()
     try:
         emu_cpu0 = cpu_seconds_of(proc.pid) if proc else 0.0
-        client_cpu0 = time.process_time()
-        start = time.perf_counter()
-        runner = run_httpx if args.client == "httpx" else run_sdk
-        asyncio.run(runner(base_url, args.tasks, args.concurrency, tally, args.shard))
-        wall = time.perf_counter() - start
-        client_cpu = time.process_time() - client_cpu0
+        tally, wall = run_clients(args, base_url)
         emu_cpu = cpu_seconds_of(proc.pid) - emu_cpu0 if proc else float("nan")
         ledger = httpx.get(f"{base_url}/_emulator/ledger", timeout=30).json()["data"]
     finally:
@@ -184,14 +230,14 @@ def main(argv: list[str] | None = None) -> int:
 
     floor = math.ceil(args.tasks / args.concurrency) * args.latency
     ratio = wall / floor
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"client          : {args.client}, emulator loop: {args.loop}")
+    print(f"setup           : client {args.client} x {args.procs} process(es), emulator loop {args.loop}")
+    print(f"machine         : {os.cpu_count()} CPUs, 1-min load average before the run {load:.2f}")
     print(f"tasks           : {args.tasks} at concurrency {args.concurrency}, latency {args.latency:g} s")
     print(f"completed       : {tally.completed} (failed {tally.failed}), image bytes {tally.image_bytes}")
     print(f"wall            : {wall:.2f} s   floor {floor:.2f} s   ratio {ratio:.3f} (target <= {args.target})")
     print(f"throughput      : {args.tasks / wall:.1f} tasks/s")
     print(f"emulator CPU    : {emu_cpu:.2f} s ({emu_cpu / wall:.0%} of one core)")
-    print(f"client CPU      : {client_cpu:.2f} s ({client_cpu / wall:.0%} of one core), peak RSS {peak_rss_mb:.0f} MB")
+    print(f"client CPU      : {tally.cpu:.2f} s over {args.procs} process(es) ({tally.cpu / wall:.0%} of one core)")
     print(f"ledger          : {len(ledger['charges'])} charges, ${ledger['total_usd']}")
     for error in tally.errors[:5]:
         print(f"error           : {error}")

@@ -22,6 +22,10 @@ JSON_TYPE = "application/json"
 PROBLEM_TYPE = "application/problem+json"
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
 class Request:
     __slots__ = ("_headers", "params", "receive", "scope", "send")
 
@@ -88,7 +92,7 @@ class Request:
                 raise Problem(400, "invalid_json", "Missing body", "this endpoint needs a JSON object body")
             return {}
         try:
-            value = json.loads(raw)
+            value = json.loads(raw, parse_constant=_refuse_constant)
         except (ValueError, UnicodeDecodeError) as exc:
             raise Problem(400, "invalid_json", "Malformed JSON", f"the body is not valid JSON: {exc}") from None
         if not isinstance(value, dict):

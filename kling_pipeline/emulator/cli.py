@@ -17,12 +17,35 @@ from .server import bind_socket, is_loopback_host, quiet_fault_noise, uvicorn_se
 __all__ = ["build_parser", "main"]
 
 DEFAULT_PORT = 8765
+FAULT_HELP = {
+    "task_failure_rate": "probability a task fails mid-run (not billed)",
+    "provider_limit_rate": "probability a task fails with Kling code 1303 (not billed)",
+    "reject_rate": "probability a task is created already rejected, status 13",
+    "rate_limit_rate": "probability POST /apps/run answers 429 (no task created)",
+    "rate_limit_retry_after": "Retry-After seconds of an injected 429",
+    "requests_per_second": "per-key token bucket on POST /apps/run",
+    "requests_burst": "bucket size of --requests-per-second",
+    "server_error_rate": "probability POST /apps/run answers 503 or 500 (no task created)",
+    "server_error_retry_after": "Retry-After seconds of an injected 503",
+    "max_running_per_key": "tasks running at once per key; the rest wait queued",
+    "stream_cut_rate": "probability a task stream is cut before its last line",
+    "download_bytes_per_second": "throttle file downloads",
+    "response_lost_rate": "probability POST /apps/run creates the task but loses the answer",
+    "index_lag": "seconds before a new task shows in POST /tasks/list",
+}
 
 
 def _fault_type(name: str) -> type:
     if name in ("requests_burst", "max_running_per_key", "download_bytes_per_second"):
         return int
     return float
+
+
+def _latency(text: str) -> Latency:
+    try:
+        return Latency.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
     parser.add_argument(
         "--latency",
-        type=Latency.parse,
+        type=_latency,
         default=Latency.fixed(0.5),
         help="task run time: SECONDS, LOW..HIGH (uniform) or lognormal:MEDIAN,SIGMA (default: 0.5)",
     )
@@ -51,13 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="warning")
     faults = parser.add_argument_group("faults", "injected misbehaviour (all off by default)")
     for field in dataclasses.fields(Faults):
-        doc = (Faults.__dict__.get(field.name) and None) or field.name.replace("_", " ")
         faults.add_argument(
             "--" + field.name.replace("_", "-"),
             type=_fault_type(field.name),
             default=field.default,
             metavar="N",
-            help=f"{doc} (default: {field.default})",
+            help=f"{FAULT_HELP[field.name]} (default: {field.default})",
         )
     return parser
 
@@ -101,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     def request_exit() -> None:
         if server.should_exit:
             server.force_exit = True
-        server.should_exit = True
+        server.request_exit()
 
     async def serve() -> bool:
         loop = asyncio.get_running_loop()

@@ -192,6 +192,8 @@ class EmulatorConfig:
     max_json_bytes: int = 1024 * 1024
     webhook_attempts: int = 4
     webhook_timeout: float = 5.0
+    webhook_backoff: float = 0.2
+    """Wait before the first webhook retry; doubled for each further one."""
 
     def __post_init__(self) -> None:
         if self.api_key is not None and not self.api_key.strip():

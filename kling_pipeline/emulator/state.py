@@ -37,7 +37,9 @@ class EmulatorState:
         self.ledger = Ledger()
         self.files = FileStore()
         self.checker = InputChecker(self.spec)
-        self.webhooks = WebhookSender(attempts=cfg.webhook_attempts, timeout=cfg.webhook_timeout)
+        self.webhooks = WebhookSender(
+            attempts=cfg.webhook_attempts, timeout=cfg.webhook_timeout, backoff=cfg.webhook_backoff
+        )
         self.engine = Engine(
             cfg,
             self.spec,
