@@ -1,0 +1,86 @@
+"""docs/recipes.md says what the code does: its examples are run here."""
+
+from __future__ import annotations
+
+import json
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from kling_pipeline.planview import PLAN_FORMAT
+
+from .conftest import WriteRecipe
+from .util import cli, combos, ok
+
+ROOT = Path(__file__).resolve().parents[2]
+DOC = (ROOT / "docs/recipes.md").read_text(encoding="utf-8")
+BLOCKS = re.findall(r"```(\w+)\n(.*?)```", DOC, re.DOTALL)
+
+
+def blocks(kind: str) -> list[str]:
+    return [text for k, text in BLOCKS if k == kind]
+
+
+def test_the_first_example_is_the_quickstart_recipe(write: WriteRecipe) -> None:
+    example = blocks("yaml")[0]
+    shipped = (ROOT / "recipes/quickstart.yaml").read_text(encoding="utf-8")
+    strip = lambda text: [line for line in text.splitlines() if not line.startswith("#")]  # noqa: E731
+    assert strip(example) == strip(shipped)
+    assert len(ok(write(example, "quickstart.yaml")).jobs) == 4
+
+
+def test_the_console_example_is_what_the_commands_print(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    console = blocks("console")[0]
+    for command, expected in re.findall(r"^\$ kling-pipeline (.*)\n((?:(?!\$ ).*\n)*)", console, re.MULTILINE):
+        code, out, err = cli(*command.split())
+        assert (code, err) == (0, "")
+        assert out == expected
+
+
+MATRIX_EXAMPLES = [b for b in blocks("yaml") if b.startswith("matrix:\n") and re.search(r"(\d+) jobs", b)
+                   and all(line.startswith((" ", "#")) for line in b.splitlines()[1:])]
+
+
+def test_the_matrix_examples_are_all_found() -> None:
+    assert len(MATRIX_EXAMPLES) == 3  # exclude, include, zip
+
+
+@pytest.mark.parametrize("example", MATRIX_EXAMPLES, ids=["exclude", "include", "zip"])
+def test_matrix_examples_give_the_jobs_they_say(example: str) -> None:
+    count = int(re.findall(r"(\d+) jobs", example)[0])
+    body = textwrap.dedent("\n".join(example.splitlines()[1:]))
+    assert len(combos(body)) == count
+
+
+def test_the_fruit_example_lists_its_exact_combinations() -> None:
+    example = next(b for b in MATRIX_EXAMPLES if "fruit" in b)
+    listed = [line.strip("# ").strip() for line in example.splitlines() if line.startswith("#   {")]
+    body = textwrap.dedent("\n".join(example.splitlines()[1:]))
+    shown = ["{" + ", ".join(f"{k}: {v}" for k, v in c.items()) + "}" for c in combos(body)]
+    assert shown == listed
+
+
+def test_the_json_example_is_the_quickstart_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    documented = json.loads(blocks("json")[0])
+    code, out, _ = cli("plan", "recipes/quickstart.yaml", "--json")
+    actual = json.loads(out)
+    assert code == 0
+    assert documented["format"] == PLAN_FORMAT
+    assert documented == {**actual, "jobs": actual["jobs"][:1]}
+
+
+def test_every_json_field_is_documented(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    doc = json.loads(cli("plan", "recipes/quickstart.yaml", "--json")[1])
+    table = DOC[DOC.index("| field | meaning |"):]
+    for key, value in doc.items():
+        assert f"`{key}" in table, key
+        if isinstance(value, dict) and key != "breakdown":
+            for sub in value:
+                assert f"`{key}.{sub}`" in table or f"`{sub}`" in table, f"{key}.{sub}"
+    for field in doc["jobs"][0]:
+        assert f"`{field}`" in table, field
