@@ -1,0 +1,115 @@
+"""kill -9, Ctrl-C and resume, with the run in a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from conftest import TEST_KEY
+from helpers import charges_per_prompt, completed_outputs_intact, manifest, records
+
+pytestmark = [__import__("pytest").mark.slow]
+
+
+def _spawn(path: Path, base_url: str, *extra: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "INFERENCE_API_KEY": TEST_KEY, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "kling_pipeline", "run", str(path), "--base-url", base_url, *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+
+
+def _wait_for(condition: Callable[[], bool], proc: subprocess.Popen[str], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the run did not get there in time"
+        time.sleep(0.05)
+
+
+def _accepted(out: Path) -> int:
+    if not (out / "manifest.jsonl").exists():
+        return 0
+    return len(records(out, "accepted")) + len(records(out, "adopted"))
+
+
+def test_kill_9_mid_run_then_resume_completes_every_job_exactly_once(cli, emulator, sweep):
+    emu = emulator(latency=0.8, response_lost_rate=0.3, index_lag=0.2)
+    path = sweep(16, concurrency=4)
+    out = path.parent / "out"
+    proc = _spawn(path, emu.base_url, "--reconcile-window", "2")
+    _wait_for(lambda: len(records(out, "done")) >= 3 and _accepted(out) >= 6, proc)
+    proc.kill()
+    proc.communicate()
+    assert any(j.in_flight or j.unresolved for j in manifest(out)), "the kill should leave work in flight"
+    result = cli("run", str(path), "--base-url", emu.base_url, "--reconcile-window", "2")
+    assert result.code == 0, result.err
+    ledger = emu.ledger()
+    assert len(ledger["charges"]) == 16
+    assert set(charges_per_prompt(ledger).values()) == {1}
+    assert completed_outputs_intact(out) == 16
+    assert not list(out.glob(".*.part"))
+
+
+def test_ctrl_c_stops_submitting_waits_for_running_tasks_and_exits_130(cli, emulator, sweep):
+    emu = emulator(latency=1.0)
+    path = sweep(30, concurrency=4)
+    out = path.parent / "out"
+    proc = _spawn(path, emu.base_url)
+    _wait_for(lambda: _accepted(out) >= 4, proc)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted: no new submits; waiting for running jobs" in stderr
+    assert "Traceback" not in stderr
+    state = manifest(out)
+    assert not [j for j in state if j.in_flight or j.unresolved]  # every running task was waited for
+    assert len(records(out, "intent")) < 30
+    charged = {c["task_id"] for c in emu.ledger()["charges"]}
+    assert charged == {j.task_id for j in state if j.state == "completed"}
+    # The rest runs on the next invocation, each job paid once.
+    result = cli("run", str(path), "--base-url", emu.base_url)
+    assert result.code == 0, result.err
+    assert set(charges_per_prompt(emu.ledger()).values()) == {1}
+    assert completed_outputs_intact(out) == 30
+
+
+def test_a_second_ctrl_c_quits_at_once_and_the_next_run_reattaches(cli, emulator, sweep):
+    emu = emulator(latency=4.0)
+    path = sweep(8, concurrency=4)
+    out = path.parent / "out"
+    proc = _spawn(path, emu.base_url)
+    _wait_for(lambda: _accepted(out) >= 4, proc)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    running = [j for j in manifest(out) if j.in_flight]
+    assert len(running) == 4  # it did not wait for them
+    result = cli("run", str(path), "--base-url", emu.base_url)
+    assert result.code == 0, result.err
+    assert set(charges_per_prompt(emu.ledger()).values()) == {1}
+    assert len(emu.ledger()["charges"]) == 8
+    assert {t for j in running for t in [j.task_id]} <= {c["task_id"] for c in emu.ledger()["charges"]}
+
+
+def test_ctrl_c_with_cancel_inflight_cancels_running_tasks(emulator, sweep):
+    emu = emulator(latency=5.0)
+    path = sweep(6, concurrency=3)
+    out = path.parent / "out"
+    proc = _spawn(path, emu.base_url, "--cancel-inflight")
+    _wait_for(lambda: _accepted(out) >= 3, proc)
+    proc.send_signal(signal.SIGINT)
+    _stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    done = records(out, "done")
+    assert sorted(r["status"] for r in done) == ["cancelled"] * 3
+    assert emu.ledger()["charges"] == []
+    assert manifest(out).settled == 0
