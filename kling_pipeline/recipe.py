@@ -197,6 +197,12 @@ def _entry(check: _Checker, node: Node, what: str, axes: Mapping[str, Axis],
     )
 
 
+def _keyword_typo(name: str) -> str | None:
+    """The matrix keyword a matrix key looks like a misspelling of, if any."""
+    hint = difflib.get_close_matches(name, MATRIX_KEYS, n=1, cutoff=0.75)
+    return hint[0] if hint and name not in MATRIX_KEYS else None
+
+
 def _matrix(check: _Checker, node: Node | None, vars_: Mapping[str, Any]) -> MatrixSpec:
     if check.mapping(node, "matrix") is None or node is None:
         return MatrixSpec()
@@ -204,9 +210,9 @@ def _matrix(check: _Checker, node: Node | None, vars_: Mapping[str, Any]) -> Mat
     for name, child in node.items():
         if name in MATRIX_KEYS:
             continue
-        hint = difflib.get_close_matches(name, MATRIX_KEYS, n=1, cutoff=0.75)
+        hint = _keyword_typo(name)
         if hint:  # 'exlude:' is a typo, not an axis
-            check.error(child.key_pos, f"unknown key {name!r} in matrix; did you mean {hint[0]!r}?")
+            check.error(child.key_pos, f"unknown key {name!r} in matrix; did you mean {hint!r}?")
             continue
         if not check.identifier(name, child.key_pos, "matrix axis"):
             continue
@@ -309,7 +315,7 @@ def _declared(top: Mapping[str, Node]) -> frozenset[str]:
         for entry in include.value:
             if entry.is_mapping:
                 names |= set(entry.value)
-    return frozenset(names - set(MATRIX_KEYS))
+    return frozenset(n for n in names - set(MATRIX_KEYS) if not _keyword_typo(n))
 
 
 def check_recipe(tree: Node, file: str, sources: tuple[str, ...] = ()) -> tuple[Recipe, list[Diagnostic]]:
@@ -325,7 +331,8 @@ def check_recipe(tree: Node, file: str, sources: tuple[str, ...] = ()) -> tuple[
     if version is None:
         check.error(start, "missing required key 'version' (write 'version: 1')")
     elif version.value != 1 or isinstance(version.value, bool):
-        check.error(version.pos, f"unsupported recipe version {to_plain(version)!r}; this tool reads version 1")
+        shown = str(version.value).lower() if isinstance(version.value, bool) else repr(to_plain(version))
+        check.error(version.pos, f"unsupported recipe version {shown}; this tool reads version 1")
 
     name = check.string(top.get("name"), "name")
     if name is None:

@@ -388,6 +388,15 @@ def test_typo_of_a_matrix_keyword_is_an_error_with_a_suggestion(write: WriteReci
     assert found == [f"r.yaml:7:3: unknown key {typo!r} in matrix; did you mean {meant!r}?"]
 
 
+def test_a_typo_of_a_keyword_is_not_offered_as_a_known_name(write: WriteRecipe) -> None:
+    path = write(HEAD + "input:\n  prompt: '{{ stlye }}'\nmatrix:\n  style: [noir]\n  exlude: []\n")
+    assert errors(path) == [
+        "r.yaml:4:11: input.prompt: 'stlye' is undefined; did you mean 'style'? (known names: recipe, repeat_index, "
+        "style)",
+        "r.yaml:7:3: unknown key 'exlude' in matrix; did you mean 'exclude'?",
+    ]
+
+
 def test_include_and_exclude_must_be_lists_of_mappings(write: WriteRecipe) -> None:
     assert _matrix_errors(write, """\
   a: [1]

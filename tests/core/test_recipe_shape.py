@@ -47,7 +47,7 @@ def test_missing_required_keys(write: WriteRecipe) -> None:
     ]
 
 
-@pytest.mark.parametrize(("version", "shown"), [("2", "2"), ("'1'", "'1'"), ("true", "True")])
+@pytest.mark.parametrize(("version", "shown"), [("2", "2"), ("'1'", "'1'"), ("true", "true"), ("null", "None")])
 def test_only_version_1_is_read(write: WriteRecipe, version: str, shown: str) -> None:
     path = write(f"version: {version}\napp: klingai/image-o1@0pbaxv40\ninput: {{prompt: x}}\n")
     assert errors(path) == [f"r.yaml:1:10: unsupported recipe version {shown}; this tool reads version 1"]
