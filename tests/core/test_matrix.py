@@ -433,3 +433,63 @@ def test_expansion_streams(tmp_path: Path) -> None:
     it = expand(recipe.matrix)
     assert dict(next(it).values) == {f"a{i}": 0 for i in range(6)}
     assert dict(next(it).values) == {**{f"a{i}": 0 for i in range(5)}, "a5": 1}
+
+
+# --- property: expand() agrees with a plain, list-based reading of GitHub's documented rules ---
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+POOL = st.sampled_from([0, 1, 2, "p", "q", True])
+
+
+def same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b
+
+
+def reference(axes: dict[str, list[Any]], include: list[dict[str, Any]],
+              exclude: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """GitHub's rules, literally: product, then exclude (partial match), then include."""
+    import itertools
+
+    if not axes and not include:
+        return [{}]
+    originals = [dict(zip(axes, values, strict=True)) for values in itertools.product(*axes.values())] if axes else []
+    originals = [c for c in originals if not any(all(same(c[k], v) for k, v in e.items()) for e in exclude)]
+    result = [dict(c) for c in originals]
+    added: list[dict[str, Any]] = []
+    for entry in include:
+        fits = [i for i, c in enumerate(originals) if all(k not in c or same(c[k], v) for k, v in entry.items())]
+        for i in fits:
+            result[i].update(entry)
+        if not fits:
+            added.append(dict(entry))
+    return result + added
+
+
+@st.composite
+def matrices(draw: st.DrawFn) -> tuple[dict[str, list[Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    names = draw(st.lists(st.sampled_from(["a", "b", "c"]), unique=True, max_size=3))
+    axes = {n: draw(st.lists(POOL, min_size=1, max_size=3)) for n in names}
+    exclude = [draw(st.dictionaries(st.sampled_from(names), POOL, min_size=1)) for _ in range(draw(st.integers(0, 2)))
+               ] if names else []
+    include = draw(st.lists(st.dictionaries(st.sampled_from([*names, "x", "y"]), POOL, min_size=1), max_size=3))
+    return axes, include, exclude
+
+
+@settings(max_examples=150, deadline=None)
+@given(matrices())
+def test_expansion_matches_the_documented_rules(m: tuple[dict[str, list[Any]], list[dict[str, Any]],
+                                                         list[dict[str, Any]]]) -> None:
+    import json
+
+    axes, include, exclude = m
+    text = "".join(f"{name}: {json.dumps(values)}\n" for name, values in axes.items())
+    if include:
+        text += f"include: {json.dumps(include)}\n"
+    if exclude:
+        text += f"exclude: {json.dumps(exclude)}\n"
+    got = combos(text or "{}")
+    want = reference(axes, include, exclude)
+    assert got == want
+    assert [[type(v) for v in c.values()] for c in got] == [[type(v) for v in c.values()] for c in want]
