@@ -26,7 +26,9 @@ def blocks(kind: str) -> list[str]:
 def test_the_first_example_is_the_quickstart_recipe(write: WriteRecipe) -> None:
     example = blocks("yaml")[0]
     shipped = (ROOT / "recipes/quickstart.yaml").read_text(encoding="utf-8")
-    strip = lambda text: [line for line in text.splitlines() if not line.startswith("#")]  # noqa: E731
+    def strip(text: str) -> list[str]:
+        return [line for line in text.splitlines() if not line.startswith("#")]
+
     assert strip(example) == strip(shipped)
     assert len(ok(write(example, "quickstart.yaml")).jobs) == 4
 

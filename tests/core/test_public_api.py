@@ -47,7 +47,7 @@ def test_star_import_gives_all() -> None:
 
 def test_unknown_names_raise_attribute_error() -> None:
     with pytest.raises(AttributeError) as info:
-        kling_pipeline.nope  # type: ignore[attr-defined]  # noqa: B018
+        kling_pipeline.nope  # noqa: B018
     assert str(info.value) == "module 'kling_pipeline' has no attribute 'nope'"
 
 
