@@ -130,6 +130,8 @@ class FileResolver:
     def resolve(self, field_: str, value: str, origin: Position) -> LocalFile | FileProblem:
         """A data: URI or a path relative to the file that wrote it (``origin``)."""
         limits = self.limits[field_]
+        if not value.strip():
+            return FileProblem("is an empty file name (write null, or leave the field out, for no file)")
         if classify(value) == "data":
             try:
                 return check_data_uri(value, limits)

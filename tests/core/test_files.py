@@ -212,3 +212,14 @@ def test_two_values_naming_the_same_file_collapse(write: WriteRecipe, tmp_path: 
     assert [str(w) for w in p.warnings] == [
         "r.yaml:4:21: [ref=./refs/a.png] identical to refs_a.png [ref=refs/a.png]: same request, run once"
     ]
+
+
+def test_an_empty_file_name(write: WriteRecipe) -> None:
+    assert errors(image_recipe(write, "")) == [
+        "r.yaml:5:10: [] input.image: is an empty file name (write null, or leave the field out, for no file)"
+    ]
+
+
+def test_null_means_no_file(write: WriteRecipe) -> None:
+    p = ok(write(HEAD + "input:\n  prompt: x\n  image: null\n"))
+    assert p.render(p.jobs[0]).files == {}
