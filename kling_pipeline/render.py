@@ -20,6 +20,7 @@ from typing import Any
 
 import jinja2
 from jinja2 import StrictUndefined, meta
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 from .errors import Position
@@ -44,15 +45,35 @@ class RenderError(Exception):
         self.message = message
 
 
+_MAX_ITEMS = 1_000_000  # the longest string or list a template may build with '*'
+_MAX_BITS = 100_000  # the largest integer a template may build with '**'
+
+
 class _RecipeEnvironment(SandboxedEnvironment):
-    """The sandbox with one change: ``style.items`` on a mapping that has the key
+    """The sandbox with two changes. ``style.items`` on a mapping that has the key
     ``items`` gives that value, not the dict method (whose text holds a memory
-    address, which would make prompts and content keys differ from run to run)."""
+    address, which would make prompts and content keys differ from run to run).
+    And ``'x' * 10**10`` or ``9 ** 10**9`` is an error, not an hour of work or all
+    the memory of the machine."""
+
+    intercepted_binops = frozenset(["*", "**"])
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if type(obj) is dict and attribute in obj:
             return obj[attribute]
         return super().getattr(obj, attribute)
+
+    def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and isinstance(times, int) and len(seq) * times > _MAX_ITEMS:
+                    raise SecurityError(f"'*' would build a value of {len(seq) * times:,} items "
+                                        f"(at most {_MAX_ITEMS:,})")
+        elif (operator == "**" and isinstance(left, int) and isinstance(right, int)
+              and right * max(abs(left).bit_length() - 1, 0) > _MAX_BITS):
+            raise SecurityError(f"'**' would build a number of about {right * (abs(left).bit_length() - 1):,} bits "
+                                f"(at most {_MAX_BITS:,})")
+        return super().call_binop(context, operator, left, right)
 
 
 def make_environment() -> SandboxedEnvironment:

@@ -192,6 +192,22 @@ def test_the_sandbox_refuses_internals(write: WriteRecipe, template: str, messag
     assert errors(path) == [f"r.yaml:6:11: [subject=mug] input.prompt: template error: {message}"]
 
 
+@pytest.mark.parametrize(("template", "message"), [
+    ("{{ 'x' * 10**10 }}", "'*' would build a value of 10,000,000,000 items (at most 1,000,000)"),
+    ("{{ [0] * 2000000 }}", "'*' would build a value of 2,000,000 items (at most 1,000,000)"),
+    ("{{ 9 ** 1000000000 }}", "'**' would build a number of about 3,000,000,000 bits (at most 100,000)"),
+])
+def test_templates_cannot_exhaust_memory_or_time(write: WriteRecipe, template: str, message: str) -> None:
+    path = write(HEAD + f'input:\n  prompt: "{template}"\n')
+    assert errors(path) == [f"r.yaml:4:11: [] input.prompt: template error: {message}"]
+
+
+def test_ordinary_arithmetic_still_works(write: WriteRecipe) -> None:
+    assert request(write, "input:\n  prompt: \"{{ 'ab' * 3 }} {{ 3 * 'c' }} {{ 2 ** 10 }} {{ 1.5 * 2 }}\"\n") == [
+        {"prompt": "ababab ccc 1024 3.0"}
+    ]
+
+
 def test_a_template_error_inside_jinja_is_reported_not_raised(write: WriteRecipe) -> None:
     path = write(HEAD + 'matrix:\n  d: [0, 2]\ninput:\n  prompt: "x"\n  n: "{{ 4 // d }}"\n')
     assert errors(path) == ["r.yaml:7:6: [d=0] input.n: ZeroDivisionError: integer division or modulo by zero"]
