@@ -271,8 +271,9 @@ def plan_file(path: str | os.PathLike[str], **options: Any) -> Plan:
     try:
         recipe, problems = load_recipe_partial(path)
     except RecipeError as exc:  # unreadable file or YAML errors: shown capped like the rest
-        _raise(list(exc.diagnostics))
-        raise
+        if len(exc.diagnostics) <= MAX_SHOWN_ERRORS:
+            raise
+        raise RecipeError(exc.diagnostics[:MAX_SHOWN_ERRORS], total=exc.total) from None
     if problems:
         more: list[Diagnostic] = []
         if recipe.app.name:

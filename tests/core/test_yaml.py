@@ -155,3 +155,15 @@ def test_utf8_bom_and_unicode_are_fine(write: WriteRecipe, tmp_path: Path) -> No
     (tmp_path / path).write_text("\ufeff" + HEAD + "input: {prompt: \"café — 東京\"}\n", encoding="utf-8")
     p = ok(path)
     assert p.render(p.jobs[0]).request["prompt"] == "café — 東京"
+
+
+def test_many_yaml_problems_are_capped_at_50(write: WriteRecipe) -> None:
+    from kling_pipeline import plan_file
+
+    path = write(HEAD + "input: {prompt: x}\nvars:\n" + "".join(f"  a: {i}\n" for i in range(60)))
+    with pytest.raises(RecipeError) as info:
+        plan_file(path)
+    assert (len(info.value.diagnostics), info.value.total) == (50, 59)
+    lines = str(info.value).splitlines()
+    assert lines[0] == "r.yaml:6:3: duplicate key 'a' (first at line 5)"
+    assert lines[-1] == "... and 9 more errors"
