@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import math
 import multiprocessing as mp
@@ -103,7 +104,7 @@ async def one_task_httpx(client: httpx.AsyncClient, label: str, tally: Tally) ->
     tally.completed += 1
 
 
-async def run_httpx(base_url: str, labels: list[str], concurrency: int, tally: Tally, shard: int) -> None:
+async def run_httpx(base_url: str, labels: list[str], concurrency: int, tally: Tally, shard: int, ramp: float) -> None:
     counter = iter(labels)
     limits = httpx.Limits(max_connections=shard + 2, max_keepalive_connections=shard + 2)
     headers = {"Authorization": f"Bearer {KEY}"}
@@ -113,7 +114,8 @@ async def run_httpx(base_url: str, labels: list[str], concurrency: int, tally: T
         for _ in range(math.ceil(concurrency / shard))
     ]
 
-    async def worker(client: httpx.AsyncClient) -> None:
+    async def worker(client: httpx.AsyncClient, delay: float) -> None:
+        await asyncio.sleep(delay)
         for label in counter:
             try:
                 await one_task_httpx(client, label, tally)
@@ -124,20 +126,21 @@ async def run_httpx(base_url: str, labels: list[str], concurrency: int, tally: T
     try:
         async with asyncio.TaskGroup() as group:
             for w in range(concurrency):
-                group.create_task(worker(clients[w // shard]))
+                group.create_task(worker(clients[w // shard], ramp * w / concurrency))
     finally:
         for client in clients:
             await client.aclose()
 
 
 # ---- the SDK client ---------------------------------------------------------------
-async def run_sdk(base_url: str, labels: list[str], concurrency: int, tally: Tally, shard: int) -> None:
+async def run_sdk(base_url: str, labels: list[str], concurrency: int, tally: Tally, shard: int, ramp: float) -> None:
     from inferencesh import AsyncInference
 
     sdk = AsyncInference(api_key=KEY, base_url=base_url)
     counter = iter(labels)
 
-    async def worker() -> None:
+    async def worker(delay: float) -> None:
+        await asyncio.sleep(delay)
         for label in counter:
             try:
                 result = await sdk.run({"app": APP, "input": {"prompt": f"benchmark task {label}"}})
@@ -151,21 +154,30 @@ async def run_sdk(base_url: str, labels: list[str], concurrency: int, tally: Tal
                 tally.failed += 1
 
     async with asyncio.TaskGroup() as group:
-        for _ in range(concurrency):
-            group.create_task(worker())
+        for w in range(concurrency):
+            group.create_task(worker(ramp * w / concurrency))
 
 
 RUNNERS = {"httpx": run_httpx, "sdk": run_sdk}
 
 
 def client_process(
-    kind: str, base_url: str, labels: list[str], concurrency: int, shard: int, go: Event, results: mp.Queue[str]
+    kind: str,
+    base_url: str,
+    labels: list[str],
+    concurrency: int,
+    options: tuple[int, float],
+    go: Event,
+    results: mp.Queue[str],
 ) -> None:
     """One client process: wait for the starting gun, run its share, report a Tally as JSON."""
     tally = Tally()
+    gc.freeze()  # a load generator: keep the cyclic GC from pausing it every few milliseconds
+    gc.set_threshold(50_000, 20, 100)
     go.wait()
     cpu0 = time.process_time()
-    asyncio.run(RUNNERS[kind](base_url, labels, concurrency, tally, shard))
+    shard, ramp = options
+    asyncio.run(RUNNERS[kind](base_url, labels, concurrency, tally, shard, ramp))
     tally.cpu = time.process_time() - cpu0
     results.put(json.dumps(asdict(tally)))
 
@@ -180,7 +192,8 @@ def run_clients(args: argparse.Namespace, base_url: str) -> tuple[Tally, float]:
         share = labels[p :: args.procs]
         workers = args.concurrency // args.procs + (1 if p < args.concurrency % args.procs else 0)
         proc = context.Process(
-            target=client_process, args=(args.client, base_url, share, workers, args.shard, go, results)
+            target=client_process,
+            args=(args.client, base_url, share, workers, (args.shard, args.ramp), go, results),
         )
         proc.start()
         procs.append(proc)
@@ -211,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto", help="emulator's loop")
     parser.add_argument("--target", type=float, default=1.10, help="allowed wall / floor ratio")
     parser.add_argument("--shard", type=int, default=SHARD, help="httpx: concurrent workers per AsyncClient")
+    parser.add_argument(
+        "--ramp", type=float, default=0.0, help="seconds over which the clients start (default: all at once)"
+    )
     parser.add_argument("--url", help="use an emulator already running there (its CPU is not measured)")
     args = parser.parse_args(argv)
 
@@ -230,7 +246,10 @@ def main(argv: list[str] | None = None) -> int:
 
     floor = math.ceil(args.tasks / args.concurrency) * args.latency
     ratio = wall / floor
-    print(f"setup           : client {args.client} x {args.procs} process(es), emulator loop {args.loop}")
+    print(
+        f"setup           : client {args.client} x {args.procs} process(es), ramp {args.ramp:g} s, "
+        f"emulator loop {args.loop}"
+    )
     print(f"machine         : {os.cpu_count()} CPUs, 1-min load average before the run {load:.2f}")
     print(f"tasks           : {args.tasks} at concurrency {args.concurrency}, latency {args.latency:g} s")
     print(f"completed       : {tally.completed} (failed {tally.failed}), image bytes {tally.image_bytes}")

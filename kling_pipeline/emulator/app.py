@@ -51,16 +51,20 @@ def _table() -> list[tuple[str, str, StateHandler, bool]]:
     ]
 
 
+def _first_segment(path: str) -> str:
+    return path.split("/", 2)[1] if path.startswith("/") else ""
+
+
 class EmulatorApp:
     """ASGI 3 app. All state lives in ``self.state``; nothing is shared between instances."""
 
     def __init__(self, cfg: EmulatorConfig) -> None:
         self.cfg = cfg
         self.state = EmulatorState(cfg)
-        self._routes = [
-            Route.of(method, template, partial(handler, self.state), auth=auth)
-            for method, template, handler, auth in _table()
-        ]
+        self._routes: dict[str, list[Route]] = {}
+        for method, template, handler, auth in _table():
+            route = Route.of(method, template, partial(handler, self.state), auth=auth)
+            self._routes.setdefault(_first_segment(template), []).append(route)
 
     # -- Python-side inspection (call on the server's event loop) --
     def ledger(self) -> dict[str, object]:
@@ -95,7 +99,7 @@ class EmulatorApp:
 
     def _match(self, request: Request) -> Route:
         allowed = []
-        for route in self._routes:
+        for route in self._routes.get(_first_segment(request.path), ()):
             match = route.pattern.match(request.path)
             if match is None:
                 continue
@@ -125,7 +129,7 @@ class EmulatorApp:
         request = Request(scope, receive, tracking_send)
         try:
             route = self._match(request)
-            key = self.state.authenticate(request.headers.get("authorization")) if route.auth else ""
+            key = self.state.authenticate(request.header(b"authorization")) if route.auth else ""
             await route.handler(request, key)
         except Problem as problem:
             if not started:

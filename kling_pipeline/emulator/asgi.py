@@ -27,14 +27,13 @@ def _refuse_constant(name: str) -> Any:
 
 
 class Request:
-    __slots__ = ("_headers", "params", "receive", "scope", "send")
+    __slots__ = ("params", "receive", "scope", "send")
 
     def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.scope = scope
         self.receive = receive
         self.send = send
         self.params: dict[str, str] = {}
-        self._headers: dict[str, str] | None = None
 
     @property
     def method(self) -> str:
@@ -44,11 +43,12 @@ class Request:
     def path(self) -> str:
         return str(self.scope["path"])
 
-    @property
-    def headers(self) -> dict[str, str]:
-        if self._headers is None:
-            self._headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in self.scope["headers"]}
-        return self._headers
+    def header(self, name: bytes) -> str | None:
+        """The first value of a header (``name`` in lower case, as ASGI servers give it)."""
+        for key, value in self.scope["headers"]:
+            if key == name:
+                return str(value.decode("latin-1"))
+        return None
 
     def query(self, name: str) -> str | None:
         values = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get(name)
@@ -56,7 +56,7 @@ class Request:
 
     @property
     def netloc(self) -> str:
-        host = self.headers.get("host")
+        host = self.header(b"host")
         if host:
             return host
         server = self.scope.get("server") or ("127.0.0.1", 80)
@@ -68,7 +68,7 @@ class Request:
 
     async def body(self, limit: int) -> bytes:
         """The whole body; 413 past ``limit`` bytes (checked before reading when declared)."""
-        declared = self.headers.get("content-length")
+        declared = self.header(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise Problem(413, "payload_too_large", "Body too large", f"the limit is {limit} bytes")
         chunks: list[bytes] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -85,7 +86,7 @@ class FileStore:
             declared_size=declared_size,
             public=public,
             path=path,
-            upload_token=new_id(32),
+            upload_token=secrets.token_urlsafe(24),
         )
         self._files[stored.id] = stored
         return stored

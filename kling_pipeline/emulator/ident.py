@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import secrets
 import time
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 __all__ = ["Clock", "Dice", "canonical_json", "input_sha256", "key_id", "new_id"]
@@ -27,19 +25,21 @@ def key_id(api_key: str) -> str:
     return "key_" + hashlib.sha256(b"kling-emulator-key\x00" + api_key.encode("utf-8")).hexdigest()[:12]
 
 
-def new_id(length: int = 24) -> str:
-    """A random lowercase id (task and file ids are unguessable, like the real service's)."""
-    return base64.b32encode(secrets.token_bytes(length * 5 // 8 + 1)).decode("ascii")[:length].lower()
+def new_id() -> str:
+    """A random 24-character lowercase hex id (task and file ids are unguessable)."""
+    return secrets.token_hex(12)
 
 
 class Clock:
     """Monotonic time for scheduling, and wall-clock stamps that never go backwards."""
 
-    __slots__ = ("_mono0", "_wall0")
+    __slots__ = ("_mono0", "_second", "_second_text", "_wall0")
 
     def __init__(self) -> None:
-        self._wall0 = datetime.now(UTC)
+        self._wall0 = time.time()
         self._mono0 = time.monotonic()
+        self._second = -1
+        self._second_text = ""
 
     @staticmethod
     def now() -> float:
@@ -47,8 +47,12 @@ class Clock:
 
     def stamp(self, mono: float) -> str:
         """ISO 8601 UTC with microseconds and ``Z`` for a monotonic instant."""
-        moment = self._wall0 + timedelta(seconds=mono - self._mono0)
-        return moment.isoformat(timespec="microseconds").removesuffix("+00:00") + "Z"
+        micros = round((self._wall0 + mono - self._mono0) * 1_000_000)
+        second, fraction = divmod(micros, 1_000_000)
+        if second != self._second:  # formatting the date is the slow part: once a second
+            self._second = second
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._second_text}.{fraction:06d}Z"
 
 
 class Dice:

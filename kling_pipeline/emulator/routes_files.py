@@ -73,7 +73,7 @@ async def put_upload(st: EmulatorState, req: Request, key: str) -> None:
             f"declared {stored.declared_size} bytes at POST /files, received {len(data)}",
         )
     stored.data = data
-    content_type = req.headers.get("content-type")
+    content_type = req.header(b"content-type")
     if content_type:
         stored.content_type = content_type
     etag = '"' + hashlib.md5(data, usedforsecurity=False).hexdigest() + '"'
