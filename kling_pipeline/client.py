@@ -1,9 +1,8 @@
 """The inference.sh API client (httpx), one call per method, errors translated in one place.
 
-Connection layer: one ``httpx.AsyncClient`` scans its connection pool on every
-request, which collapses at a few hundred concurrent tasks. ``ClientPool``
-keeps several small clients ("shards") and gives each worker slot its own
-shard, so every pool stays small; they share one TLS context.
+Connection layer: httpx's default transport scans its connection pool on every
+request and collapses at a few hundred concurrent tasks; ``ClientPool`` runs
+httpx on ``http11.Http11Transport`` instead (see there).
 
 The API key travels only in the ``Authorization`` header of API calls — never
 to download or upload URLs (those are other hosts in production) and never
@@ -15,12 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+import urllib.request
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 import anyio
 import anyio.to_thread
@@ -34,13 +35,15 @@ from .apierrors import (
     parse_retry_after,
     translate_transport,
 )
+from .http11 import Http11Transport
 from .wire import TaskView, parse_problem, unwrap
 
 __all__ = ["ApiClient", "ClientPool", "Downloaded", "Secret", "Timeouts"]
 
-WORKERS_PER_SHARD = 16
 MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
 SPILL_BYTES = 1024 * 1024
+STREAM_DRAIN_SECONDS = 1.0
+USER_AGENT = "kling-pipeline"
 
 
 class Secret:
@@ -70,42 +73,100 @@ class Timeouts:
 
 @dataclass(frozen=True, slots=True)
 class Downloaded:
-    path: Path
+    """A fetched file: its bytes, or (when large) the temp file holding them."""
+
+    data: bytes | None
+    spilled: Path | None
     sha256: str
     size: int
     content_type: str
 
 
-class ApiClient:
-    """API calls over one shard of the pool."""
+class Response(Protocol):
+    """What ``ApiClient`` needs of an HTTP response (``http11.RawResponse`` is one)."""
 
-    def __init__(self, http: httpx.AsyncClient, base_url: str, key: Secret, timeouts: Timeouts) -> None:
-        self._http = http
+    status: int
+
+    def header(self, name: str) -> str | None: ...
+    def aiter(self) -> AsyncIterator[bytes]: ...
+    async def read(self) -> bytes: ...
+    async def aclose(self) -> None: ...
+
+
+class Wire(Protocol):
+    async def send(self, method: str, url: str, headers: Sequence[tuple[bytes, bytes]], body: bytes | None = None,
+                   *, connect_timeout: float | None = ..., read_timeout: float | None = ...) -> Response: ...
+
+
+class _HttpxResponse:
+    def __init__(self, response: httpx.Response) -> None:
+        self._r = response
+        self.status = response.status_code
+
+    def header(self, name: str) -> str | None:
+        value: str | None = self._r.headers.get(name)
+        return value
+
+    def aiter(self) -> AsyncIterator[bytes]:
+        return self._r.aiter_bytes()
+
+    async def read(self) -> bytes:
+        return await self._r.aread()
+
+    async def aclose(self) -> None:
+        await self._r.aclose()
+
+
+class HttpxWire:
+    """Any httpx transport (``httpx.MockTransport`` in unit tests, httpx's own behind a proxy)."""
+
+    def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
+        self.transport = transport
+
+    async def send(self, method: str, url: str, headers: Sequence[tuple[bytes, bytes]], body: bytes | None = None,
+                   *, connect_timeout: float | None = 10.0, read_timeout: float | None = 30.0) -> Response:
+        timeout = {"connect": connect_timeout, "read": read_timeout, "write": read_timeout, "pool": read_timeout}
+        request = httpx.Request(method, url, headers=list(headers), content=body, extensions={"timeout": timeout})
+        return _HttpxResponse(await self.transport.handle_async_request(request))
+
+
+class ApiClient:
+    """The API calls. The API key goes only into the ``Authorization`` header of API calls."""
+
+    def __init__(self, wire: Wire, base_url: str, key: Secret, timeouts: Timeouts) -> None:
+        self._wire = wire
         self._base = base_url.rstrip("/")
-        self._auth = {"Authorization": f"Bearer {key.reveal()}", "Content-Type": "application/json"}
+        self._auth = [(b"Authorization", f"Bearer {key.reveal()}".encode()),
+                      (b"Content-Type", b"application/json"), (b"User-Agent", USER_AGENT.encode())]
+        self._stream_headers = [*self._auth, (b"Accept", b"application/x-ndjson")]
         self._t = timeouts
 
     def _url(self, path: str) -> str:
         return f"{self._base}{path}"
 
+    async def _send(self, method: str, url: str, headers: Sequence[tuple[bytes, bytes]], body: bytes | None,
+                    read_timeout: float) -> Response:
+        return await self._wire.send(method, url, headers, body, connect_timeout=self._t.connect,
+                                     read_timeout=read_timeout)
+
     async def _call(self, method: str, path: str, what: str, body: Any = None) -> Any:
         content = json.dumps(body).encode() if body is not None else None
         with translate_transport(what):
-            response = await self._http.request(
-                method, self._url(path), content=content, headers=self._auth,
-                timeout=httpx.Timeout(self._t.request, connect=self._t.connect),
-            )
-        if response.status_code >= 400:
-            retry = parse_retry_after(response.headers.get("retry-after")
-                                      or response.headers.get("x-ratelimit-reset-after"))
-            raise from_problem(parse_problem(response.status_code, response.content), retry, what)
-        if response.status_code == 204 or not response.content:
+            response = await self._send(method, self._url(path), self._auth, content, self._t.request)
+            try:
+                data = await response.read()
+            finally:
+                await response.aclose()
+        if response.status >= 400:
+            retry = parse_retry_after(response.header("retry-after") or response.header("x-ratelimit-reset-after"))
+            raise from_problem(parse_problem(response.status, data), retry, what)
+        if response.status == 204 or not data:
             return None
         try:
-            return unwrap(json.loads(response.content))
+            return unwrap(json.loads(data))
         except ValueError:
             # A 2xx whose body is not JSON: for a submit, a task may exist.
-            raise ResponseLost(f"{what}: the answer was not JSON (HTTP {response.status_code})") from None
+            raise ResponseLost(f"{what}: the answer was not JSON (HTTP {response.status})") from None
 
     async def submit(self, app: str, request: Mapping[str, Any], webhook: str | None = None) -> TaskView:
         """``POST /apps/run``. See ``apierrors`` for what each failure means for money."""
@@ -151,48 +212,45 @@ class ApiClient:
         Raises ``ApiError`` for an error answer or a broken connection.
         """
         idle = self._t.stream_idle if idle_timeout is None else idle_timeout
-        headers = {**self._auth, "Accept": "application/x-ndjson"}
         what = f"stream {task_id}"
-        task: dict[str, Any] = {}
+        task: dict[str, Any] = {"id": task_id}
         with translate_transport(what):
-            async with self._http.stream(
-                "GET", self._url(f"/tasks/{task_id}/stream"), headers=headers,
-                timeout=httpx.Timeout(idle, connect=self._t.connect),
-            ) as response:
-                if response.status_code >= 400:
-                    body = await response.aread()
-                    raise from_problem(parse_problem(response.status_code, body), None, what)
-                loop_time = time.monotonic
-                last = loop_time()
-                async for line in response.aiter_lines():
-                    if not line or line.isspace():
-                        continue
-                    try:
-                        event = json.loads(line)
-                    except ValueError:
-                        continue
-                    if not isinstance(event, dict):
-                        continue
-                    if event.get("type") == "heartbeat":
-                        if loop_time() - last > idle:
+            response = await self._send("GET", self._url(f"/tasks/{task_id}/stream"), self._stream_headers, None,
+                                        idle)
+            try:
+                if response.status >= 400:
+                    raise from_problem(parse_problem(response.status, await response.read()), None, what)
+                chunks = response.aiter()
+                last = time.monotonic()
+                pending = b""
+                async for chunk in chunks:
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    for line in lines:
+                        event = _event(line)
+                        if event is None:
+                            continue
+                        if event.get("type") == "heartbeat":
+                            if time.monotonic() - last > idle:
+                                return
+                            continue
+                        last = time.monotonic()
+                        if not _merge(task, event):
+                            continue
+                        view = TaskView.parse(task)
+                        if view is None:
+                            continue
+                        if view.status.terminal:
+                            # Read the (empty) rest of the stream first: a response closed half-read
+                            # costs its keep-alive connection, and a new connection per task is slow.
+                            with anyio.move_on_after(STREAM_DRAIN_SECONDS):
+                                async for _ in chunks:
+                                    pass
+                            yield view
                             return
-                        continue
-                    last = loop_time()
-                    if "fields" in event and isinstance(event.get("data"), dict):
-                        task.update(event["data"])  # a partial update
-                    elif "event" in event and "id" not in event:
-                        continue  # LLM deltas and other events: not for image apps
-                    else:
-                        whole = event["data"] if isinstance(event.get("data"), dict) and "id" in event["data"] \
-                            else event
-                        task = {**task, **whole}
-                    task.setdefault("id", task_id)
-                    view = TaskView.parse(task)
-                    if view is None:
-                        continue
-                    yield view
-                    if view.status.terminal:
-                        return
+                        yield view
+            finally:
+                await response.aclose()
 
     async def upload(self, data: bytes, filename: str, content_type: str) -> str:
         """``POST /files`` then ``PUT`` the bytes to the returned upload URL; returns the file's ``uri``."""
@@ -203,71 +261,71 @@ class ApiClient:
         if not isinstance(entry, dict) or not entry.get("upload_url") or not entry.get("uri"):
             raise BadRequest(f"upload {filename}: the answer holds no upload_url/uri")
         with translate_transport(f"upload {filename}"):
-            put = await self._http.put(str(entry["upload_url"]), content=data,
-                                       headers={"Content-Type": content_type},
-                                       timeout=httpx.Timeout(self._t.download, connect=self._t.connect))
-        if put.status_code >= 300:
-            raise from_problem(parse_problem(put.status_code, put.content), None, f"upload {filename}")
+            put = await self._send("PUT", str(entry["upload_url"]),
+                                   [(b"Content-Type", content_type.encode()), (b"User-Agent", USER_AGENT.encode())],
+                                   data, self._t.download)
+            try:
+                answer = await put.read()
+            finally:
+                await put.aclose()
+        if put.status >= 300:
+            raise from_problem(parse_problem(put.status, answer), None, f"upload {filename}")
         return str(entry["uri"])
 
-    async def download(self, uri: str, dest: Path, *, max_bytes: int = MAX_DOWNLOAD_BYTES,
-                       accept: tuple[str, ...] = ("image/",),
-                       finalize: Callable[[Downloaded], None] | None = None) -> Downloaded:
-        """Stream ``uri`` into ``dest`` (temp file + rename), checking type and size, hashing it.
+    async def download(self, uri: str, name: str, spill_dir: Path, *, max_bytes: int = MAX_DOWNLOAD_BYTES,
+                       accept: tuple[str, ...] = ("image/",)) -> Downloaded:
+        """Fetch ``uri`` (an output file), checking its type and size and hashing it.
 
-        File-system calls run in a worker thread: creating files while the manifest
-        is fsync'd can block for milliseconds, which must not stall the event loop.
-        ``finalize`` (e.g. writing a sidecar) runs in that same thread after the rename.
+        The bytes stay in memory (images are small) and are put in place later by the
+        manifest's writer thread; past ``SPILL_BYTES`` they go to a temp file in
+        ``spill_dir`` instead, written from a worker thread. ``name`` is for messages.
         """
-        spool = _Spool(dest, f".{dest.name}.{os.getpid()}.{id(self):x}.part")
+        spool = _Spool(spill_dir, f".{name.replace('/', '_')}.{os.getpid()}.{secrets.token_hex(4)}.part")
         digest = hashlib.sha256()
         size = 0
         try:
-            with translate_transport(f"download {dest.name}"):
-                async with self._http.stream("GET", uri, timeout=httpx.Timeout(
-                        self._t.download, connect=self._t.connect)) as response:
-                    if response.status_code >= 400:
-                        raise DownloadFailed(f"download {dest.name}: HTTP {response.status_code}")
-                    ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
+            with translate_transport(f"download {name}"):
+                response = await self._send("GET", uri, [(b"User-Agent", USER_AGENT.encode())], None,
+                                            self._t.download)
+                async with _closing(response):
+                    if response.status >= 400:
+                        raise DownloadFailed(f"download {name}: HTTP {response.status}")
+                    ctype = (response.header("content-type") or "").split(";")[0].strip().lower()
                     if accept and not ctype.startswith(accept):
-                        raise DownloadFailed(f"download {dest.name}: expected an image, got {ctype or 'no type'}")
-                    declared = response.headers.get("content-length")
+                        raise DownloadFailed(f"download {name}: expected an image, got {ctype or 'no type'}")
+                    declared = response.header("content-length")
                     if declared and declared.isdigit() and int(declared) > max_bytes:
-                        raise DownloadFailed(f"download {dest.name}: {declared} bytes is over the {max_bytes} cap")
-                    async for chunk in response.aiter_bytes():
+                        raise DownloadFailed(f"download {name}: {declared} bytes is over the {max_bytes} cap")
+                    async for chunk in response.aiter():
                         size += len(chunk)
                         if size > max_bytes:
-                            raise DownloadFailed(f"download {dest.name}: more than {max_bytes} bytes")
+                            raise DownloadFailed(f"download {name}: more than {max_bytes} bytes")
                         digest.update(chunk)
                         await spool.add(chunk)
             if size == 0:
-                raise DownloadFailed(f"download {dest.name}: empty file")
-            done = Downloaded(dest, digest.hexdigest(), size, ctype)
-            await anyio.to_thread.run_sync(spool.commit, finalize, done)
+                raise DownloadFailed(f"download {name}: empty file")
+            return await spool.finish(digest.hexdigest(), size, ctype)
         except BaseException:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(spool.discard)
+            if spool.tmp_used:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(spool.discard)
             raise
-        return done
 
 
 class _Spool:
-    """Collects a download in memory, spilling to the temp file (in a thread) past ``SPILL_BYTES``."""
+    """A download in memory, spilling to a temp file (from a worker thread) past ``SPILL_BYTES``."""
 
-    def __init__(self, dest: Path, tmp_name: str) -> None:
-        self.dest = dest
-        self.tmp = dest.with_name(tmp_name)
+    def __init__(self, directory: Path, tmp_name: str) -> None:
+        self.tmp = directory / tmp_name
         self.buf = bytearray()
         self.fh: BinaryIO | None = None
-
-    def _open(self) -> None:
-        if self.fh is None:
-            self.dest.parent.mkdir(parents=True, exist_ok=True)
-            self.fh = self.tmp.open("wb")
+        self.tmp_used = False
 
     def _spill(self, data: bytes) -> None:
-        self._open()
-        assert self.fh is not None
+        if self.fh is None:
+            self.tmp.parent.mkdir(parents=True, exist_ok=True)
+            self.fh = self.tmp.open("wb")
+            self.tmp_used = True
         self.fh.write(data)
 
     async def add(self, chunk: bytes) -> None:
@@ -276,13 +334,16 @@ class _Spool:
             data, self.buf = bytes(self.buf), bytearray()
             await anyio.to_thread.run_sync(self._spill, data)
 
-    def commit(self, finalize: Callable[[Downloaded], None] | None, done: Downloaded) -> None:
-        self._spill(bytes(self.buf))
+    def _close(self, rest: bytes) -> None:
+        self._spill(rest)
         assert self.fh is not None
         self.fh.close()
-        self.tmp.replace(self.dest)
-        if finalize is not None:
-            finalize(done)
+
+    async def finish(self, sha256: str, size: int, content_type: str) -> Downloaded:
+        if not self.tmp_used:
+            return Downloaded(bytes(self.buf), None, sha256, size, content_type)
+        await anyio.to_thread.run_sync(self._close, bytes(self.buf))
+        return Downloaded(None, self.tmp, sha256, size, content_type)
 
     def discard(self) -> None:
         if self.fh is not None:
@@ -291,36 +352,78 @@ class _Spool:
 
 
 class ClientPool:
-    """Several small ``httpx.AsyncClient`` shards; worker slot ``i`` uses shard ``i % n``."""
+    """The run's connection layer: one ``Http11Transport`` (idle connections kept in
+    per-origin stacks, O(1) to take at any concurrency) shared by every worker.
+
+    ``api(slot)`` gives worker slot ``slot`` its client. With an explicit ``transport``
+    (tests use ``httpx.MockTransport``) that transport is used instead; behind an
+    HTTP(S) proxy from the environment, httpx's own transport is (it speaks proxies).
+    """
 
     def __init__(self, base_url: str, key: Secret, concurrency: int, *, timeouts: Timeouts | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None,
-                 workers_per_shard: int = WORKERS_PER_SHARD) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.timeouts = timeouts or Timeouts()
-        shards = max(1, -(-concurrency // workers_per_shard))
-        per_shard = -(-concurrency // shards)
-        self._tls = ssl.create_default_context() if transport is None else None
-        limits = httpx.Limits(max_connections=per_shard + 2, max_keepalive_connections=per_shard + 2,
-                              keepalive_expiry=4.0)
-        # Proxy settings from the environment apply to real endpoints, never to loopback.
-        host = httpx.URL(base_url).host
-        trust_env = host not in ("127.0.0.1", "localhost", "::1")
-        self._clients = [
-            httpx.AsyncClient(limits=limits, verify=self._tls or True, transport=transport,
-                              headers={"User-Agent": "kling-pipeline"}, trust_env=trust_env)
-            for _ in range(shards)
-        ]
-        self.apis = [ApiClient(c, base_url, key, self.timeouts) for c in self._clients]
+        if transport is None:
+            tls = ssl.create_default_context()
+            proxy = _proxy_for(base_url)
+            transport = (httpx.AsyncHTTPTransport(proxy=proxy, verify=tls) if proxy
+                         else Http11Transport(ssl_context=tls, max_idle_per_origin=2 * concurrency + 16))
+        self._transport = transport
+        wire: Wire = transport if isinstance(transport, Http11Transport) else HttpxWire(transport)
+        self._api = ApiClient(wire, base_url, key, self.timeouts)
 
     def api(self, slot: int) -> ApiClient:
-        return self.apis[slot % len(self.apis)]
+        return self._api
 
     async def aclose(self) -> None:
-        for client in self._clients:
-            await client.aclose()
+        await self._transport.aclose()
 
     async def __aenter__(self) -> ClientPool:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _proxy_for(base_url: str) -> str | None:
+    """The proxy the environment sets for ``base_url`` (never for loopback)."""
+    url = httpx.URL(base_url)
+    if url.host in ("127.0.0.1", "localhost", "::1"):
+        return None
+    proxies = urllib.request.getproxies()
+    if urllib.request.proxy_bypass(url.host):
+        return None
+    return proxies.get(url.scheme) or proxies.get("all") or None
+
+
+def _event(line: bytes) -> dict[str, Any] | None:
+    if not line.strip():
+        return None
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) else None
+
+
+def _merge(task: dict[str, Any], event: dict[str, Any]) -> bool:
+    """Fold one stream event into ``task``; False for events that are not task updates."""
+    if "fields" in event and isinstance(event.get("data"), dict):
+        task.update(event["data"])  # a partial update
+    elif "event" in event and "id" not in event:
+        return False  # LLM deltas and other events: not for image apps
+    else:
+        data = event.get("data")
+        task.update(data if isinstance(data, dict) and "id" in data else event)
+    return True
+
+
+class _closing:
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+    async def __aenter__(self) -> Response:
+        return self.response
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.response.aclose()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import mimetypes
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -16,7 +16,7 @@ from .budget import BudgetLedger, LedgerSnapshot
 from .client import ApiClient, ClientPool
 from .jobs import Job
 from .localfiles import LocalFile, decode_data_uri
-from .manifest import Journal, ManifestState
+from .manifest import FileWrite, Journal, ManifestState
 from .pacing import Pacer
 from .planning import Plan
 from .schemas import Pricing
@@ -106,12 +106,20 @@ class RunContext:
     def out_dir(self) -> Path:
         return self.plan.output_dir
 
-    async def record(self, record: dict[str, Any]) -> None:
-        """Write a manifest record durably, then fold it into the live state."""
+    async def record(self, record: dict[str, Any], files: Sequence[FileWrite] = ()) -> None:
+        """Write a manifest record (after ``files``) and fold it into the live state.
+
+        Only an ``intent`` is waited for: it must be on disk before its request
+        leaves. Every other record is queued; a crash that loses one leaves a job a
+        resume re-attaches or reconciles, never one it pays for again.
+        """
         record.setdefault("at", time.time())
         if isinstance(record.get("task"), str):
             self.claimed.add(record["task"])  # a known task is never adopted by another job's reconciliation
-        await self.journal.append(record)
+        if record.get("t") == "intent":
+            await self.journal.append(record, files)
+        else:
+            self.journal.post(record, files)
         self.manifest.apply(record)
 
     async def reserve(self, amount: int) -> bool:

@@ -6,28 +6,28 @@ with the input and the reserved cost), ``accepted`` / ``adopted`` (the task id),
 terminal state, outputs, billed cost). Replaying the records gives each job's
 state, the spend so far and the upload cache; that is how a run resumes.
 
-Writes are group-committed: concurrent writers share one ``write`` + ``fsync``
-(done in a worker thread), and each ``append`` returns only once its record is
-durable. A line cut short by kill -9 is dropped (and the file trimmed) on open.
+Writes go through one writer thread, in order, one ``write`` + ``fsync`` per
+batch; only ``intent`` records are waited for (see ``Journal``). A line cut
+short by kill -9 is dropped (and the file trimmed) on open.
 """
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import anyio
-import anyio.to_thread
 
 from .errors import KlingError
 
 __all__ = [
     "MANIFEST_NAME",
+    "FileWrite",
     "JobState",
     "Journal",
     "LockError",
@@ -120,7 +120,15 @@ def encode(record: Mapping[str, Any]) -> bytes:
 
 
 class Journal:
-    """Append records durably; concurrent appends share one fsync."""
+    """The manifest writer: one thread that writes what it is given, in order, and fsyncs.
+
+    ``append(record)`` returns once the record is on disk (used for ``intent``,
+    which must be durable before a request is sent). ``post(record, files)`` only
+    queues: the files (an image and its sidecar, say) are written first, then the
+    record, by the same thread, in the next batch — a crash can lose a posted
+    record, and every posted record is one a resume can do without (it re-attaches
+    or reconciles instead). One write + one fsync per batch, however many records.
+    """
 
     def __init__(self, path: Path) -> None:
         new = not path.exists()
@@ -129,61 +137,132 @@ class Journal:
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         if new:
             _fsync_dir(path.parent)
-        self._pending: list[bytes] = []
-        self._batch = anyio.Event()
-        self._flushing = False
+        self._cv = threading.Condition()
+        self._queue: list[_Item] = []
+        self._closed = False
         self._failed: ManifestError | None = None
-        self.writes = 0  # fsync'd batches (for benchmarks)
+        self.batches = 0  # fsync'd batches (for benchmarks)
+        self._thread = threading.Thread(target=self._run, name="kling-pipeline-manifest", daemon=True)
+        self._thread.start()
 
-    def _write_sync(self, data: bytes) -> None:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view):]
-            os.fsync(self._fd)
-        except OSError as exc:
-            raise ManifestError(f"{self.path}: cannot write the manifest: {exc.strerror or exc}") from None
-
-    async def append(self, record: Mapping[str, Any]) -> None:
-        """Write ``record``; return once it is on disk."""
+    def _put(self, item: _Item) -> None:
         if self._failed is not None:
             raise self._failed
-        self._pending.append(encode(record))
-        batch = self._batch
-        if self._flushing:
-            await batch.wait()
-            if self._failed is not None:
-                raise self._failed
-            return
-        self._flushing = True
-        try:
-            while self._pending:
-                data, self._pending = b"".join(self._pending), []
-                done, self._batch = self._batch, anyio.Event()
-                try:
-                    await anyio.to_thread.run_sync(self._write_sync, data)
-                    self.writes += 1
-                except ManifestError as exc:
-                    self._failed = exc
-                    raise
-                finally:
-                    done.set()
-        finally:
-            self._flushing = False
+        with self._cv:
+            if self._closed:
+                raise ManifestError(f"{self.path}: the manifest is closed")
+            self._queue.append(item)
+            self._cv.notify()
+
+    def post(self, record: Mapping[str, Any], files: Sequence[FileWrite] = ()) -> None:
+        """Queue ``files`` then ``record``; do not wait for the disk."""
+        self._put(_Item(encode(record), tuple(files), None))
+
+    async def append(self, record: Mapping[str, Any], files: Sequence[FileWrite] = ()) -> None:
+        """Write ``files`` and ``record``; return once they are on disk."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._put(_Item(encode(record), tuple(files), (loop, done)))
+        await done
 
     def append_now(self, record: Mapping[str, Any]) -> None:
-        """Synchronous append (for shutdown paths outside the event loop's care)."""
-        self._write_sync(encode(record))
+        """Write and fsync one record from synchronous code (tests, tools)."""
+        self._put(_Item(encode(record), (), None))
+        self.flush()
+
+    def flush(self) -> None:
+        """Block until everything queued so far is on disk."""
+        marker = threading.Event()
+        self._put(_Item(b"", (), marker))
+        marker.wait()
+        if self._failed is not None:
+            raise self._failed
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._queue and not self._closed:
+                    self._cv.wait()
+                batch, self._queue = self._queue, []
+                if not batch and self._closed:
+                    return
+            error = self._failed
+            if error is None:
+                try:
+                    for item in batch:
+                        for write in item.files:
+                            write.commit()
+                    data = b"".join(item.line for item in batch)
+                    if data:
+                        view = memoryview(data)
+                        while view:
+                            view = view[os.write(self._fd, view):]
+                        os.fsync(self._fd)
+                    self.batches += 1
+                except OSError as exc:
+                    error = self._failed = ManifestError(
+                        f"{self.path}: cannot write the manifest or an output file: {exc.strerror or exc}")
+            for item in batch:
+                _notify(item.waiter, error)
 
     def close(self) -> None:
-        """Write whatever is still pending (its writers were cancelled) and close."""
-        if self._pending and self._failed is None:
-            data, self._pending = b"".join(self._pending), []
-            try:
-                self._write_sync(data)
-            finally:
-                self._batch.set()
+        """Write everything queued, stop the thread, close the file."""
+        with self._cv:
+            if self._closed:
+                return
+            self._closed = True
+            self._cv.notify()
+        self._thread.join()
         os.close(self._fd)
+
+
+def _notify(waiter: Any, error: ManifestError | None) -> None:
+    if waiter is None:
+        return
+    if isinstance(waiter, threading.Event):
+        waiter.set()
+        return
+    loop, fut = waiter
+
+    def resolve() -> None:
+        if fut.done():
+            return
+        if error is not None:
+            fut.set_exception(error)
+        else:
+            fut.set_result(None)
+
+    try:
+        loop.call_soon_threadsafe(resolve)
+    except RuntimeError:  # the loop is gone (its run was cancelled): nobody waits any more
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class FileWrite:
+    """A file the writer thread puts in place: ``data`` to a temp name, then renamed
+    (or an already-written temp file ``source`` renamed)."""
+
+    path: Path
+    data: bytes | None = None
+    source: Path | None = None
+
+    def commit(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.source is not None:
+            self.source.replace(self.path)
+            return
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        with tmp.open("wb") as fh:
+            fh.write(self.data or b"")
+        tmp.replace(self.path)
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    line: bytes
+    files: tuple[FileWrite, ...]
+    waiter: Any  # None | threading.Event | (loop, future)
 
 
 def _fsync_dir(directory: Path) -> None:

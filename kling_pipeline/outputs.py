@@ -8,16 +8,15 @@ renamed; the sidecar ``<image>.json`` says where the image came from.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path, PurePosixPath
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from .apierrors import ApiError, ConnectFailed, DownloadFailed, ResponseLost
 from .client import ApiClient, Downloaded
+from .manifest import FileWrite
 from .money import usd_decimal
 from .wire import TaskView, output_files
 
@@ -43,17 +42,10 @@ def _name(base: str, index: int, content_type: str | None, uri: str) -> str:
     return stem + (ext if ext in (".png", ".jpg", ".jpeg", ".webp", ".gif") else ".png")
 
 
-def _write_json(path: Path, doc: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
-
-
-async def _download(ctx: RunContext, api: ApiClient, uri: str, dest: Path,
-                    finalize: Callable[[Downloaded], None]) -> Downloaded:
+async def _download(ctx: RunContext, api: ApiClient, uri: str, name: str) -> Downloaded:
     for attempt in range(DOWNLOAD_ATTEMPTS):
         try:
-            return await api.download(uri, dest, max_bytes=ctx.options.max_download_bytes, finalize=finalize)
+            return await api.download(uri, name, ctx.out_dir, max_bytes=ctx.options.max_download_bytes)
         except (ConnectFailed, ResponseLost, DownloadFailed):
             if attempt == DOWNLOAD_ATTEMPTS - 1:
                 raise
@@ -62,46 +54,49 @@ async def _download(ctx: RunContext, api: ApiClient, uri: str, dest: Path,
 
 
 async def save_outputs(ctx: RunContext, api: ApiClient, w: Any, view: TaskView,
-                       billed: int) -> list[dict[str, Any]]:
-    """Download every image of a completed task; returns the manifest's ``outputs`` entries."""
+                       billed: int) -> tuple[list[dict[str, Any]], list[FileWrite]]:
+    """Download every image of a completed task.
+
+    Returns the manifest's ``outputs`` entries and the files to write (each image and
+    its provenance sidecar); the caller hands both to the manifest writer together
+    with the ``done`` record, so they land on disk in one batch, files first.
+    """
     files = output_files(view.output)
     if not files:
         raise DownloadFailed(f"task {view.id} completed without an image in its output")
     intent = ctx.manifest.jobs[w.key].intent if w.key in ctx.manifest.jobs else {}
     saved: list[dict[str, Any]] = []
+    writes: list[FileWrite] = []
     for index, (uri, ctype) in enumerate(files):
         rel = _name(w.output_name, index, ctype, uri)
         dest = ctx.out_dir / rel
         started = time.time()
-
-        def sidecar(got: Downloaded, rel: str = rel, index: int = index, uri: str = uri,
-                    started: float = started) -> None:
-            _write_json(sidecar_path(got.path), {
-                "image": rel,
-                "sha256": got.sha256,
-                "size": got.size,
-                "content_type": got.content_type,
-                "image_index": index,
-                "job": {"id": w.job_id, "key": w.key, "combination": dict(w.labels)},
-                "recipe": ctx.provenance.get("recipe"),
-                "git": ctx.provenance.get("git"),
-                "app": ctx.app_ref,
-                "input": intent.get("input"),
-                "input_files": intent.get("files") or {},
-                "task_id": view.id,
-                "billed_usd": usd_decimal(billed),
-                "timings": {"submitted_at": intent.get("at"), "downloaded_at": time.time(),
-                            "download_seconds": round(time.time() - started, 3)},
-                "source_uri": uri,
-                "run_id": ctx.run_id,
-                "tool": ctx.provenance.get("tool"),
-            })
-
         try:
-            got = await _download(ctx, api, uri, dest, sidecar)
+            got = await _download(ctx, api, uri, rel)
         except ApiError as exc:
             raise DownloadFailed(str(exc)) from None
-        entry = {"path": rel, "sha256": got.sha256, "size": got.size, "content_type": got.content_type,
-                 "uri": uri, "sidecar": rel + ".json"}
-        saved.append(entry)
-    return saved
+        side = {
+            "image": rel,
+            "sha256": got.sha256,
+            "size": got.size,
+            "content_type": got.content_type,
+            "image_index": index,
+            "job": {"id": w.job_id, "key": w.key, "combination": dict(w.labels)},
+            "recipe": ctx.provenance.get("recipe"),
+            "git": ctx.provenance.get("git"),
+            "app": ctx.app_ref,
+            "input": intent.get("input"),
+            "input_files": intent.get("files") or {},
+            "task_id": view.id,
+            "billed_usd": usd_decimal(billed),
+            "timings": {"submitted_at": intent.get("at"), "downloaded_at": time.time(),
+                        "download_seconds": round(time.time() - started, 3)},
+            "source_uri": uri,
+            "run_id": ctx.run_id,
+            "tool": ctx.provenance.get("tool"),
+        }
+        writes.append(FileWrite(dest, got.data, got.spilled))
+        writes.append(FileWrite(sidecar_path(dest), (json.dumps(side, ensure_ascii=False, indent=2) + "\n").encode()))
+        saved.append({"path": rel, "sha256": got.sha256, "size": got.size, "content_type": got.content_type,
+                      "uri": uri, "sidecar": rel + ".json"})
+    return saved, writes

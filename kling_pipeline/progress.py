@@ -59,8 +59,7 @@ class PlainEvents:
         self.c = counters
 
     def _say(self, text: str) -> None:
-        self.out.write(text + "\n")
-        self.out.flush()
+        self.out.write(text + "\n")  # stderr is line-buffered: no flush needed per line
 
     def attach(self, ledger: Callable[[], LedgerSnapshot]) -> None:
         self.c.ledger = ledger

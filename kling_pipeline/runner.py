@@ -257,7 +257,7 @@ async def _finish(ctx: RunContext, api: ApiClient, w: Work, task_id: str, reserv
             return await _finish(ctx, api, w, result, w.cost, attempt + 1)
         return JobResult(w.key, w.job_id, view.status.value, billed, task_id, view.error)
     try:
-        saved = await save_outputs(ctx, api, w, view, billed)
+        saved, writes = await save_outputs(ctx, api, w, view, billed)
     except (DownloadFailed, ApiError) as exc:
         ctx.settle(reserved, billed)
         await ctx.record({"t": "done", "key": w.key, "job": w.job_id, "task": task_id, "status": "completed",
@@ -268,7 +268,7 @@ async def _finish(ctx: RunContext, api: ApiClient, w: Work, task_id: str, reserv
     ctx.settle(reserved, billed)
     await ctx.record({"t": "done", "key": w.key, "job": w.job_id, "task": task_id, "status": "completed",
                       "billed_microcents": billed, "units": billed // max(1, ctx.pricing.microcents_per_unit),
-                      "outputs": saved, "raw_output": view.output, "error": None, "at": _now()})
+                      "outputs": saved, "raw_output": view.output, "error": None, "at": _now()}, writes)
     return JobResult(w.key, w.job_id, "completed", billed, task_id, images=[o["path"] for o in saved])
 
 
@@ -281,12 +281,12 @@ async def run_work(ctx: RunContext, slot: int, w: Work) -> JobResult:
         assert state is not None and state.task_id
         try:
             view = await api.get_task(state.task_id)
-            saved = await save_outputs(ctx, api, w, view, state.billed)
+            saved, writes = await save_outputs(ctx, api, w, view, state.billed)
         except (DownloadFailed, ApiError) as exc:
             return JobResult(w.key, w.job_id, "failed", 0, state.task_id, f"download failed again: {exc}")
         await ctx.record({"t": "done", "key": w.key, "job": w.job_id, "task": state.task_id, "status": "completed",
                           "billed_microcents": 0, "outputs": saved, "raw_output": view.output,
-                          "redownload": True, "error": None, "at": _now()})
+                          "redownload": True, "error": None, "at": _now()}, writes)
         return JobResult(w.key, w.job_id, "completed", 0, state.task_id, images=[o["path"] for o in saved])
     attempt = (state.attempts if state else 0) + 1
     if w.action is Action.REATTACH:

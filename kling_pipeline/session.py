@@ -26,6 +26,7 @@ import anyio.abc
 
 from . import __version__
 from .apierrors import ApiError
+from .errors import KlingError
 from .budget import BudgetLedger, LedgerSnapshot
 from .client import ClientPool, Secret
 from .context import Events, RunContext, RunOptions
@@ -129,6 +130,11 @@ async def _schedule(ctx: RunContext, work: list[Work], summary: RunSummary, opti
             result = JobResult(w.key, w.job_id, "failed", error=str(exc))
             if exc.fatal:
                 ctx.stop("fatal", exc)
+        except KlingError as exc:  # e.g. the manifest cannot be written: nothing else can safely go on
+            result = JobResult(w.key, w.job_id, "failed", error=str(exc))
+            ctx.stop("fatal", exc)
+        except Exception as exc:  # a bug: this job fails, the run goes on, the manifest stays consistent
+            result = JobResult(w.key, w.job_id, "failed", error=f"internal error: {type(exc).__name__}: {exc}")
         finally:
             done(w, result)
             send.send_nowait(slot)

@@ -1,0 +1,274 @@
+"""kling-pipeline's run against the official SDK, side by side, on the bundled emulator.
+
+Each client runs in its own process against its own fresh emulator process
+(fixed latency L), doing the same work: N tasks at concurrency C, each one
+submitted, followed to completion and its image downloaded to disk.
+
+* ``ours``      — ``plan_file`` + ``run_plan``: the real run path (manifest with fsync,
+                  budget ledger, sidecars, the lean HTTP/1.1 transport);
+* ``sdk-sync``  — ``inferencesh.Inference.run`` (wait) in a thread pool of C, image via requests;
+* ``sdk-async`` — ``inferencesh.AsyncInference.run`` under a semaphore of C, image via aiohttp;
+* ``floor``     — the emulator's own overhead: a minimal raw-socket client in two processes
+                  (submit, wait on the stream, download), so the figure is the server's, not a client's.
+
+Prints wall, wall / (ceil(N/C)·L), client CPU per task, peak RSS and emulator CPU for
+each, then the targets of the run issue. ``--ours-n 10000`` adds a run of ours at
+another N to show memory not growing with N.
+
+    python benchmarks/run_bench.py                 # N=2000, C=256, L=1.0
+    python benchmarks/run_bench.py --ours-n 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+KEY = "inf_benchmark"
+APP = "klingai/image-o1@0pbaxv40"
+
+
+def cpu_of(pid: int) -> float:
+    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_emulator(latency: float) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen([sys.executable, "-m", "kling_pipeline.emulator", "--port", "0", "--latency",
+                             str(latency)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    return proc, line.split()[3]
+
+
+# ----------------------------------------------------------------------------- children
+
+
+def child_ours(url: str, n: int, c: int, work: Path) -> dict[str, Any]:
+    import anyio
+
+    from kling_pipeline.client import Secret
+    from kling_pipeline.context import RunOptions
+    from kling_pipeline.planning import plan_file
+    from kling_pipeline.progress import Counters, PlainEvents
+    from kling_pipeline.session import run_plan
+
+    recipe = work / "bench.yaml"
+    recipe.write_text(textwrap.dedent(f"""
+        version: 1
+        name: bench
+        app: {APP}
+        matrix:
+          i: {list(range(n))}
+        input:
+          prompt: "benchmark image number {{{{ i }}}}"
+          aspect_ratio: "1:1"
+        output:
+          dir: out
+    """))
+    plan = plan_file(recipe)
+    with open(os.devnull, "w") as sink:
+        events = PlainEvents(sink, Counters(n))
+        t0, c0 = time.perf_counter(), time.process_time()
+        summary = anyio.run(lambda: run_plan(plan, base_url=url, key=Secret(KEY),
+                                             options=RunOptions(concurrency=c), events=events))
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"completed": summary.count("completed"), "wall": wall, "cpu": cpu}
+
+
+def _inputs(n: int, tag: str) -> list[dict[str, Any]]:
+    return [{"prompt": f"benchmark image number {i} ({tag})", "aspect_ratio": "1:1"} for i in range(n)]
+
+
+def child_sdk_sync(url: str, n: int, c: int, work: Path) -> dict[str, Any]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+    from inferencesh import Inference
+
+    client = Inference(api_key=KEY, base_url=url)
+
+    def one(i: int, params: dict[str, Any]) -> bool:
+        task = client.run({"app": APP, "input": params})
+        image = task["output"]["image"]
+        uri = image["uri"] if isinstance(image, dict) else image
+        data = requests.get(uri, timeout=60).content
+        (work / f"{i}.png").write_bytes(data)
+        return bool(data)
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    with ThreadPoolExecutor(max_workers=c) as pool:
+        done = sum(pool.map(one, range(n), _inputs(n, "sync")))
+    return {"completed": done, "wall": time.perf_counter() - t0, "cpu": time.process_time() - c0}
+
+
+def child_sdk_async(url: str, n: int, c: int, work: Path) -> dict[str, Any]:
+    import asyncio
+
+    import aiohttp
+    from inferencesh import AsyncInference
+
+    async def main() -> int:
+        client = AsyncInference(api_key=KEY, base_url=url)
+        sem = asyncio.Semaphore(c)
+        async with aiohttp.ClientSession() as http:
+
+            async def one(i: int, params: dict[str, Any]) -> bool:
+                async with sem:
+                    task = await client.run({"app": APP, "input": params})
+                    image = task["output"]["image"]
+                    uri = image["uri"] if isinstance(image, dict) else image
+                    async with http.get(uri) as resp:
+                        data = await resp.read()
+                    (work / f"{i}.png").write_bytes(data)
+                    return bool(data)
+
+            results = await asyncio.gather(*(one(i, p) for i, p in enumerate(_inputs(n, "async"))))
+        return sum(results)
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    done = asyncio.run(main())
+    return {"completed": done, "wall": time.perf_counter() - t0, "cpu": time.process_time() - c0}
+
+
+def child_floor(url: str, n: int, c: int, work: Path) -> dict[str, Any]:
+    """Two processes of a minimal client, to measure the emulator rather than a client."""
+    import multiprocessing as mp
+
+    t0 = time.perf_counter()
+    with mp.get_context("fork").Pool(2) as pool:
+        parts = pool.starmap(_floor_part, [(url, n // 2 + n % 2, c // 2 + c % 2, 0),
+                                           (url, n // 2, c // 2, 1)])
+    return {"completed": sum(p[0] for p in parts), "wall": time.perf_counter() - t0, "cpu": sum(p[1] for p in parts)}
+
+
+def _floor_part(url: str, n: int, c: int, part: int) -> tuple[int, float]:
+    import anyio
+    import httpx
+
+    from kling_pipeline.http11 import Http11Transport
+
+    async def main() -> int:
+        transport = Http11Transport(max_idle_per_origin=c + 8)
+        headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+        done = 0
+        sem = anyio.Semaphore(c)
+
+        async def call(method: str, target: str, body: bytes | None = None) -> bytes:
+            request = httpx.Request(method, target, headers=headers, content=body,
+                                    extensions={"timeout": {"connect": 10, "read": 60, "write": 60, "pool": 60}})
+            response = await transport.handle_async_request(request)
+            try:
+                return await response.aread()
+            finally:
+                await response.aclose()
+
+        async def one(i: int) -> None:
+            nonlocal done
+            async with sem:
+                body = json.dumps({"app": APP, "input": {"prompt": f"floor {part} {i}", "aspect_ratio": "1:1"}})
+                task = json.loads(await call("POST", f"{url}/apps/run", body.encode()))["data"]
+                stream = await call("GET", f"{url}/tasks/{task['id']}/stream")
+                last = json.loads(stream.strip().splitlines()[-1])
+                await call("GET", last["output"]["image"]["uri"])
+                done += 1
+
+        async with anyio.create_task_group() as tg:
+            for i in range(n):
+                tg.start_soon(one, i)
+        await transport.aclose()
+        return done
+
+    c0 = time.process_time()
+    done = anyio.run(main)
+    return done, time.process_time() - c0
+
+
+CHILDREN = {"ours": child_ours, "sdk-sync": child_sdk_sync, "sdk-async": child_sdk_async, "floor": child_floor}
+
+
+def run_child(kind: str, n: int, c: int, latency: float) -> dict[str, Any]:
+    emu, url = start_emulator(latency)
+    work = Path(tempfile.mkdtemp(prefix=f"kp-bench-{kind}-"))
+    try:
+        time.sleep(0.3)
+        emu_cpu0 = cpu_of(emu.pid)
+        out = subprocess.run([sys.executable, __file__, "--child", kind, "--url", url, "-n", str(n), "-c", str(c),
+                              "--work", str(work)], capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            raise RuntimeError(f"{kind} failed:\n{out.stderr[-3000:]}")
+        result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+        result["emulator_cpu"] = cpu_of(emu.pid) - emu_cpu0
+        return result
+    finally:
+        emu.terminate()
+        emu.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-n", type=int, default=2000)
+    parser.add_argument("-c", type=int, default=256)
+    parser.add_argument("--latency", type=float, default=1.0)
+    parser.add_argument("--only", choices=sorted(CHILDREN), action="append", help="run only these clients")
+    parser.add_argument("--ours-n", type=int, action="append", default=[], help="also run ours at this N")
+    parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--work", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.child:
+        result = CHILDREN[args.child](args.url, args.n, args.c, Path(args.work))
+        result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if args.child == "floor":
+            result["rss_mb"] = max(result["rss_mb"], resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+        print(json.dumps(result))
+        return 0
+
+    floor = math.ceil(args.n / args.c) * args.latency
+    print(f"machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; N={args.n} C={args.c} L={args.latency:g}s;"
+          f" ceil(N/C)*L = {floor:g}s")
+    print(f"{'client':<10} {'N':>6} {'done':>6} {'wall s':>8} {'wall/floor':>10} {'CPU ms/task':>12} "
+          f"{'peak RSS MB':>12} {'emulator CPU s':>15}")
+    results: dict[str, dict[str, Any]] = {}
+    runs = [(k, args.n) for k in (args.only or ["floor", "ours", "sdk-async", "sdk-sync"])]
+    runs += [("ours", n) for n in args.ours_n]
+    for kind, n in runs:
+        r = run_child(kind, n, args.c, args.latency)
+        results[f"{kind}@{n}"] = r
+        f = math.ceil(n / args.c) * args.latency
+        print(f"{kind:<10} {n:>6} {r['completed']:>6} {r['wall']:>8.2f} {r['wall'] / f:>10.3f} "
+              f"{r['cpu'] / n * 1000:>12.2f} {r['rss_mb']:>12.0f} {r['emulator_cpu']:>15.2f}", flush=True)
+    ours = results.get(f"ours@{args.n}")
+    if ours is None:
+        return 0
+    overhead = max(0.0, results[f"floor@{args.n}"]["wall"] - floor) if f"floor@{args.n}" in results else 0.0
+    limit = 1.03 * floor + overhead
+    print(f"target: our wall {ours['wall']:.2f}s <= 1.03 x {floor:g}s + emulator overhead {overhead:.2f}s "
+          f"= {limit:.2f}s: {'met' if ours['wall'] <= limit else 'MISSED'}")
+    for sdk in ("sdk-async", "sdk-sync"):
+        if f"{sdk}@{args.n}" in results:
+            theirs = results[f"{sdk}@{args.n}"]["cpu"] / args.n * 1000
+            mine = ours["cpu"] / args.n * 1000
+            print(f"target: our CPU {mine:.2f} ms/task < {sdk} {theirs:.2f} ms/task: "
+                  f"{'met' if mine < theirs else 'MISSED'}")
+    rss = max(r["rss_mb"] for k, r in results.items() if k.startswith("ours@"))
+    print(f"target: our peak RSS {rss:.0f} MB <= 250 MB: {'met' if rss <= 250 else 'MISSED'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
