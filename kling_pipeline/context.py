@@ -117,7 +117,7 @@ class RunContext:
         if isinstance(record.get("task"), str):
             self.claimed.add(record["task"])  # a known task is never adopted by another job's reconciliation
         if record.get("t") == "intent":
-            await self.journal.append(record, files)
+            await self.journal.append(record)
         else:
             self.journal.post(record, files)
         self.manifest.apply(record)

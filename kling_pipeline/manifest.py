@@ -18,7 +18,7 @@ import fcntl
 import json
 import os
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,14 +120,14 @@ def encode(record: Mapping[str, Any]) -> bytes:
 
 
 class Journal:
-    """The manifest writer: one thread that writes what it is given, in order, and fsyncs.
+    """The manifest writer: records in order, one ``write`` + ``fsync`` per batch, in a thread.
 
     ``append(record)`` returns once the record is on disk (used for ``intent``,
     which must be durable before a request is sent). ``post(record, files)`` only
-    queues: the files (an image and its sidecar, say) are written first, then the
-    record, by the same thread, in the next batch — a crash can lose a posted
-    record, and every posted record is one a resume can do without (it re-attaches
-    or reconciles instead). One write + one fsync per batch, however many records.
+    queues. Files (an image and its sidecar) are put in place by a second thread,
+    so an intent never waits behind image writes; a crash can lose a posted record
+    or file, and a resume copes with both (it re-attaches, reconciles, or fetches
+    a missing image again by task id) without paying again.
     """
 
     def __init__(self, path: Path) -> None:
@@ -137,46 +137,94 @@ class Journal:
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         if new:
             _fsync_dir(path.parent)
-        self._cv = threading.Condition()
-        self._queue: list[_Item] = []
-        self._closed = False
         self._failed: ManifestError | None = None
         self.batches = 0  # fsync'd batches (for benchmarks)
-        self._thread = threading.Thread(target=self._run, name="kling-pipeline-manifest", daemon=True)
-        self._thread.start()
+        self._records = _Worker(self._write_records, "kling-pipeline-manifest")
+        self._files = _Worker(self._write_files, "kling-pipeline-files")
 
-    def _put(self, item: _Item) -> None:
+    def _write_records(self, batch: list[Any]) -> None:
+        data = b"".join(line for line, _ in batch)
+        error = self._failed
+        if error is None and data:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(self._fd, view):]
+                os.fsync(self._fd)
+                self.batches += 1
+            except OSError as exc:
+                error = self._failed = ManifestError(f"{self.path}: cannot write the manifest: {exc.strerror or exc}")
+        for _, waiter in batch:
+            _notify(waiter, error)
+
+    def _write_files(self, batch: list[Any]) -> None:
+        for write, waiter in batch:
+            error = self._failed
+            if error is None and write is not None:
+                try:
+                    write.commit()
+                except OSError as exc:
+                    error = self._failed = ManifestError(f"{write.path}: cannot write: {exc.strerror or exc}")
+            _notify(waiter, error)
+
+    def _check(self) -> None:
         if self._failed is not None:
             raise self._failed
-        with self._cv:
-            if self._closed:
-                raise ManifestError(f"{self.path}: the manifest is closed")
-            self._queue.append(item)
-            self._cv.notify()
 
     def post(self, record: Mapping[str, Any], files: Sequence[FileWrite] = ()) -> None:
-        """Queue ``files`` then ``record``; do not wait for the disk."""
-        self._put(_Item(encode(record), tuple(files), None))
+        """Queue ``files`` and ``record``; do not wait for the disk."""
+        self._check()
+        for write in files:
+            self._files.put((write, None))
+        self._records.put((encode(record), None))
 
-    async def append(self, record: Mapping[str, Any], files: Sequence[FileWrite] = ()) -> None:
-        """Write ``files`` and ``record``; return once they are on disk."""
+    async def append(self, record: Mapping[str, Any]) -> None:
+        """Write ``record``; return once it is on disk."""
+        self._check()
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        self._put(_Item(encode(record), tuple(files), (loop, done)))
+        self._records.put((encode(record), (loop, done)))
         await done
 
     def append_now(self, record: Mapping[str, Any]) -> None:
         """Write and fsync one record from synchronous code (tests, tools)."""
-        self._put(_Item(encode(record), (), None))
-        self.flush()
+        self._check()
+        marker = threading.Event()
+        self._records.put((encode(record), marker))
+        marker.wait()
+        self._check()
 
     def flush(self) -> None:
         """Block until everything queued so far is on disk."""
-        marker = threading.Event()
-        self._put(_Item(b"", (), marker))
-        marker.wait()
-        if self._failed is not None:
-            raise self._failed
+        for worker, item in ((self._files, (None, threading.Event())), (self._records, (b"", threading.Event()))):
+            worker.put(item)
+            item[1].wait()
+        self._check()
+
+    def close(self) -> None:
+        """Write everything queued, stop the threads, close the file."""
+        self._files.close()
+        self._records.close()
+        os.close(self._fd)
+
+
+class _Worker:
+    """A thread that hands everything queued so far, as one batch, to ``handle``."""
+
+    def __init__(self, handle: Callable[[list[Any]], None], name: str) -> None:
+        self._handle = handle
+        self._cv = threading.Condition()
+        self._queue: list[Any] = []
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def put(self, item: Any) -> None:
+        with self._cv:
+            if self._closed:
+                raise ManifestError("the manifest is closed")
+            self._queue.append(item)
+            self._cv.notify()
 
     def _run(self) -> None:
         while True:
@@ -186,34 +234,15 @@ class Journal:
                 batch, self._queue = self._queue, []
                 if not batch and self._closed:
                     return
-            error = self._failed
-            if error is None:
-                try:
-                    for item in batch:
-                        for write in item.files:
-                            write.commit()
-                    data = b"".join(item.line for item in batch)
-                    if data:
-                        view = memoryview(data)
-                        while view:
-                            view = view[os.write(self._fd, view):]
-                        os.fsync(self._fd)
-                    self.batches += 1
-                except OSError as exc:
-                    error = self._failed = ManifestError(
-                        f"{self.path}: cannot write the manifest or an output file: {exc.strerror or exc}")
-            for item in batch:
-                _notify(item.waiter, error)
+            self._handle(batch)
 
     def close(self) -> None:
-        """Write everything queued, stop the thread, close the file."""
         with self._cv:
             if self._closed:
                 return
             self._closed = True
             self._cv.notify()
         self._thread.join()
-        os.close(self._fd)
 
 
 def _notify(waiter: Any, error: ManifestError | None) -> None:
@@ -258,11 +287,6 @@ class FileWrite:
         tmp.replace(self.path)
 
 
-@dataclass(frozen=True, slots=True)
-class _Item:
-    line: bytes
-    files: tuple[FileWrite, ...]
-    waiter: Any  # None | threading.Event | (loop, future)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -96,7 +96,8 @@ async def save_outputs(ctx: RunContext, api: ApiClient, w: Any, view: TaskView,
             "tool": ctx.provenance.get("tool"),
         }
         writes.append(FileWrite(dest, got.data, got.spilled))
-        writes.append(FileWrite(sidecar_path(dest), (json.dumps(side, ensure_ascii=False, indent=2) + "\n").encode()))
+        # Compact JSON: json's indenting encoder is pure Python and costs more than the download.
+        writes.append(FileWrite(sidecar_path(dest), (json.dumps(side, ensure_ascii=False) + "\n").encode()))
         saved.append({"path": rel, "sha256": got.sha256, "size": got.size, "content_type": got.content_type,
                       "uri": uri, "sidecar": rel + ".json"})
     return saved, writes
