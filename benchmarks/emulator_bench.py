@@ -56,6 +56,14 @@ def cpu_seconds_of(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def busy_cpu_seconds() -> float:
+    """CPU seconds spent by the whole machine (all processes, all cores) since boot."""
+    with open("/proc/stat", encoding="ascii") as f:
+        ticks = [int(v) for v in f.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def start_emulator(latency: float, loop: str) -> tuple[subprocess.Popen[str], str]:
     cmd = [sys.executable, "-m", "kling_pipeline.emulator", "--port", "0", "--latency", str(latency)]
     cmd += ["--loop", loop]
@@ -166,7 +174,7 @@ def client_process(
     base_url: str,
     labels: list[str],
     concurrency: int,
-    options: tuple[int, float],
+    options: tuple[int, float, str],
     go: Event,
     results: mp.Queue[str],
 ) -> None:
@@ -176,8 +184,14 @@ def client_process(
     gc.set_threshold(50_000, 20, 100)
     go.wait()
     cpu0 = time.process_time()
-    shard, ramp = options
-    asyncio.run(RUNNERS[kind](base_url, labels, concurrency, tally, shard, ramp))
+    shard, ramp, loop = options
+    job = RUNNERS[kind](base_url, labels, concurrency, tally, shard, ramp)
+    if loop == "uvloop":
+        import uvloop
+
+        uvloop.run(job)
+    else:
+        asyncio.run(job)
     tally.cpu = time.process_time() - cpu0
     results.put(json.dumps(asdict(tally)))
 
@@ -193,7 +207,7 @@ def run_clients(args: argparse.Namespace, base_url: str) -> tuple[Tally, float]:
         workers = args.concurrency // args.procs + (1 if p < args.concurrency % args.procs else 0)
         proc = context.Process(
             target=client_process,
-            args=(args.client, base_url, share, workers, (args.shard, args.ramp), go, results),
+            args=(args.client, base_url, share, workers, (args.shard, args.ramp, args.client_loop), go, results),
         )
         proc.start()
         procs.append(proc)
@@ -222,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client", choices=sorted(RUNNERS), default="sdk")
     parser.add_argument("--procs", type=int, default=2, help="client processes sharing the concurrency")
     parser.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto", help="emulator's loop")
+    parser.add_argument("--client-loop", choices=["asyncio", "uvloop"], default="asyncio", help="clients' loop")
     parser.add_argument("--target", type=float, default=1.10, help="allowed wall / floor ratio")
     parser.add_argument("--shard", type=int, default=SHARD, help="httpx: concurrent workers per AsyncClient")
     parser.add_argument(
@@ -237,7 +252,9 @@ def main(argv: list[str] | None = None) -> int:
         proc, base_url = start_emulator(args.latency, args.loop)
     try:
         emu_cpu0 = cpu_seconds_of(proc.pid) if proc else 0.0
+        busy0 = busy_cpu_seconds()
         tally, wall = run_clients(args, base_url)
+        busy = busy_cpu_seconds() - busy0
         emu_cpu = cpu_seconds_of(proc.pid) - emu_cpu0 if proc else float("nan")
         ledger = httpx.get(f"{base_url}/_emulator/ledger", timeout=30).json()["data"]
     finally:
@@ -247,8 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     floor = math.ceil(args.tasks / args.concurrency) * args.latency
     ratio = wall / floor
     print(
-        f"setup           : client {args.client} x {args.procs} process(es), ramp {args.ramp:g} s, "
-        f"emulator loop {args.loop}"
+        f"setup           : client {args.client} x {args.procs} process(es) on {args.client_loop}, "
+        f"ramp {args.ramp:g} s, emulator loop {args.loop}"
     )
     print(f"machine         : {os.cpu_count()} CPUs, 1-min load average before the run {load:.2f}")
     print(f"tasks           : {args.tasks} at concurrency {args.concurrency}, latency {args.latency:g} s")
@@ -257,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"throughput      : {args.tasks / wall:.1f} tasks/s")
     print(f"emulator CPU    : {emu_cpu:.2f} s ({emu_cpu / wall:.0%} of one core)")
     print(f"client CPU      : {tally.cpu:.2f} s over {args.procs} process(es) ({tally.cpu / wall:.0%} of one core)")
+    others = busy - tally.cpu - (0.0 if proc is None else emu_cpu)
+    print(f"machine CPU     : {busy:.2f} s busy in all, {others:.2f} s of it by other processes (noise)")
     print(f"ledger          : {len(ledger['charges'])} charges, ${ledger['total_usd']}")
     for error in tally.errors[:5]:
         print(f"error           : {error}")

@@ -6,8 +6,12 @@ It is an independent implementation of the API contract: it imports only
     from kling_pipeline.emulator import EmulatorConfig, EmulatorServer, Faults, Latency
 
     cfg = EmulatorConfig(latency=Latency.fixed(1.0), faults=Faults(response_lost_rate=0.3))
-    with EmulatorServer(cfg) as emu:
-        emu.base_url, emu.ledger(), emu.set_faults(Faults())
+    with EmulatorServer(cfg) as emu:          # uvicorn in a thread on 127.0.0.1, a free port
+        emu.base_url, emu.ledger(), emu.tasks(), emu.set_faults(Faults())
+
+    app = create_app(cfg)                      # the ASGI app itself
+
+From a shell: ``python -m kling_pipeline.emulator --port 0 --latency 1.0`` (see ``--help``).
 """
 
 from __future__ import annotations

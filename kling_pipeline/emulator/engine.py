@@ -138,7 +138,7 @@ class Engine:
             return
         task.set_status(Status.QUEUED, self.clock.stamp(self.clock.now()))
         if self._can_run(task.key_id):
-            self._start(task)
+            self._start(task, since_creation=True)
         else:
             self._queued.setdefault(task.key_id, deque()).append(task)
 
@@ -148,20 +148,20 @@ class Engine:
             while queue and self._can_run(key_id):
                 task = queue.popleft()
                 if not task.terminal:
-                    self._start(task)
+                    self._start(task, since_creation=False)
 
-    def _start(self, task: Task) -> None:
+    def _start(self, task: Task, *, since_creation: bool) -> None:
+        """Run ``task``; its latency counts from its creation when it was admitted at once
+        (however busy the loop was meanwhile), else from now."""
         self._running[task.key_id] = self._running.get(task.key_id, 0) + 1
         task.holds_slot = True
         task.progress = 0
         task.set_status(Status.RUNNING, self.clock.stamp(self.clock.now()))
         task.steps = self._plan(task)
         task.step_index = 0
-        # The run starts at admission; a task admitted at once starts at its creation, not
-        # when the busy loop got round to it.
-        loop_now = asyncio.get_running_loop().time()
-        waited = self.clock.now() - task.created_mono
-        task.t0 = loop_now - waited if waited < 0.25 else loop_now
+        task.t0 = asyncio.get_running_loop().time()
+        if since_creation:
+            task.t0 -= self.clock.now() - task.created_mono
         self._schedule_next(task)
 
     def _plan(self, task: Task) -> tuple[tuple[float, str, int], ...]:

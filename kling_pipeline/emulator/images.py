@@ -4,6 +4,10 @@ Each image is a vertical gradient between two colours taken from a hash of the
 prompt, crossed by diagonal stripes whose width and phase come from a hash of the
 whole input and the sample index (the k-th submission of an identical input gets
 sample index k). Same (input, sample index, scale) -> identical bytes.
+
+Rows are built directly in PNG 'Sub' filter form and compressed at zlib level 1, so
+a default-size image (image scale 8) takes a fraction of a millisecond; the engine
+draws an output only when it is first downloaded.
 """
 
 from __future__ import annotations
@@ -14,9 +18,12 @@ import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-__all__ = ["ImageKey", "ImageMaker", "PngImage", "encode_png", "image_problem", "png_size"]
+__all__ = ["ImageKey", "ImageMaker", "PngImage", "encode_png", "image_problem", "jpeg_size", "png_size"]
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+ImageKey = tuple[str, int, str, str]
+"""(input sha256, sample index, resolution, aspect ratio)"""
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -64,10 +71,6 @@ def png_size(data: bytes) -> tuple[int, int]:
         raise ValueError("not a PNG")
     width, height = struct.unpack(">II", data[16:24])
     return int(width), int(height)
-
-
-ImageKey = tuple[str, int, str, str]
-"""(input sha256, sample index, resolution, aspect ratio)"""
 
 
 def jpeg_size(data: bytes) -> tuple[int, int]:

@@ -135,13 +135,21 @@ class EmulatorServer:
     while it runs.
     """
 
-    def __init__(self, cfg: EmulatorConfig | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        cfg: EmulatorConfig | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        loop: LoopName = "asyncio",
+    ) -> None:
         if not is_loopback_host(host):
             raise ValueError(f"EmulatorServer serves on loopback only, not {host!r}")
         self.cfg = cfg or EmulatorConfig()
         self.app = create_app(self.cfg)
         self._host = host
         self._port = port
+        self._loop_name: LoopName = loop
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -160,7 +168,7 @@ class EmulatorServer:
             raise RuntimeError("the emulator is already running")
         sock = bind_socket(self._host, self._port)
         self.port = sock.getsockname()[1]
-        server = self._server = uvicorn_server(self.app)
+        server = self._server = uvicorn_server(self.app, loop=self._loop_name)
         self._thread = threading.Thread(target=self._run, args=(server, sock), name="kling-emulator", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout
@@ -177,8 +185,8 @@ class EmulatorServer:
             await server.serve(sockets=[sock])
 
         try:
-            with quiet_fault_noise():
-                asyncio.run(serve())
+            with quiet_fault_noise(), asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
+                runner.run(serve())
         except BaseException as exc:  # reported by start(); the thread must not die noisily
             self._error = exc
         finally:
