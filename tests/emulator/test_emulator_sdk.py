@@ -98,7 +98,7 @@ def test_async_client_runs_several_tasks_concurrently(emu: EmulatorServer) -> No
     async def main() -> list[dict[str, object]]:
         client = AsyncInference(api_key=KEY, base_url=emu.base_url)
         jobs = [client.run({"app": APP, "input": {"prompt": f"async {i}", "n": 2}}) for i in range(3)]
-        return list(await asyncio.gather(*jobs))  # type: ignore[arg-type]
+        return list(await asyncio.gather(*jobs))
 
     results = asyncio.run(main())
 

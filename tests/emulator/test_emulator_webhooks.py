@@ -76,7 +76,7 @@ def test_completion_is_posted_to_the_webhook_with_the_documented_fields(
 
     task = wait_terminal(api, submit(api, webhook=f"{hook.url}/hook/job-7?token=s3cret")["id"])
 
-    path, body = wait_until(lambda: hook.bodies and hook.bodies[0], what="the delivery")
+    path, body = wait_until(lambda: hook.bodies[0] if hook.bodies else None, what="the delivery")
     assert path == "/hook/job-7?token=s3cret"
     assert set(body) == {"id", "status", "output", "error", "session_id", "created_at", "updated_at"}
     assert (body["id"], body["status"], body["output"], body["error"]) == (task["id"], 10, task["output"], None)
@@ -91,7 +91,7 @@ def test_failures_are_delivered_too(
 
     task_id = submit(api, webhook=f"{hook.url}/h")["id"]
 
-    _, body = wait_until(lambda: hook.bodies and hook.bodies[0], what="the delivery")
+    _, body = wait_until(lambda: hook.bodies[0] if hook.bodies else None, what="the delivery")
     assert (body["id"], body["status"], body["output"]) == (task_id, 11, None)
     assert body["error"].startswith("Kling task failed")
 
