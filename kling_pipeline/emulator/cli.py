@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import dataclasses
 import gc
+import importlib.util
 import logging
 import os
 import signal
@@ -71,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--image-scale", type=int, default=8, help="divide output pixel sizes by this (default: 8)")
     parser.add_argument("--heartbeat-interval", type=float, default=10.0, help="seconds (default: 10)")
-    parser.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto", help="event loop")
+    parser.add_argument(
+        "--loop", choices=["auto", "asyncio", "uvloop"], default="auto", help="event loop (auto: uvloop if installed)"
+    )
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="warning")
     faults = parser.add_argument_group("faults", "injected misbehaviour (all off by default)")
     for field in dataclasses.fields(Faults):
@@ -111,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_from_args(args)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        parser.error("--loop uvloop needs the uvloop package (pip install uvloop); --loop auto uses it when present")
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
         sock = bind_socket(args.host, args.port)
