@@ -83,6 +83,16 @@ class RunContext:
     inflight: dict[str, ApiClient] = field(default_factory=dict)  # task id -> the client following it
     unreachable_since: float | None = None
     _ledger_changed: anyio.Event = field(default_factory=anyio.Event)
+    inflight_changed: anyio.Event = field(default_factory=anyio.Event)
+
+    def track(self, task_id: str, api: ApiClient | None) -> None:
+        """Note a task being followed (``api``) or no longer followed (None)."""
+        if api is None:
+            self.inflight.pop(task_id, None)
+        else:
+            self.inflight[task_id] = api
+        self.inflight_changed.set()
+        self.inflight_changed = anyio.Event()
 
     def unreachable_for(self) -> float:
         """Seconds since submits started failing to connect (0 on the first failure)."""

@@ -107,14 +107,14 @@ class _Conn(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
-    async def wait(self, timeout: float | None) -> None:
-        """Wait for more bytes (or EOF). Raises ``TimeoutError``."""
+    async def wait(self, limit: float | None) -> None:
+        """Wait for more bytes (or EOF), at most ``limit`` seconds. Raises ``TimeoutError``."""
         loop = asyncio.get_running_loop()
         self.waiter = fut = loop.create_future()
         if self.paused and self.transport is not None:
             self.paused = False
             self.transport.resume_reading()
-        handle = loop.call_later(timeout, _expire, fut) if timeout is not None else None
+        handle = loop.call_later(limit, _expire, fut) if limit is not None else None
         try:
             await fut
         finally:
@@ -277,7 +277,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
             self.forget(conn)
         return None
 
-    async def _connect(self, origin: Origin, timeout: float | None) -> _Conn:
+    async def _connect(self, origin: Origin, limit: float | None) -> _Conn:
         scheme, host, port = origin
         loop = asyncio.get_running_loop()
         tls = (self._ssl or ssl.create_default_context()) if scheme == "https" else None
@@ -285,7 +285,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
             transport, conn = await asyncio.wait_for(
                 loop.create_connection(lambda: _Conn(origin), host, port, ssl=tls,
                                        server_hostname=host if tls else None),
-                timeout)
+                limit)
         except TimeoutError:
             raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out") from None
         except (OSError, ssl.SSLError) as exc:
@@ -328,7 +328,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _exchange(self, conn: _Conn, method: str, head: bytes, body: bytes,
-                        timeout: float | None) -> RawResponse:
+                        read_limit: float | None) -> RawResponse:
         assert conn.transport is not None
         if len(body) < 65536:
             conn.transport.write(head + body)
@@ -346,7 +346,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
                     raise _NoAnswer
                 raise httpx.RemoteProtocolError("connection closed in the middle of the response head")
             try:
-                await conn.wait(timeout)
+                await conn.wait(read_limit)
             except TimeoutError:
                 raise httpx.ReadTimeout("timed out waiting for the response") from None
         lines = conn.take(end + 4)[:-4].split(b"\r\n")
@@ -383,7 +383,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
         elif length is None:
             keep_alive = False  # the body ends when the connection does
         return RawResponse(self, conn, status, version, reason[0] if reason else b"", headers, length, chunked,
-                           keep_alive, timeout)
+                           keep_alive, read_limit)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """The httpx transport interface, on the same connections."""

@@ -73,8 +73,9 @@ def read_records(path: Path, *, repair: bool = False) -> list[dict[str, Any]]:
         try:
             record = json.loads(line)
         except ValueError:
-            raise ManifestError(f"{path}:{number}: corrupt manifest line (not JSON); the file was changed "
-                                "by hand? Move it away to start over (spend recorded in it is then forgotten)") from None
+            raise ManifestError(
+                f"{path}:{number}: corrupt manifest line (not JSON); the file was changed by hand? "
+                "Move it away to start over (spend recorded in it is then forgotten)") from None
         if isinstance(record, dict):
             records.append(record)
     return records

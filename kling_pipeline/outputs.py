@@ -38,7 +38,8 @@ def _name(base: str, index: int, content_type: str | None, uri: str) -> str:
     stem = base if index == 0 else f"{base}-{index}"
     if PurePosixPath(stem).suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".gif"):
         return stem
-    ext = IMAGE_SUFFIXES.get((content_type or "").lower()) or PurePosixPath(uri.split("?", maxsplit=1)[0]).suffix.lower()
+    ext = IMAGE_SUFFIXES.get((content_type or "").lower())
+    ext = ext or PurePosixPath(uri.split("?", maxsplit=1)[0]).suffix.lower()
     return stem + (ext if ext in (".png", ".jpg", ".jpeg", ".webp", ".gif") else ".png")
 
 

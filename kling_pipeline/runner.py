@@ -213,7 +213,8 @@ async def _wait_terminal(ctx: RunContext, api: ApiClient, w: Work, task_id: str)
         failures += 1
         if time.monotonic() > deadline:
             return JobResult(w.key, w.job_id, "unknown", task_id=task_id,
-                             error=f"task {task_id} not finished after {ctx.options.task_timeout:g}s; run again to re-attach")
+                             error=f"task {task_id} not finished after {ctx.options.task_timeout:g}s; "
+                                   "run again to re-attach")
         await anyio.sleep(min(10.0, 0.25 * 2 ** min(failures, 6)))
 
 
@@ -232,11 +233,11 @@ def _billed(ctx: RunContext, w: Work, view: TaskView, reserved: int) -> int:
 
 async def _finish(ctx: RunContext, api: ApiClient, w: Work, task_id: str, reserved: int,
                   attempt: int) -> JobResult:
-    ctx.inflight[task_id] = api
+    ctx.track(task_id, api)
     try:
         outcome = await _wait_terminal(ctx, api, w, task_id)
     finally:
-        ctx.inflight.pop(task_id, None)
+        ctx.track(task_id, None)
     if isinstance(outcome, JobResult):
         return outcome
     view = outcome
@@ -246,7 +247,8 @@ async def _finish(ctx: RunContext, api: ApiClient, w: Work, task_id: str, reserv
         await ctx.record({"t": "done", "key": w.key, "job": w.job_id, "task": task_id, "status": view.status.value,
                           "billed_microcents": billed, "error": view.error, "at": _now()})
         if view.status is Status.REJECTED:
-            ctx.stop("fatal", ApiError(f"task {task_id} was rejected by the service: {view.error or 'no reason given'}"))
+            reason = view.error or "no reason given"
+            ctx.stop("fatal", ApiError(f"task {task_id} was rejected by the service: {reason}"))
         if view.status is Status.FAILED and is_provider_limit(view.error) and w.job is not None \
                 and attempt < ctx.options.provider_retries and not ctx.stopping.is_set():
             delay = ctx.pacer.throttled(None)

@@ -26,10 +26,10 @@ import anyio.abc
 
 from . import __version__
 from .apierrors import ApiError
-from .errors import KlingError
 from .budget import BudgetLedger, LedgerSnapshot
 from .client import ClientPool, Secret
 from .context import Events, RunContext, RunOptions
+from .errors import KlingError
 from .manifest import MANIFEST_NAME, Journal, ManifestState, OutputLock, read_records
 from .pacing import Pacer
 from .planning import Plan
@@ -94,7 +94,7 @@ async def _drain(ctx: RunContext, workers: anyio.CancelScope, options: RunOption
                 pass  # it may have finished meanwhile; its stream will tell
     with anyio.move_on_after(options.drain_timeout):
         while ctx.inflight:
-            await anyio.sleep(0.1)
+            await ctx.inflight_changed.wait()
         return
     workers.cancel()  # still running after the drain time: they stay in the manifest, re-attached next run
 

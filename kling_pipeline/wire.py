@@ -41,10 +41,12 @@ class Status(Enum):
 
 # Numbering of SDK 0.36.0 (since 2026-01-10): 10 completed, 11 failed, 12 cancelled, 13 rejected.
 _BY_NUMBER = {10: Status.COMPLETED, 11: Status.FAILED, 12: Status.CANCELLED, 13: Status.REJECTED}
+_PENDING_NAMES = ("received", "queued", "dispatched", "preparing", "serving", "setting_up", "running",
+                  "cancelling", "uploading")
 _BY_NAME = {
     "completed": Status.COMPLETED, "failed": Status.FAILED, "cancelled": Status.CANCELLED,
     "canceled": Status.CANCELLED, "rejected": Status.REJECTED,
-    **dict.fromkeys(("received", "queued", "dispatched", "preparing", "serving", "setting_up", "running", "cancelling", "uploading"), Status.PENDING),
+    **dict.fromkeys(_PENDING_NAMES, Status.PENDING),
 }
 
 

@@ -29,7 +29,8 @@ DEFAULT_BASE_URL = "https://api.inference.sh"
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--emulator", action="store_true",
                    help="run against the bundled emulator on a free loopback port (no API key needed)")
-    p.add_argument("--base-url", metavar="URL", help=f"API endpoint (default: $INFERENCE_BASE_URL or {DEFAULT_BASE_URL})")
+    p.add_argument("--base-url", metavar="URL",
+                   help=f"API endpoint (default: $INFERENCE_BASE_URL or {DEFAULT_BASE_URL})")
     p.add_argument("--concurrency", type=int, metavar="N", help="jobs at once (default: the recipe's concurrency)")
     p.add_argument("--rate", type=float, metavar="PER_S", help="at most this many submits per second")
     p.add_argument("--retry-failed", action="store_true", help="send again jobs that failed in an earlier run")

@@ -63,7 +63,7 @@ def test_ctrl_c_stops_submitting_waits_for_running_tasks_and_exits_130(cli, emul
     proc = _spawn(path, emu.base_url)
     _wait_for(lambda: _accepted(out) >= 4, proc)
     proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=60)
+    _stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "interrupted: no new submits; waiting for running jobs" in stderr
     assert "Traceback" not in stderr
