@@ -7,12 +7,18 @@ then runs N tasks with C concurrent clients, in one or more client processes:
 * ``--client httpx``: plain httpx: submit (``POST /apps/run``), follow the NDJSON
   stream to its terminal line, download the output PNG.
 
-Prints wall time, tasks/s, the ratio to the floor ``ceil(N / C) * L``, and CPU
-seconds of the emulator process and of the client processes. Exit code 1 when the
-target ratio is missed or a task did not complete.
+Prints wall time, tasks/s, the ratio to the floor ``ceil(N / C) * L``, CPU seconds
+of the emulator process and of the client processes, and how much CPU the rest of
+the machine used meanwhile (noise). Exit code 1 when the target ratio is missed or a
+task did not complete.
 
     python benchmarks/emulator_bench.py                        # 2000 tasks, 256 clients, 1.0 s, SDK
+    python benchmarks/emulator_bench.py --client-loop uvloop --ramp 0.3
     python benchmarks/emulator_bench.py --client httpx --procs 2
+
+The client processes start together after importing their libraries; ``--ramp``
+spreads the workers' first requests over that many seconds (a fixed latency keeps
+tasks started together in lock-step waves; a ramp breaks the waves up).
 """
 
 from __future__ import annotations
@@ -196,8 +202,9 @@ def client_process(
     results.put(json.dumps(asdict(tally)))
 
 
-def run_clients(args: argparse.Namespace, base_url: str) -> tuple[Tally, float]:
-    """Run the client processes; returns the summed tally and the wall time."""
+def run_clients(args: argparse.Namespace, base_url: str) -> tuple[Tally, float, float]:
+    """Run the client processes; returns the summed tally, the wall time and the CPU
+    seconds the whole machine was busy meanwhile."""
     context = mp.get_context("spawn")
     go, results = context.Event(), context.Queue()
     labels = [str(i) for i in range(args.tasks)]
@@ -212,10 +219,10 @@ def run_clients(args: argparse.Namespace, base_url: str) -> tuple[Tally, float]:
         proc.start()
         procs.append(proc)
     time.sleep(1.0)  # let every client process import its libraries before the clock starts
-    start = time.perf_counter()
+    start, busy0 = time.perf_counter(), busy_cpu_seconds()
     go.set()
     tallies = [Tally(**json.loads(results.get(timeout=600))) for _ in procs]
-    wall = time.perf_counter() - start
+    wall, busy = time.perf_counter() - start, busy_cpu_seconds() - busy0
     for proc in procs:
         proc.join()
     total = Tally()
@@ -225,7 +232,7 @@ def run_clients(args: argparse.Namespace, base_url: str) -> tuple[Tally, float]:
         total.image_bytes += t.image_bytes
         total.cpu += t.cpu
         total.errors += t.errors
-    return total, wall
+    return total, wall, busy
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -252,9 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         proc, base_url = start_emulator(args.latency, args.loop)
     try:
         emu_cpu0 = cpu_seconds_of(proc.pid) if proc else 0.0
-        busy0 = busy_cpu_seconds()
-        tally, wall = run_clients(args, base_url)
-        busy = busy_cpu_seconds() - busy0
+        tally, wall, busy = run_clients(args, base_url)
         emu_cpu = cpu_seconds_of(proc.pid) - emu_cpu0 if proc else float("nan")
         ledger = httpx.get(f"{base_url}/_emulator/ledger", timeout=30).json()["data"]
     finally:
