@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import mimetypes
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -13,6 +14,7 @@ import anyio
 
 from .apierrors import ApiError, ConnectFailed, ResponseLost
 from .budget import BudgetLedger, LedgerSnapshot
+from .errors import KlingError
 from .client import ApiClient, ClientPool
 from .jobs import Job
 from .localfiles import LocalFile, decode_data_uri
@@ -205,6 +207,8 @@ class RunContext:
             if local.path is not None:
                 data = await anyio.Path(local.path).read_bytes()
                 filename = local.path.name
+                if hashlib.sha256(data).hexdigest() != local.sha256:
+                    raise KlingError(f"{local.path} changed since the plan was made; run again to plan with it")
             else:
                 _, data = decode_data_uri(value)
                 filename = f"{local.sha256[:12]}{mimetypes.guess_extension(local.media_type) or ''}"

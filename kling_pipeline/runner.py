@@ -21,6 +21,7 @@ import anyio
 
 from .apierrors import ApiError, DownloadFailed, NotFound
 from .client import ApiClient
+from .errors import KlingError
 from .context import RunContext
 from .outputs import save_outputs
 from .wire import Status, TaskView, billed_units
@@ -66,6 +67,9 @@ async def _submit(ctx: RunContext, api: ApiClient, w: Work, attempt: int) -> str
         if exc.fatal:
             ctx.stop("fatal", exc)
         return JobResult(w.key, w.job_id, "failed", error=f"upload failed: {exc}")
+    except (KlingError, OSError) as exc:  # a reference image changed or vanished since the plan
+        ctx.release(w.cost)
+        return JobResult(w.key, w.job_id, "failed", error=str(exc))
     sent_intent = False
     last: ApiError | None = None
     for tries in range(ctx.options.submit_attempts):

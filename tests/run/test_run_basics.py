@@ -215,3 +215,36 @@ def test_run_on_an_invalid_recipe_sends_nothing_and_exits_2(cli, emulator, recip
     assert "leaves the output directory" in result.err
     assert emu.tasks() == []
     assert not (Path(path).parent / "out").exists()
+
+
+def test_a_reference_image_changed_after_planning_fails_its_job_without_sending(emulator, recipe, tmp_path):
+    import io
+
+    import anyio
+    from tests_support import write_png
+
+    from kling_pipeline.client import Secret
+    from kling_pipeline.context import RunOptions
+    from kling_pipeline.planning import plan_file
+    from kling_pipeline.progress import Counters, PlainEvents
+    from kling_pipeline.session import run_plan
+
+    write_png(tmp_path / "ref.png", 400, 400)
+    emu = emulator()
+    path = recipe("""
+        version: 1
+        app: klingai/image-o1@0pbaxv40
+        input:
+          prompt: "a ref"
+          image: ref.png
+        output: {dir: out}
+    """)
+    p = plan_file(path)
+    write_png(tmp_path / "ref.png", 400, 400, rgb=(1, 2, 3))  # edited after the plan was made
+    summary = anyio.run(lambda: run_plan(p, base_url=emu.base_url, key=Secret("k"), options=RunOptions(),
+                                         events=PlainEvents(io.StringIO(), Counters(1))))
+    [result] = summary.results
+    assert result.status == "failed"
+    assert result.error == f"{(tmp_path / 'ref.png').resolve()} changed since the plan was made; run again to plan with it"
+    assert emu.tasks() == []
+    assert summary.ledger is not None and summary.ledger.reserved == 0
