@@ -304,6 +304,7 @@ class Engine:
                 "input_sha256": t.input_sha,
                 "sample_index": t.sample_index,
                 "attempt": t.attempt,
+                "run_seconds": t.run_seconds,
                 "error": t.error,
                 "created_at": t.created_at,
                 "updated_at": t.updated_at,

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from kling_pipeline.emulator import EmulatorServer, Faults
+from kling_pipeline.emulator import EmulatorServer, Faults, Latency
 
 from .helpers import APP, assert_problem, get_task, run, submit, wait_terminal, wait_until
 
@@ -199,6 +199,24 @@ def test_fault_decisions_depend_on_seed_and_input_not_on_arrival_order(
     assert forward == backward
     assert 0 < len(forward) < len(prompts)
     assert other_seed != forward
+
+
+def test_latency_samples_are_fixed_by_seed_and_input(
+    make_emu: Callable[..., EmulatorServer], make_client: Callable[..., httpx.Client]
+) -> None:
+    def run_seconds(latency: Latency, seed: int = 0) -> dict[str, float]:
+        emu = make_emu(latency=latency, seed=seed)
+        api = make_client(emu)
+        ids = {submit(api, f"latency {i}")["id"]: f"latency {i}" for i in range(6)}
+        return {ids[t["id"]]: t["run_seconds"] for t in emu.tasks()}
+
+    uniform = run_seconds(Latency.uniform(0.01, 0.2))
+    lognormal = run_seconds(Latency.lognormal(0.05, 0.5))
+
+    assert uniform == run_seconds(Latency.uniform(0.01, 0.2))
+    assert uniform != run_seconds(Latency.uniform(0.01, 0.2), seed=1)
+    assert all(0.01 <= s <= 0.2 for s in uniform.values()) and len(set(uniform.values())) == 6
+    assert len(set(lognormal.values())) == 6 and all(s > 0 for s in lognormal.values())
 
 
 def test_a_retry_of_the_same_input_gets_a_fresh_decision(faulty: Callable[..., Any]) -> None:
