@@ -14,8 +14,8 @@ import anyio
 
 from .apierrors import ApiError, ConnectFailed, ResponseLost
 from .budget import BudgetLedger, LedgerSnapshot
-from .errors import KlingError
 from .client import ApiClient, ClientPool
+from .errors import KlingError
 from .jobs import Job
 from .localfiles import LocalFile, decode_data_uri
 from .manifest import FileWrite, Journal, ManifestState
@@ -47,6 +47,7 @@ class RunOptions:
     webhook: str | None = None
     max_download_bytes: int = 64 * 1024 * 1024
     connect_grace: float = 30.0  # how long the API may stay unreachable before the run stops
+    mode: str = "run"  # run | detach (submit, do not wait) | collect (follow what was submitted, submit nothing)
 
 
 class Events(Protocol):
@@ -84,6 +85,7 @@ class RunContext:
     uploading: dict[str, anyio.Event] = field(default_factory=dict)
     inflight: dict[str, ApiClient] = field(default_factory=dict)  # task id -> the client following it
     unreachable_since: float | None = None
+    webhook_token: str = ""
     _ledger_changed: anyio.Event = field(default_factory=anyio.Event)
     inflight_changed: anyio.Event = field(default_factory=anyio.Event)
 
@@ -168,7 +170,12 @@ class RunContext:
             self.events.stopping(reason, str(exc) if exc else "")
 
     def webhook_for(self, w: Any) -> str | None:
-        return self.options.webhook
+        """The job's own webhook URL: the user's, plus this output directory's secret token
+        and the job's key, so a receiver can tell genuine deliveries and whose they are."""
+        if not self.options.webhook:
+            return None
+        sep = "&" if "?" in self.options.webhook else "?"
+        return f"{self.options.webhook}{sep}kp={self.webhook_token}&job={w.key[:32]}"
 
     def intent_record(self, w: Any, request: Mapping[str, Any], files: Mapping[str, Any],
                       attempt: int) -> dict[str, Any]:

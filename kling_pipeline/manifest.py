@@ -26,6 +26,7 @@ from typing import Any
 from .errors import KlingError
 
 __all__ = [
+    "LOCK_NAME",
     "MANIFEST_NAME",
     "FileWrite",
     "JobState",

@@ -88,7 +88,7 @@ class PlainEvents:
 
     def finished(self, w: Any, result: Any) -> None:
         self.c.finish(w, result)
-        n = f"[{self.c.finished}/{self.c.total}]"
+        n = f"[{self.c.finished}/{self.c.total}]" if self.c.total else "webhook"
         if result.status == "completed":
             where = f" -> {', '.join(result.images)}" if result.images else ""
             self._say(f"{n} done      {w.job_id}  {format_usd(result.cost)}{where}")

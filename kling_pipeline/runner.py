@@ -21,8 +21,8 @@ import anyio
 
 from .apierrors import ApiError, DownloadFailed, NotFound
 from .client import ApiClient
-from .errors import KlingError
 from .context import RunContext
+from .errors import KlingError
 from .outputs import save_outputs
 from .wire import Status, TaskView, billed_units
 from .work import Action, Work
@@ -183,6 +183,8 @@ async def _reconcile(ctx: RunContext, api: ApiClient, w: Work, sent: Mapping[str
                                                                       "no longer in the recipe"})
         return JobResult(w.key, w.job_id, "not_run", error="no longer in the recipe")
     await ctx.record({"t": "not_created", "key": w.key, "reason": f"not in the task listing {window} after the submit"})
+    if ctx.options.mode == "collect":  # collect never sends anything: the next run does
+        return JobResult(w.key, w.job_id, "not_run", error="its submit created no task; the next run sends it")
     ctx.events.resubmit(w)
     return await _submit(ctx, api, w, attempt + 1)
 
@@ -317,4 +319,6 @@ async def run_work(ctx: RunContext, slot: int, w: Work) -> JobResult:
     got = await _submit(ctx, api, w, attempt)
     if isinstance(got, JobResult):
         return got
+    if ctx.options.mode == "detach":
+        return JobResult(w.key, w.job_id, "submitted", task_id=got)
     return await _finish(ctx, api, w, got, w.cost, attempt)

@@ -12,6 +12,7 @@ any stop leaves it consistent.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import time
@@ -30,7 +31,7 @@ from .budget import BudgetLedger, LedgerSnapshot
 from .client import ClientPool, Secret
 from .context import Events, RunContext, RunOptions
 from .errors import KlingError
-from .manifest import MANIFEST_NAME, Journal, ManifestState, OutputLock, read_records
+from .manifest import LOCK_NAME, MANIFEST_NAME, Journal, ManifestState, OutputLock, read_records
 from .pacing import Pacer
 from .planning import Plan
 from .runner import JobResult, run_work
@@ -75,12 +76,12 @@ def git_provenance(files: list[str]) -> dict[str, Any] | None:
     return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
 
 
-def prepare(plan: Plan, options: RunOptions) -> tuple[ManifestState, Decision, Path]:
+def prepare(plan: Plan, options: RunOptions, manifest: str = MANIFEST_NAME) -> tuple[ManifestState, Decision, Path]:
     """Read the manifest (without locking) and decide what a run would do."""
-    path = plan.output_dir / MANIFEST_NAME
+    path = plan.output_dir / manifest
     state = ManifestState.replay(read_records(path))
     decision = decide(plan, state, retry_failed=options.retry_failed, retry_unknown=options.retry_unknown,
-                      reconcile=options.reconcile)
+                      reconcile=options.reconcile, mode=options.mode)
     return state, decision, path
 
 
@@ -154,17 +155,17 @@ async def _schedule(ctx: RunContext, work: list[Work], summary: RunSummary, opti
 
 
 async def run_plan(plan: Plan, *, base_url: str, key: Secret, options: RunOptions, events: Events,
-                   counters_total: Any = None, transport: Any = None,
-                   provenance: Mapping[str, Any] | None = None) -> RunSummary:
+                   transport: Any = None, provenance: Mapping[str, Any] | None = None,
+                   manifest: str = MANIFEST_NAME, lock: str = LOCK_NAME) -> RunSummary:
     """Run ``plan`` against the API at ``base_url``. The caller holds no lock; this takes it."""
     out_dir = plan.output_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = RunSummary()
-    with OutputLock(out_dir):
-        path = out_dir / MANIFEST_NAME
+    with OutputLock(out_dir, lock):
+        path = out_dir / manifest
         state = ManifestState.replay(read_records(path, repair=True))
         decision = decide(plan, state, retry_failed=options.retry_failed, retry_unknown=options.retry_unknown,
-                          reconcile=options.reconcile)
+                          reconcile=options.reconcile, mode=options.mode)
         summary.decision = decision
         summary.manifest = path
         ledger = BudgetLedger(plan.budget_microcents, settled=state.settled, reserved=state.reserved)
@@ -180,11 +181,15 @@ async def run_plan(plan: Plan, *, base_url: str, key: Secret, options: RunOption
             async with ClientPool(base_url, key, options.concurrency, transport=transport) as pool:
                 ctx = RunContext(plan=plan, pool=pool, journal=journal, manifest=state, ledger=ledger,
                                  pacer=Pacer(options.rate), options=options, events=events, provenance=prov,
-                                 run_id=run_id, claimed=state.claimed_task_ids())
+                                 run_id=run_id, claimed=state.claimed_task_ids(),
+                                 webhook_token=state.webhook_token or secrets.token_urlsafe(24))
                 await ctx.record({"t": "run", "run": run_id, "recipe": plan.recipe.file,
+                                  "recipe_path": os.path.abspath(plan.recipe.file),  # noqa: ASYNC240
                                   "sources": list(plan.recipe.sources), "git": prov.get("git"),
                                   "app": str(plan.recipe.app), "cap_microcents": plan.budget_microcents,
-                                  "tool": prov["tool"], "pid": os.getpid(), "at": time.time()})
+                                  "tool": prov["tool"], "pid": os.getpid(), "at": time.time(),
+                                  "mode": options.mode,
+                                  "webhook_token": ctx.webhook_token if options.webhook else None})
                 await _schedule(ctx, decision.work, summary, options)
                 summary.stop_reason = ctx.stop_reason
                 summary.fatal = ctx.fatal

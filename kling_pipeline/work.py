@@ -49,6 +49,7 @@ class Decision:
     done: list[JobState] = field(default_factory=list)  # completed earlier, images present
     failed: list[JobState] = field(default_factory=list)  # failed earlier, not retried
     unknown: list[JobState] = field(default_factory=list)  # outcome unknown, not retried
+    deferred: list[Work] = field(default_factory=list)  # left for another command (detach: waiting; collect: new)
 
     @property
     def nothing_to_do(self) -> bool:
@@ -80,9 +81,13 @@ def _from_state(action: Action, state: JobState, retry_unknown: bool = False) ->
 
 
 def decide(plan: Plan, manifest: ManifestState, *, retry_failed: bool = False, retry_unknown: bool = False,
-           reconcile: bool = True, jobs: Iterable[Job] | None = None) -> Decision:
+           reconcile: bool = True, jobs: Iterable[Job] | None = None, mode: str = "run") -> Decision:
     """Decide each job's action. Jobs in the manifest but not in the plan (the recipe
-    changed) are still followed when a task of theirs may be running or unfinished."""
+    changed) are still followed when a task of theirs may be running or unfinished.
+
+    ``mode`` "detach" keeps only new submits (the rest waits for ``collect``);
+    "collect" keeps everything but new submits (those wait for the next ``run``).
+    """
     out = Decision()
     keys = set()
     for job in plan.jobs if jobs is None else jobs:
@@ -119,6 +124,10 @@ def decide(plan: Plan, manifest: ManifestState, *, retry_failed: bool = False, r
         elif state.unresolved and reconcile:
             out.work.append(_from_state(Action.RECONCILE, state))
     # Work that needs no new money goes first: it settles reservations the budget is waiting on.
+    if mode in ("detach", "collect"):
+        submitting = mode == "detach"
+        out.deferred = [w for w in out.work if (w.action is Action.SUBMIT) is not submitting]
+        out.work = [w for w in out.work if (w.action is Action.SUBMIT) is submitting]
     order = {Action.REATTACH: 0, Action.REDOWNLOAD: 1, Action.RECONCILE: 2, Action.SUBMIT: 3}
     out.work.sort(key=lambda w: order[w.action])
     return out

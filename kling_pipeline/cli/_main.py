@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from .. import __version__
-from . import _plan, _run
+from . import _plan, _run, _status, _webhook
 from ._exit import report
 
 __all__ = ["build_parser", "main"]
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the plan as one JSON document (format kling-pipeline.plan/1)")
     p.add_argument("--rows", type=int, default=20, metavar="N",
                    help="rows of jobs and axis values to show (default 20)")
+    p.add_argument("--shard", metavar="I/N", help="only this shard of the jobs (split by content key)")
     p.set_defaults(func=_plan.cmd_plan)
 
     p = sub.add_parser("run", help="run the sweep: concurrent, budget-capped, resumable, never paying twice")
@@ -51,10 +52,35 @@ def build_parser() -> argparse.ArgumentParser:
     _run.add_run_arguments(p)
     p.set_defaults(func=_run.cmd_run)
 
+    p = sub.add_parser("collect", help="re-attach to every submitted task (after run --detach), download, settle")
+    p.add_argument("target", metavar="RECIPE|OUTDIR")
+    p.add_argument("--out", metavar="DIR", help="output directory (with a RECIPE)")
+    p.add_argument("--budget", metavar="USD", help="spend cap in USD")
+    _run.add_run_arguments(p, collect=True)
+    p.set_defaults(func=_run.cmd_collect, only=[])
+
+    _status.add_status_parser(sub)
+    _webhook.add_webhook_parser(sub)
+
+    p = sub.add_parser("merge", help="fold shard manifests (manifest.shard-I-of-N.jsonl) into manifest.jsonl")
+    p.add_argument("out_dir", metavar="OUTDIR")
+    p.add_argument("manifests", nargs="*", metavar="MANIFEST", help="more shard manifests to fold in")
+    p.set_defaults(func=_merge)
+
     p = sub.add_parser("emulator", add_help=False, help="serve the bundled inference.sh emulator on loopback")
     p.add_argument("args", nargs=argparse.REMAINDER)
     p.set_defaults(func=_emulator)
     return parser
+
+
+def _merge(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from pathlib import Path
+
+    from ..sharding import merge_manifests
+
+    target, files, added = merge_manifests(Path(args.out_dir), [Path(m) for m in args.manifests])
+    out.write(f"{target}: {added} records added from {files} shard manifest{'s' if files != 1 else ''}\n")
+    return 0
 
 
 def _emulator(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

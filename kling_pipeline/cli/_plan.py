@@ -9,6 +9,7 @@ from ..errors import RecipeError, UsageError
 from ..money import format_usd, parse_usd
 from ..planning import Plan, parse_only, plan_file
 from ..planview import plan_summary, warning_lines, write_plan_json
+from ..sharding import parse_shard, shard_plan
 from ._exit import EXIT_BUDGET, EXIT_INVALID, EXIT_OK, report
 
 __all__ = ["cmd_plan", "cmd_validate", "make_plan"]
@@ -27,7 +28,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
     """Load and plan the recipe named on the command line (shared by plan/run/status)."""
     only = parse_only(getattr(args, "only", []) or [])
     budget = budget_arg(getattr(args, "budget", None))
-    return plan_file(args.recipe, only=only, budget_usd=budget, out_dir=getattr(args, "out", None))
+    plan = plan_file(args.recipe, only=only, budget_usd=budget, out_dir=getattr(args, "out", None))
+    return shard_plan(plan, parse_shard(getattr(args, "shard", None)), budget)
 
 
 def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import TextIO
 
 import anyio
@@ -18,17 +19,26 @@ from ..planning import Plan
 from ..planview import warning_lines
 from ..progress import Counters, LiveEvents, make_events
 from ..session import RunSummary, git_provenance, prepare, run_plan
+from ..sharding import lock_name, manifest_name, parse_shard
 from ._exit import EXIT_BUDGET, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, exit_code
 from ._plan import make_plan
+from ._status import resolve_target
 
-__all__ = ["add_run_arguments", "cmd_run"]
+__all__ = ["add_run_arguments", "backend", "cmd_collect", "cmd_run", "execute"]
 
 DEFAULT_BASE_URL = "https://api.inference.sh"
 
 
-def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--emulator", action="store_true",
-                   help="run against the bundled emulator on a free loopback port (no API key needed)")
+def add_run_arguments(p: argparse.ArgumentParser, *, collect: bool = False) -> None:
+    if not collect:
+        p.add_argument("--emulator", action="store_true",
+                       help="run against the bundled emulator on a free loopback port (no API key needed)")
+        p.add_argument("--detach", action="store_true",
+                       help="submit every job that fits the budget and exit; `collect` fetches the results")
+        p.add_argument("--webhook", metavar="URL",
+                       help="pass this webhook URL to the API (a per-job secret query is added); "
+                            "see `webhook-receiver`")
+    p.add_argument("--shard", metavar="I/N", help="only this shard of the jobs (split by content key)")
     p.add_argument("--base-url", metavar="URL",
                    help=f"API endpoint (default: $INFERENCE_BASE_URL or {DEFAULT_BASE_URL})")
     p.add_argument("--concurrency", type=int, metavar="N", help="jobs at once (default: the recipe's concurrency)")
@@ -50,6 +60,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
 
 def _options(args: argparse.Namespace, plan: Plan) -> RunOptions:
     concurrency = args.concurrency if args.concurrency is not None else plan.recipe.concurrency
+    if getattr(args, "webhook", None) and not str(args.webhook).startswith(("http://", "https://")):
+        raise UsageError(f"--webhook must be an http:// or https:// URL, got {args.webhook!r}")
     if concurrency < 1 or concurrency > 4096:
         raise UsageError(f"--concurrency must be between 1 and 4096, got {concurrency}")
     if args.rate is not None and args.rate <= 0:
@@ -58,14 +70,14 @@ def _options(args: argparse.Namespace, plan: Plan) -> RunOptions:
         concurrency=concurrency, rate=args.rate, retry_failed=args.retry_failed,
         retry_unknown=args.retry_unknown, reconcile=not args.no_reconcile,
         reconcile_window=max(0.0, args.reconcile_window), cancel_inflight=args.cancel_inflight,
-        drain_timeout=max(0.0, args.drain_timeout), webhook=plan.recipe.webhook,
+        drain_timeout=max(0.0, args.drain_timeout), webhook=getattr(args, "webhook", None) or plan.recipe.webhook,
         connect_grace=max(0.0, args.connect_grace),
     )
 
 
 @contextlib.contextmanager
-def _backend(args: argparse.Namespace, err: TextIO) -> Iterator[tuple[str, Secret]]:
-    if args.emulator:
+def backend(args: argparse.Namespace, err: TextIO) -> Iterator[tuple[str, Secret]]:
+    if getattr(args, "emulator", False):
         from ..emulator import EmulatorConfig, EmulatorServer, Latency
 
         with EmulatorServer(EmulatorConfig(latency=Latency.uniform(0.5, 1.5))) as emu:
@@ -84,7 +96,7 @@ def _summary_lines(summary: RunSummary, plan: Plan) -> Iterator[str]:
     d = summary.decision
     done_before = len(d.done) if d else 0
     parts = [f"{summary.count('completed')} completed"]
-    for status in ("failed", "unknown", "cancelled", "rejected", "interrupted", "not_run"):
+    for status in ("submitted", "failed", "unknown", "cancelled", "rejected", "interrupted", "not_run"):
         if summary.count(status):
             parts.append(f"{summary.count(status)} {status.replace('_', ' ')}")
     if done_before:
@@ -132,26 +144,46 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     plan = make_plan(args)
     for line in warning_lines(plan.warnings):
         err.write(line + "\n")
-    options = _options(args, plan)
-    _state, decision, _path = prepare(plan, options)
+    return execute(args, plan, "detach" if args.detach else "run", out, err)
+
+
+def cmd_collect(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    plan, _out_dir = resolve_target(args, args.target)
+    if plan is None:
+        raise UsageError(f"{args.target}: the recipe of this output directory is not known any more; "
+                         "give the recipe file instead")
+    return execute(args, plan, "collect", out, err)
+
+
+def execute(args: argparse.Namespace, plan: Plan, run_mode: str, out: TextIO, err: TextIO) -> int:
+    """Run, detach or collect ``plan`` (the shared body of those commands)."""
+    options = replace(_options(args, plan), mode=run_mode)
+    shard = parse_shard(getattr(args, "shard", None))
+    manifest, lock = manifest_name(shard), lock_name(shard)
+    _state, decision, _path = prepare(plan, options, manifest)
     if decision.nothing_to_do:
         left = len(decision.failed) + len(decision.unknown)
         err.write(f"nothing to do: {len(decision.done)} job{'s' if len(decision.done) != 1 else ''} done"
                   + (f", {left} failed or unknown left alone (--retry-failed / --retry-unknown)" if left else "")
                   + f" ({plan.output_dir})\n")
+        if decision.deferred and run_mode == "collect":
+            err.write(f"({len(decision.deferred)} jobs not submitted yet: `kling-pipeline run` sends them)\n")
         return EXIT_FAILED if left else EXIT_OK
     provenance = {"recipe": plan.recipe.file, "git": git_provenance(list(plan.recipe.sources))}
     mode = "json" if args.json else ("live" if err.isatty() else "plain")
-    with _backend(args, err) as (base_url, key):
+    with backend(args, err) as (base_url, key):
         events = make_events(mode, out if args.json else err, Counters(len(decision.work)))
 
         async def main() -> RunSummary:
             return await run_plan(plan, base_url=base_url, key=key, options=options, events=events,
-                                    provenance=provenance)
+                                  provenance=provenance, manifest=manifest, lock=lock)
 
         summary = anyio.run(main)
         if isinstance(events, LiveEvents):
             events.close()
     for line in _summary_lines(summary, plan):
         err.write(line + "\n")
+    if run_mode == "detach" and summary.count("submitted"):
+        err.write(f"detached: {summary.count('submitted')} tasks running at the service; "
+                  f"`kling-pipeline collect {plan.recipe.file}` fetches their images\n")
     return _exit_for(summary)

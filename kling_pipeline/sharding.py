@@ -1,0 +1,105 @@
+"""Splitting a sweep across machines (``--shard I/N``) and combining what they wrote.
+
+A job belongs to shard ``I`` of ``N`` when its content key, read as a number,
+is ``I - 1`` modulo ``N``: deterministic, independent of order, stable when the
+recipe grows. Each shard gets ``cap / N`` of the recipe's budget unless given
+its own (``--budget``), and writes its own manifest
+(``manifest.shard-I-of-N.jsonl``) so shard outputs can be copied into one
+directory without clashing; ``merge`` then folds them into ``manifest.jsonl``
+for ``status`` and ``report``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .errors import UsageError
+from .manifest import MANIFEST_NAME, OutputLock, encode, read_records
+from .planning import Plan
+
+__all__ = ["Shard", "lock_name", "manifest_name", "merge_manifests", "parse_shard", "shard_plan"]
+
+_SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+SHARD_FILES = re.compile(r"^manifest\.shard-(\d+)-of-(\d+)\.jsonl$")
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    index: int  # 1-based
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    def owns(self, key: str) -> bool:
+        return int(key[:16], 16) % self.count == self.index - 1
+
+
+def parse_shard(text: str | None) -> Shard | None:
+    if text is None:
+        return None
+    m = _SHARD.match(text)
+    if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
+        raise UsageError(f"--shard takes I/N with 1 <= I <= N (e.g. 2/4), got {text!r}")
+    return Shard(int(m.group(1)), int(m.group(2)))
+
+
+def manifest_name(shard: Shard | None) -> str:
+    return MANIFEST_NAME if shard is None else f"manifest.shard-{shard.index}-of-{shard.count}.jsonl"
+
+
+def lock_name(shard: Shard | None) -> str:
+    return ".kling-pipeline.lock" if shard is None else f".kling-pipeline.shard-{shard.index}-of-{shard.count}.lock"
+
+
+def shard_plan(plan: Plan, shard: Shard | None, own_budget: int | None) -> Plan:
+    """The plan restricted to ``shard``'s jobs, with its share of the budget."""
+    if shard is None:
+        return plan
+    jobs = tuple(j for j in plan.jobs if shard.owns(j.key))
+    recipe_cap = plan.recipe.budget_microcents
+    if own_budget is not None:
+        cap: int | None = own_budget if recipe_cap is None else min(own_budget, recipe_cap)
+    else:
+        cap = None if recipe_cap is None else recipe_cap // shard.count
+    return replace(
+        plan, jobs=jobs, budget_microcents=cap, total_cost=sum(j.cost for j in jobs),
+        total_units=sum(j.units for j in jobs),
+        images_returned=len(jobs) * plan.app.pricing.images_returned_per_task,
+        filtered_out=plan.filtered_out + len(plan.jobs) - len(jobs),
+    )
+
+
+def merge_manifests(out_dir: Path, extra: list[Path] | None = None) -> tuple[Path, int, int]:
+    """Fold every shard manifest in ``out_dir`` (and ``extra`` files) into ``manifest.jsonl``.
+
+    Records already there are kept and not repeated, so merging again is harmless.
+    Returns (the merged manifest, shard files read, records added).
+    """
+    target = out_dir / MANIFEST_NAME
+    sources = sorted(p for p in out_dir.iterdir() if SHARD_FILES.match(p.name)) if out_dir.is_dir() else []
+    sources += [p for p in extra or [] if p.resolve() not in {s.resolve() for s in sources}]
+    if not sources:
+        raise UsageError(f"{out_dir}: no shard manifests (manifest.shard-I-of-N.jsonl) to merge")
+    with OutputLock(out_dir):
+        existing = read_records(target, repair=True)
+        seen = {encode(r) for r in existing}
+        lines = [encode(r) for r in existing]
+        added = 0
+        for source in sources:
+            for record in read_records(source):
+                line = encode(record)
+                if line not in seen:
+                    seen.add(line)
+                    lines.append(line)
+                    added += 1
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        with tmp.open("wb") as fh:
+            fh.write(b"".join(lines))
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(target)
+    return target, len(sources), added
