@@ -245,6 +245,7 @@ def test_a_reference_image_changed_after_planning_fails_its_job_without_sending(
                                          events=PlainEvents(io.StringIO(), Counters(1))))
     [result] = summary.results
     assert result.status == "failed"
-    assert result.error == f"{(tmp_path / 'ref.png').resolve()} changed since the plan was made; run again to plan with it"
+    ref = (tmp_path / "ref.png").resolve()
+    assert result.error == f"{ref} changed since the plan was made; run again to plan with it"
     assert emu.tasks() == []
     assert summary.ledger is not None and summary.ledger.reserved == 0
