@@ -59,37 +59,32 @@ async def run(st: EmulatorState, req: Request, key: str) -> None:
             retry = [("retry-after", _seconds(faults.server_error_retry_after))]
             raise Problem(503, "app_maintenance", "App under maintenance", "the app is paused", headers=retry)
         raise Problem(500, "entitlement_unavailable", "Entitlement unavailable", "transient error, retry")
-    image_check = None
-    for name, file_id, limits in st.checker.own_files(request.input, req.netloc):
-        stored = st.files.get(file_id)
-        problem = image_problem(stored.data or b"", limits) if stored is not None else "file vanished"
-        if problem:
-            image_check = f"{name}: {problem}"
     task = st.engine.create(
         key_id=key,
         request=request,
         input_sha=sha,
         attempt=attempt,
         base_url=req.base_url,
-        image_check=image_check,
+        image_check=_reference_image_problem(st, request.input, req.netloc),
     )
     payload = _enveloped(task)
     if dice.chance(faults.response_lost_rate, "response_lost", sha, attempt):
         await lose_response(req.send, payload)
         return
-    headers = [
-        ("content-type", "application/json"),
-        ("content-length", str(len(payload))),
-        *decision.headers(),
-    ]
-    await req.send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [(k.encode(), v.encode()) for k, v in headers],
-        }
-    )
-    await req.send({"type": "http.response.body", "body": payload, "more_body": False})
+    await send_bytes(req.send, 200, payload, JSON_TYPE, decision.headers())
+
+
+def _reference_image_problem(st: EmulatorState, value: dict[str, object], netloc: str) -> str | None:
+    """What Kling would refuse in an uploaded reference image (the task then fails after
+    acceptance, as Kling checks it). The emulator's own outputs are valid by construction:
+    they are only drawn smaller than their nominal size (``image_scale``)."""
+    for name, file_id, limits in st.checker.own_files(value, netloc):
+        stored = st.files.get(file_id)
+        if stored is not None and stored.task_id is None:
+            problem = image_problem(stored.data or b"", limits)
+            if problem:
+                return f"{name}: {problem}"
+    return None
 
 
 def _enveloped(task: Task) -> bytes:

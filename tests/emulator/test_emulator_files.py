@@ -119,3 +119,14 @@ def test_head_and_download_of_an_output_file(api: httpx.Client) -> None:
     assert head.headers["content-length"] == str(len(body.content))
     assert body.headers["content-type"] == "image/png"
     assert_problem(httpx.get(uri.rsplit("/", 1)[0] + "/nope"), 404, "not_found")
+
+
+def test_an_output_of_the_emulator_can_be_the_next_reference_image(api: httpx.Client, emu: EmulatorServer) -> None:
+    first = wait_terminal(api, submit(api, "a chair")["id"])
+
+    second = wait_terminal(
+        api, submit(api, "the chair, in oil", input={"image": first["output"]["image"]["uri"]})["id"]
+    )
+
+    assert second["status"] == 10  # drawn at 1/8 scale, yet a valid 1360x768 output for Kling's checks
+    assert emu.ledger()["total_microcents"] == 2 * 2_800_000
