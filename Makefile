@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test lint check plan report clean
+.PHONY: demo test lint check plan images report status clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,12 +30,21 @@ lint: $(STAMP)
 
 check: lint test
 
-## plan / report: the quickstart's plan and gallery
-plan: $(STAMP)
-	$(BIN)/kling-pipeline plan recipes/quickstart.yaml
+## plan / images / report / status: the quickstart sweep (RUN_FLAGS="" to use the real API)
+RECIPE    ?= recipes/quickstart.yaml
+RUN_FLAGS ?= --emulator
 
-report: $(STAMP)
-	$(BIN)/kling-pipeline report recipes/quickstart.yaml
+plan: $(STAMP)
+	$(BIN)/kling-pipeline plan $(RECIPE)
+
+images: $(STAMP)
+	$(BIN)/kling-pipeline run $(RECIPE) $(RUN_FLAGS)
+
+report: images
+	$(BIN)/kling-pipeline report $(RECIPE)
+
+status: $(STAMP)
+	$(BIN)/kling-pipeline status $(RECIPE)
 
 clean:
 	rm -rf recipes/out build dist .pytest_cache .mypy_cache .ruff_cache
