@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterable
 
 from .asgi import Receive, Request, Send
@@ -11,6 +12,10 @@ from .state import EmulatorState
 from .tasks import Task
 
 __all__ = ["HEARTBEAT", "download_file", "lose_response", "stream_task"]
+
+_SAFE_TYPE = re.compile(r"^[\w.+-]+/[\w.+-]+(?:; ?[\w.+-]+=[\w.+-]+)*$", re.ASCII)
+"""A content type that can go back into a header as given (uploads may declare anything)."""
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 HEARTBEAT = b'{"type":"heartbeat"}\n'
 NDJSON_HEADERS = [
@@ -111,9 +116,9 @@ async def download_file(st: EmulatorState, req: Request, key: str) -> None:
         raise Problem(404, "not_found", "File not found", f"no file {req.params['file_id']!r}")
     data = await stored.content()
     headers = [
-        ("content-type", stored.content_type),
+        ("content-type", stored.content_type if _SAFE_TYPE.match(stored.content_type) else "application/octet-stream"),
         ("content-length", str(len(data))),
-        ("content-disposition", f'inline; filename="{stored.filename}"'),
+        ("content-disposition", f'inline; filename="{_UNSAFE_NAME.sub("_", stored.filename)[:120]}"'),
         ("cache-control", "private, max-age=3600"),
     ]
     send = req.send

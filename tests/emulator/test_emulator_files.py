@@ -130,3 +130,15 @@ def test_an_output_of_the_emulator_can_be_the_next_reference_image(api: httpx.Cl
 
     assert second["status"] == 10  # drawn at 1/8 scale, yet a valid 1360x768 output for Kling's checks
     assert emu.ledger()["total_microcents"] == 2 * 2_800_000
+
+
+def test_odd_names_and_types_from_an_upload_cannot_break_the_download_headers(api: httpx.Client) -> None:
+    entry = reserve(api, 3, filename='évil"\r\nx: y.png', content_type="text/plain")
+    put = httpx.put(entry["upload_url"], content=b"abc", headers={"Content-Type": "image/png\tfoo"})
+    assert put.status_code == 200
+
+    download = httpx.get(entry["uri"])
+
+    assert download.status_code == 200 and download.content == b"abc"
+    assert download.headers["content-type"] == "application/octet-stream"
+    assert download.headers["content-disposition"] == 'inline; filename="_vil___x__y.png"'
