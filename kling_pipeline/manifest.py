@@ -145,29 +145,34 @@ class Journal:
         self._files = _Worker(self._write_files, "kling-pipeline-files")
 
     def _write_records(self, batch: list[Any]) -> None:
+        """Write the batch; fsync only when someone waits for it (an intent, a flush).
+
+        Records nobody waits for reach the page cache now (so kill -9 cannot lose
+        them) and the disk with the next fsync or at close.
+        """
         data = b"".join(line for line, _ in batch)
+        waiters = [w for _, w in batch if w is not None]
         error = self._failed
-        if error is None and data:
+        if error is None:
             try:
                 view = memoryview(data)
                 while view:
                     view = view[os.write(self._fd, view):]
-                os.fsync(self._fd)
-                self.batches += 1
+                if waiters:
+                    os.fsync(self._fd)
+                    self.batches += 1
             except OSError as exc:
                 error = self._failed = ManifestError(f"{self.path}: cannot write the manifest: {exc.strerror or exc}")
-        for _, waiter in batch:
-            _notify(waiter, error)
+        _notify_all(waiters, error)
 
     def _write_files(self, batch: list[Any]) -> None:
-        for write, waiter in batch:
-            error = self._failed
-            if error is None and write is not None:
+        for write, _ in batch:
+            if self._failed is None and write is not None:
                 try:
                     write.commit()
                 except OSError as exc:
-                    error = self._failed = ManifestError(f"{write.path}: cannot write: {exc.strerror or exc}")
-            _notify(waiter, error)
+                    self._failed = ManifestError(f"{write.path}: cannot write: {exc.strerror or exc}")
+        _notify_all([w for _, w in batch if w is not None], self._failed)
 
     def _check(self) -> None:
         if self._failed is not None:
@@ -207,33 +212,50 @@ class Journal:
         """Write everything queued, stop the threads, close the file."""
         self._files.close()
         self._records.close()
-        os.close(self._fd)
+        try:
+            if self._failed is None:
+                os.fsync(self._fd)  # records nobody waited for were written, not yet synced
+        finally:
+            os.close(self._fd)
 
 
 class _Worker:
-    """A thread that hands everything queued so far, as one batch, to ``handle``."""
+    """A thread that hands what was queued, as one batch, to ``handle``.
+
+    Items nobody waits for are gathered for up to ``GATHER`` seconds first (one
+    wake-up and one write for many); an item with a waiter is handled at once.
+    """
+
+    GATHER = 0.02
 
     def __init__(self, handle: Callable[[list[Any]], None], name: str) -> None:
         self._handle = handle
         self._cv = threading.Condition()
         self._queue: list[Any] = []
         self._closed = False
+        self._urgent = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def put(self, item: Any) -> None:
+        waits = item[1] is not None
         with self._cv:
             if self._closed:
                 raise ManifestError("the manifest is closed")
+            wake = not self._queue or waits
             self._queue.append(item)
-            self._cv.notify()
+            self._urgent = self._urgent or waits
+            if wake:
+                self._cv.notify()
 
     def _run(self) -> None:
         while True:
             with self._cv:
                 while not self._queue and not self._closed:
                     self._cv.wait()
-                batch, self._queue = self._queue, []
+                if not self._urgent and not self._closed:
+                    self._cv.wait(self.GATHER)  # a waiter's put wakes us early
+                batch, self._queue, self._urgent = self._queue, [], False
                 if not batch and self._closed:
                     return
             self._handle(batch)
@@ -247,26 +269,30 @@ class _Worker:
         self._thread.join()
 
 
-def _notify(waiter: Any, error: ManifestError | None) -> None:
-    if waiter is None:
-        return
-    if isinstance(waiter, threading.Event):
-        waiter.set()
-        return
-    loop, fut = waiter
-
-    def resolve() -> None:
-        if fut.done():
-            return
-        if error is not None:
-            fut.set_exception(error)
+def _notify_all(waiters: list[Any], error: ManifestError | None) -> None:
+    """Wake the waiters of a batch: threads directly, event-loop futures with one call per loop."""
+    by_loop: dict[Any, list[asyncio.Future[None]]] = {}
+    for waiter in waiters:
+        if isinstance(waiter, threading.Event):
+            waiter.set()
         else:
-            fut.set_result(None)
+            loop, fut = waiter
+            by_loop.setdefault(loop, []).append(fut)
+    for loop, futures in by_loop.items():
 
-    try:
-        loop.call_soon_threadsafe(resolve)
-    except RuntimeError:  # the loop is gone (its run was cancelled): nobody waits any more
-        pass
+        def resolve(futures: list[asyncio.Future[None]] = futures) -> None:
+            for fut in futures:
+                if fut.done():
+                    continue
+                if error is not None:
+                    fut.set_exception(error)
+                else:
+                    fut.set_result(None)
+
+        try:
+            loop.call_soon_threadsafe(resolve)
+        except RuntimeError:  # the loop is gone (its run was cancelled): nobody waits any more
+            pass
 
 
 @dataclass(frozen=True, slots=True)
