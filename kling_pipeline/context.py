@@ -86,6 +86,14 @@ class RunContext:
     inflight: dict[str, ApiClient] = field(default_factory=dict)  # task id -> the client following it
     unreachable_since: float | None = None
     webhook_token: str = ""
+    task_ended_hooks: dict[str, Callable[[], None]] = field(default_factory=dict)
+
+    def task_ended(self, key: str) -> None:
+        """The job's task has completed at the service: its concurrency slot can go to the
+        next job while this one downloads."""
+        hook = self.task_ended_hooks.pop(key, None)
+        if hook is not None:
+            hook()
     _ledger_changed: anyio.Event = field(default_factory=anyio.Event)
     inflight_changed: anyio.Event = field(default_factory=anyio.Event)
 

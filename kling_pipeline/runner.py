@@ -264,6 +264,7 @@ async def _finish(ctx: RunContext, api: ApiClient, w: Work, task_id: str, reserv
                 return result
             return await _finish(ctx, api, w, result, w.cost, attempt + 1)
         return JobResult(w.key, w.job_id, view.status.value, billed, task_id, view.error)
+    ctx.task_ended(w.key)
     try:
         saved, writes = await save_outputs(ctx, api, w, view, billed)
     except (DownloadFailed, ApiError) as exc:

@@ -125,6 +125,15 @@ async def _schedule(ctx: RunContext, work: list[Work], summary: RunSummary, opti
 
     async def one(w: Work, slot: int) -> None:
         result = JobResult(w.key, w.job_id, "interrupted")
+        freed = False
+
+        def free() -> None:  # the slot is a task at the service: free it once the task has ended
+            nonlocal freed
+            if not freed:
+                freed = True
+                send.send_nowait(slot)
+
+        ctx.task_ended_hooks[w.key] = free
         try:
             result = await run_work(ctx, slot, w)
         except ApiError as exc:  # escaped the job's own handling: record it; a fatal one stops the run
@@ -137,8 +146,9 @@ async def _schedule(ctx: RunContext, work: list[Work], summary: RunSummary, opti
         except Exception as exc:  # a bug: this job fails, the run goes on, the manifest stays consistent
             result = JobResult(w.key, w.job_id, "failed", error=f"internal error: {type(exc).__name__}: {exc}")
         finally:
+            ctx.task_ended_hooks.pop(w.key, None)
             done(w, result)
-            send.send_nowait(slot)
+            free()
 
     with send, receive:
         async with anyio.create_task_group() as outer:
