@@ -56,7 +56,7 @@ def require_browser() -> None:
 
 
 @contextmanager
-def chromium(profile: Path, *, javascript: bool = True) -> Iterator[Any]:
+def chromium(profile: Path) -> Iterator[Any]:
     """A headless Chromium with a fresh profile in ``profile``; always quit at the end."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -67,8 +67,7 @@ def chromium(profile: Path, *, javascript: bool = True) -> Iterator[Any]:
     options.binary_location = str(binary)
     for arg in (*CHROME_ARGS, f"--user-data-dir={profile}"):
         options.add_argument(arg)
-    if not javascript:
-        options.add_experimental_option("prefs", {"profile.managed_default_content_settings.javascript": 2})
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console messages (CSP refusals)
     # An explicit driver path: Selenium Manager is never asked to download anything.
     service = Service(executable_path=str(CHROMEDRIVER))
     driver = webdriver.Chrome(options=options, service=service)
