@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-CHROMEDRIVER = Path(os.environ.get("KLING_PIPELINE_CHROMEDRIVER", "/usr/bin/chromedriver"))
+CHROMEDRIVER = Path("/usr/bin/chromedriver")  # Debian's chromium-driver, matching its chromium
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
 REQUIRED_ENV = "KLING_PIPELINE_BROWSER_TESTS"
 CHROME_ARGS = (
