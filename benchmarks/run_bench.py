@@ -177,13 +177,13 @@ def _floor_part(url: str, n: int, c: int, part: int) -> tuple[int, float]:
 
         async def one(i: int) -> None:
             nonlocal done
-            async with sem:
+            async with sem:  # a slot is a task at the service: the download happens after it
                 body = json.dumps({"app": APP, "input": {"prompt": f"floor {part} {i}", "aspect_ratio": "1:1"}})
                 task = json.loads(await call("POST", f"{url}/apps/run", body.encode()))["data"]
                 stream = await call("GET", f"{url}/tasks/{task['id']}/stream")
                 last = json.loads(stream.strip().splitlines()[-1])
-                await call("GET", last["output"]["image"]["uri"])
-                done += 1
+            await call("GET", last["output"]["image"]["uri"])
+            done += 1
 
         async with anyio.create_task_group() as tg:
             for i in range(n):
