@@ -9,7 +9,7 @@ from typing import TextIO
 from ..errors import KlingError, UsageError
 from ..manifest import MANIFEST_NAME
 from ..money import format_usd
-from ..planning import Plan
+from ..planning import Plan, plan_file
 from ..report import STATUS_TEXT, ReportData, collect, render_report, report_path, write_html, write_report
 from ._exit import EXIT_OK
 from ._plan import make_plan
@@ -64,8 +64,11 @@ def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def report_after_run(plan: Plan, err: TextIO) -> Path | None:
     """Write or refresh ``plan``'s report at the end of ``run``; a failure is a warning, not an error
-    (the run's own outcome decides the exit code)."""
+    (the run's own outcome decides the exit code). A plan narrowed by ``--only`` is widened again:
+    the page shows the whole sweep, not just the part this run was asked for."""
     try:
+        if plan.filtered_out:
+            plan = plan_file(plan.recipe.file, out_dir=plan.output_dir, budget_usd=plan.budget_microcents)
         path = write_report(plan.output_dir, plan)
     except (KlingError, OSError) as exc:
         err.write(f"report: not written: {exc}\n")

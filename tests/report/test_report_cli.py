@@ -15,6 +15,7 @@ from kling_pipeline.cli import _main, main
 from kling_pipeline.cli._exit import report as report_error
 from kling_pipeline.cli._report import add_report_parser, report_after_run
 from kling_pipeline.money import format_usd
+from kling_pipeline.planning import plan_file
 
 from .conftest import Sweep
 from .dom import parse
@@ -152,3 +153,12 @@ def test_the_report_command_is_registered_in_the_cli(outdir: Path) -> None:
     out, err = io.StringIO(), io.StringIO()
     assert main(["report", str(outdir)], out=out, err=err) == 0
     assert out.getvalue().startswith(f"report: {outdir}/report.html — ")
+
+
+def test_report_after_a_run_narrowed_by_only_shows_the_whole_sweep(gallery: Sweep, outdir: Path) -> None:
+    narrowed = plan_file(gallery.recipe, only={"style": {"watercolor"}}, out_dir=outdir)
+    assert narrowed.filtered_out and len(narrowed.jobs) == len(gallery.plan.jobs) // 2
+    path = report_after_run(narrowed, io.StringIO())
+    assert path is not None
+    root = parse(path.read_text(encoding="utf-8"))
+    assert len(root.all("div.job")) == len(gallery.plan.jobs) and not root.all("section.others")
