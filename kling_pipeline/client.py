@@ -28,6 +28,7 @@ import anyio.to_thread
 import httpx
 
 from .apierrors import (
+    ApiError,
     BadRequest,
     DownloadFailed,
     ResponseLost,
@@ -184,6 +185,20 @@ class ApiClient:
             raise BadRequest(f"task {task_id}: the answer holds no task")
         return task
 
+    async def get_app(self, name: str) -> dict[str, Any]:
+        """``GET /apps/{namespace}/{name}``: the app, its id, version and schemas."""
+        app = await self._call("GET", f"/apps/{name}", f"app {name}")
+        if not isinstance(app, dict):
+            raise BadRequest(f"app {name}: unexpected answer")
+        return app
+
+    async def estimate(self, app_id: str, request: Mapping[str, Any]) -> dict[str, Any]:
+        """``POST /store/apps/{appId}/estimate``: the service's price for one request (microcents)."""
+        answer = await self._call("POST", f"/store/apps/{app_id}/estimate", "estimate", {"input": request})
+        if not isinstance(answer, dict):
+            raise BadRequest("estimate: unexpected answer")
+        return answer
+
     async def cancel(self, task_id: str) -> None:
         await self._call("POST", f"/tasks/{task_id}/cancel", f"cancel {task_id}")
 
@@ -220,7 +235,7 @@ class ApiClient:
             try:
                 if response.status >= 400:
                     raise from_problem(parse_problem(response.status, await response.read()), None, what)
-                chunks = response.aiter()
+                chunks = _with_final_newline(response.aiter())
                 last = time.monotonic()
                 pending = b""
                 async for chunk in chunks:
@@ -269,7 +284,11 @@ class ApiClient:
             finally:
                 await put.aclose()
         if put.status >= 300:
-            raise from_problem(parse_problem(put.status, answer), None, f"upload {filename}")
+            # The file host never saw the API key: its 401/403 (an expired signed URL, say) is no
+            # reason to blame the key or stop the run, so no status-based class here.
+            detail = parse_problem(put.status, answer).detail
+            raise ApiError(f"upload {filename}: the upload URL answered HTTP {put.status}"
+                           f"{': ' + detail if detail else ''}", status=put.status)
         return str(entry["uri"])
 
     async def download(self, uri: str, name: str, spill_dir: Path, *, max_bytes: int = MAX_DOWNLOAD_BYTES,
@@ -394,6 +413,13 @@ def _proxy_for(base_url: str) -> str | None:
     if urllib.request.proxy_bypass(url.host):
         return None
     return proxies.get(url.scheme) or proxies.get("all") or None
+
+
+async def _with_final_newline(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The stream's chunks, then a newline: a last line that lacks its own is still a line."""
+    async for chunk in chunks:
+        yield chunk
+    yield b"\n"
 
 
 def _event(line: bytes) -> dict[str, Any] | None:

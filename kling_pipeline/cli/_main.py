@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", type=int, default=20, metavar="N",
                    help="rows of jobs and axis values to show (default 20)")
     p.add_argument("--shard", metavar="I/N", help="only this shard of the jobs (split by content key)")
+    p.add_argument("--check-prices", action="store_true",
+                   help="compare the price table with the service's estimate endpoint (exit 1 if they differ)")
+    p.add_argument("--emulator", action="store_true", help="with --check-prices: ask the bundled emulator")
+    p.add_argument("--base-url", metavar="URL", help="with --check-prices: the API endpoint")
     p.set_defaults(func=_plan.cmd_plan)
 
     p = sub.add_parser("run", help="run the sweep: concurrent, budget-capped, resumable, never paying twice")

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from typing import TextIO
+from typing import Any, TextIO
 
 from ..errors import RecipeError, UsageError
 from ..money import format_usd, parse_usd
 from ..planning import Plan, parse_only, plan_file
 from ..planview import plan_summary, warning_lines, write_plan_json
 from ..sharding import parse_shard, shard_plan
-from ._exit import EXIT_BUDGET, EXIT_INVALID, EXIT_OK, report
+from ._exit import EXIT_BUDGET, EXIT_FAILED, EXIT_INVALID, EXIT_OK, report
 
 __all__ = ["cmd_plan", "cmd_validate", "make_plan"]
 
@@ -56,4 +56,29 @@ def cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     else:
         for line in plan_summary(p, rows=max(1, args.rows)):
             out.write(line + "\n")
+    if args.check_prices and not _prices_agree(args, p, err):
+        return EXIT_FAILED
     return EXIT_BUDGET if p.over_budget else EXIT_OK
+
+
+def _prices_agree(args: argparse.Namespace, p: Plan, err: TextIO) -> bool:
+    import anyio
+
+    from ..client import ClientPool
+    from ..pricecheck import check_prices
+    from ._backend import backend
+
+    with backend(args, err) as (base_url, key):
+
+        async def main() -> list[Any]:
+            async with ClientPool(base_url, key, 1) as pool:
+                return await check_prices(p, pool.api(0))
+
+        checks = anyio.run(main)
+    for check in checks:
+        err.write(check.line() + "\n")
+    if not all(c.agrees for c in checks):
+        err.write("the price table in schemas/ disagrees with the service: update it, or set price.usd_per_image "
+                  "in the recipe\n")
+        return False
+    return True

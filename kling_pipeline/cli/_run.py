@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import TextIO
 
 import anyio
 
-from ..client import Secret
 from ..context import RunOptions
 from ..errors import UsageError
 from ..money import format_usd
@@ -20,13 +17,13 @@ from ..planview import warning_lines
 from ..progress import Counters, LiveEvents, make_events
 from ..session import RunSummary, git_provenance, prepare, run_plan
 from ..sharding import lock_name, manifest_name, parse_shard
+from ._backend import DEFAULT_BASE_URL, backend
 from ._exit import EXIT_BUDGET, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, exit_code
 from ._plan import make_plan
 from ._status import resolve_target
 
 __all__ = ["add_run_arguments", "backend", "cmd_collect", "cmd_run", "execute"]
 
-DEFAULT_BASE_URL = "https://api.inference.sh"
 
 
 def add_run_arguments(p: argparse.ArgumentParser, *, collect: bool = False) -> None:
@@ -73,23 +70,6 @@ def _options(args: argparse.Namespace, plan: Plan) -> RunOptions:
         drain_timeout=max(0.0, args.drain_timeout), webhook=getattr(args, "webhook", None) or plan.recipe.webhook,
         connect_grace=max(0.0, args.connect_grace),
     )
-
-
-@contextlib.contextmanager
-def backend(args: argparse.Namespace, err: TextIO) -> Iterator[tuple[str, Secret]]:
-    if getattr(args, "emulator", False):
-        from ..emulator import EmulatorConfig, EmulatorServer, Latency
-
-        with EmulatorServer(EmulatorConfig(latency=Latency.uniform(0.5, 1.5))) as emu:
-            err.write(f"using the bundled emulator at {emu.base_url} (no real API calls, nothing is billed)\n")
-            yield emu.base_url, Secret("emulator-key")
-        return
-    key = os.environ.get("INFERENCE_API_KEY", "").strip()
-    if not key:
-        raise UsageError("INFERENCE_API_KEY is not set: export your inference.sh API key, "
-                         "or pass --emulator to try the sweep against the bundled emulator")
-    base = args.base_url or os.environ.get("INFERENCE_BASE_URL") or DEFAULT_BASE_URL
-    yield base, Secret(key)
 
 
 def _summary_lines(summary: RunSummary, plan: Plan) -> Iterator[str]:

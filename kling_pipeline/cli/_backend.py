@@ -1,0 +1,35 @@
+"""Where API calls go: the real service (key from the environment) or the bundled emulator."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import TextIO
+
+from ..client import Secret
+from ..errors import UsageError
+
+__all__ = ["DEFAULT_BASE_URL", "backend"]
+
+DEFAULT_BASE_URL = "https://api.inference.sh"
+
+
+@contextlib.contextmanager
+def backend(args: argparse.Namespace, err: TextIO) -> Iterator[tuple[str, Secret]]:
+    """``(base_url, key)``: with ``--emulator`` a fresh emulator on a free loopback port,
+    else ``--base-url`` / ``$INFERENCE_BASE_URL`` / the service, with ``$INFERENCE_API_KEY``."""
+    if getattr(args, "emulator", False):
+        from ..emulator import EmulatorConfig, EmulatorServer, Latency
+
+        with EmulatorServer(EmulatorConfig(latency=Latency.uniform(0.5, 1.5))) as emu:
+            err.write(f"using the bundled emulator at {emu.base_url} (no real API calls, nothing is billed)\n")
+            yield emu.base_url, Secret("emulator-key")
+        return
+    key = os.environ.get("INFERENCE_API_KEY", "").strip()
+    if not key:
+        raise UsageError("INFERENCE_API_KEY is not set: export your inference.sh API key, "
+                         "or pass --emulator to try the sweep against the bundled emulator")
+    base = getattr(args, "base_url", None) or os.environ.get("INFERENCE_BASE_URL") or DEFAULT_BASE_URL
+    yield base, Secret(key)
