@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from ..errors import UsageError
@@ -9,7 +10,7 @@ from .model import AxisInfo, JobEntry, ReportData
 
 __all__ = ["Cell", "Facet", "Layout", "choose_axes", "layout"]
 
-Key = tuple[str | None, ...]
+ACROSS_MAX = 6  # thumbnails side by side before a single axis goes down the page instead
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +63,20 @@ def _check(data: ReportData, flag: str, name: str | None) -> None:
 
 
 def choose_axes(data: ReportData, rows: str | None, cols: str | None) -> tuple[str | None, str | None]:
-    """Check the chosen axes; default each to the first axis with more than one value not used yet."""
+    """Check the chosen axes; default each to the first axis with more than one value not used yet
+    (rows first). A single such axis goes across when its cells hold at most ``ACROSS_MAX``
+    thumbnails in all, else down."""
     _check(data, "--rows", rows)
     _check(data, "--cols", cols)
     if rows is not None and rows == cols:
         raise UsageError(f"--rows and --cols both name {rows}; choose two different axes")
     varied = [a.name for a in data.axes if a.size > 1]
+    if rows is None and cols is None and len(varied) == 1:
+        # One axis: across the page when its cells fit side by side, else down it.
+        axis = data.axis(varied[0])
+        per_cell = max(Counter(job.labels for job in data.jobs).values(), default=1)
+        if axis is not None and axis.size * per_cell <= ACROSS_MAX:
+            return None, axis.name
     if rows is None:
         rows = next((n for n in varied if n != cols), None)
     if cols is None:

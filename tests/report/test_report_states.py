@@ -87,9 +87,9 @@ def test_every_manifest_state_has_its_status_badge_and_error(states_plan: Plan) 
     assert [j.status for j in data.jobs] == ["completed", "failed", "unknown", "in_flight", "in_flight",
                                              "not_run", "cancelled"]
     root = parse(render_report(data, rows=None, cols=None, base=out))
-    # one axis: its values down the side, a single column
+    # one axis of 7 values: too many side by side, so down the page, in a single column
     assert [th.text for th in root.all("th.row")] == list("abcdefg")
-    assert len(root.all("th.col")) == 1
+    assert not root.all("th.col") and all(len(tr.all("td")) == 1 for tr in root.one("table.grid").all("tr"))
     jobs = {d.get("data-job"): d for d in root.all("div.job")}
     badge = {jid: d.one("span.badge").text for jid, d in jobs.items()}
     assert badge == {"a": "done", "b": "failed", "c": "unknown", "d": "in flight", "e": "in flight",
@@ -179,6 +179,34 @@ input:
 output:
   dir: out
 """
+
+
+@pytest.mark.parametrize(("values", "repeat", "across"), [(3, 1, True), (6, 1, True), (7, 1, False),
+                                                          (3, 2, True), (4, 2, False)])
+def test_a_single_axis_goes_across_when_its_cells_fit(recipe_file: Callable[..., Path], values: int, repeat: int,
+                                                      across: bool) -> None:
+    items = ", ".join(f"v{i}" for i in range(values))
+    plan = plan_file(recipe_file(f"""
+        version: 1
+        app: klingai/image-o1@0pbaxv40
+        matrix:
+          style: [{items}]
+        repeat: {repeat}
+        input:
+          prompt: "a mug, {{{{ style }}}}"
+        output:
+          dir: out
+        """))
+    data = collect(plan.output_dir, plan)
+    root = parse(render_report(data, rows=None, cols=None, base=plan.output_dir))
+    expected = [f"v{i}" for i in range(values)]
+    if across:
+        assert [th.text for th in root.all("th.col")] == expected and not root.all("th.row")
+        assert len(root.one("table.grid").all("tr")) == 2  # the header and one row of cells
+    else:
+        assert [th.text for th in root.all("th.row")] == expected and not root.all("th.col")
+    # either way the user can choose
+    assert layout(data, "style", None).rows is not None and layout(data, None, "style").cols is not None
 
 
 def test_keys_only_some_jobs_have_read_as_not_set(recipe_file: Callable[..., Path]) -> None:
