@@ -86,6 +86,8 @@ class RunContext:
     inflight: dict[str, ApiClient] = field(default_factory=dict)  # task id -> the client following it
     unreachable_since: float | None = None
     webhook_token: str = ""
+    active: int = 0  # jobs being worked on
+    waiting_for_money: int = 0  # of those, jobs waiting in reserve()
     task_ended_hooks: dict[str, Callable[[], None]] = field(default_factory=dict)
 
     def task_ended(self, key: str) -> None:
@@ -146,15 +148,27 @@ class RunContext:
 
     async def reserve(self, amount: int) -> bool:
         """Reserve ``amount`` under the cap. When it does not fit only because of reservations
-        of running tasks, wait for them to settle (a failed task may free its money) instead
-        of stopping early; False when it cannot fit."""
+        and other jobs are still working (one may settle for less, a failed task may free its
+        money), wait for them instead of stopping early; False when it cannot fit."""
         while not self.ledger.reserve(amount):
             cap = self.ledger.cap
-            if cap is None or self.ledger.settled + amount > cap or self.ledger.reserved == 0 \
-                    or self.stopping.is_set():
+            others_working = self.active - self.waiting_for_money - 1
+            if cap is None or self.ledger.settled + amount > cap or self.stopping.is_set() or others_working <= 0:
                 return False
-            await self._ledger_changed.wait()
+            self.waiting_for_money += 1
+            try:
+                await self._ledger_changed.wait()
+            finally:
+                self.waiting_for_money -= 1
         return True
+
+    def job_started(self) -> None:
+        self.active += 1
+
+    def job_ended(self) -> None:
+        """A job is over: jobs waiting for money re-check (it may have been the last that could free some)."""
+        self.active -= 1
+        self._notify()
 
     def settle(self, reserved: int, billed: int) -> None:
         self.ledger.settle(reserved, billed)

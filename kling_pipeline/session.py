@@ -134,6 +134,7 @@ async def _schedule(ctx: RunContext, work: list[Work], summary: RunSummary, opti
                 send.send_nowait(slot)
 
         ctx.task_ended_hooks[w.key] = free
+        ctx.job_started()
         try:
             result = await run_work(ctx, slot, w)
         except ApiError as exc:  # escaped the job's own handling: record it; a fatal one stops the run
@@ -147,6 +148,7 @@ async def _schedule(ctx: RunContext, work: list[Work], summary: RunSummary, opti
             result = JobResult(w.key, w.job_id, "failed", error=f"internal error: {type(exc).__name__}: {exc}")
         finally:
             ctx.task_ended_hooks.pop(w.key, None)
+            ctx.job_ended()
             done(w, result)
             free()
 

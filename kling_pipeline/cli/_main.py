@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from .. import __version__
-from . import _plan, _run, _status, _webhook
+from . import _plan, _report, _run, _status, _webhook
 from ._exit import report
 
 __all__ = ["build_parser", "main"]
@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_run.cmd_collect, only=[])
 
     _status.add_status_parser(sub)
+    _report.add_report_parser(sub)
     _webhook.add_webhook_parser(sub)
 
     p = sub.add_parser("merge", help="fold shard manifests (manifest.shard-I-of-N.jsonl) into manifest.jsonl")

@@ -20,6 +20,7 @@ from ..sharding import lock_name, manifest_name, parse_shard
 from ._backend import DEFAULT_BASE_URL, backend
 from ._exit import EXIT_BUDGET, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, exit_code
 from ._plan import make_plan
+from ._report import report_after_run
 from ._status import resolve_target
 
 __all__ = ["add_run_arguments", "backend", "cmd_collect", "cmd_run", "execute"]
@@ -36,6 +37,8 @@ def add_run_arguments(p: argparse.ArgumentParser, *, collect: bool = False) -> N
                        help="pass this webhook URL to the API (a per-job secret query is added); "
                             "see `webhook-receiver`")
     p.add_argument("--shard", metavar="I/N", help="only this shard of the jobs (split by content key)")
+    p.add_argument("--no-report", action="store_true",
+                   help="do not write or refresh report.html at the end (shard runs never do: merge first)")
     p.add_argument("--base-url", metavar="URL",
                    help=f"API endpoint (default: $INFERENCE_BASE_URL or {DEFAULT_BASE_URL})")
     p.add_argument("--concurrency", type=int, metavar="N", help="jobs at once (default: the recipe's concurrency)")
@@ -166,4 +169,6 @@ def execute(args: argparse.Namespace, plan: Plan, run_mode: str, out: TextIO, er
     if run_mode == "detach" and summary.count("submitted"):
         err.write(f"detached: {summary.count('submitted')} tasks running at the service; "
                   f"`kling-pipeline collect {plan.recipe.file}` fetches their images\n")
+    if not args.no_report and shard is None and summary.stop_reason != "interrupted":
+        report_after_run(plan, err)
     return _exit_for(summary)

@@ -149,3 +149,16 @@ def test_the_budget_is_never_exceeded_under_random_faults(cli, emulator, sweep, 
         recorded = {j.task_id for j in state if j.state == "completed"}
         assert charged == recorded  # every paid task is in the manifest as completed, and only those
     completed_outputs_intact(out)
+
+
+def test_unknown_submits_holding_the_budget_end_in_a_budget_stop_not_a_hang(cli, emulator, sweep):
+    """Lost answers without reconciliation keep their reservations (conservative); the jobs
+    waiting for money must see that nobody can free any and stop, not wait forever."""
+    emu = emulator(response_lost_rate=0.5, seed=4)
+    path = sweep(12, budget="0.10", concurrency=3)  # 3 jobs fit
+    result = cli("run", str(path), "--base-url", emu.base_url, "--no-reconcile")
+    assert result.code == 3, result.err
+    assert "budget stop:" in result.err
+    state = manifest(path.parent / "out")
+    assert state.settled + state.reserved <= 10_000_000
+    assert emu.ledger()["total_microcents"] <= 10_000_000
