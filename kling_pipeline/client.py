@@ -165,7 +165,7 @@ class ApiClient:
             return None
         try:
             return unwrap(json.loads(data))
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
             # A 2xx whose body is not JSON: for a submit, a task may exist.
             raise ResponseLost(f"{what}: the answer was not JSON (HTTP {response.status})") from None
 
@@ -427,7 +427,7 @@ def _event(line: bytes) -> dict[str, Any] | None:
         return None
     try:
         event = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return event if isinstance(event, dict) else None
 

@@ -25,6 +25,7 @@ import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Sequence
+from urllib.parse import quote
 
 import httpx
 
@@ -33,6 +34,8 @@ __all__ = ["Http11Transport", "RawResponse", "split_url"]
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 _HIGH_WATER = 1024 * 1024
 _MAX_HEAD = 64 * 1024
+_TARGET_SAFE = "!$%&'()*+,/:;=?@[]~"
+_HEX = b"0123456789abcdefABCDEF"
 Origin = tuple[str, str, int]
 
 
@@ -42,9 +45,7 @@ def split_url(url: str) -> tuple[Origin, bytes, bytes]:
     scheme = scheme.lower()
     if not sep or scheme not in ("http", "https"):
         raise httpx.UnsupportedProtocol(f"unsupported URL {url[:80]!r}: only http:// and https:// are supported")
-    slash = rest.find("/")
-    q = rest.find("?")
-    cut = min(i for i in (slash, q, len(rest)) if i >= 0)
+    cut = min(i for i in (rest.find("/"), rest.find("?"), rest.find("#"), len(rest)) if i >= 0)
     hostport, target = rest[:cut], rest[cut:].split("#", 1)[0]
     if target.startswith("?"):
         target = "/" + target
@@ -55,11 +56,13 @@ def split_url(url: str) -> tuple[Origin, bytes, bytes]:
         host, _, port_text = hostport.rpartition(":") if hostport.count(":") == 1 else (hostport, "", "")
     if not host:
         raise httpx.UnsupportedProtocol(f"no host in URL {url[:80]!r}")
-    try:
-        port = int(port_text) if port_text else (443 if scheme == "https" else 80)
-    except ValueError:
-        raise httpx.UnsupportedProtocol(f"bad port in URL {url[:80]!r}") from None
-    return (scheme, host, port), (target or "/").encode("ascii", "strict"), hostport.encode("ascii")
+    if port_text and not (port_text.isascii() and port_text.isdigit() and int(port_text) <= 65535):
+        raise httpx.UnsupportedProtocol(f"bad port in URL {url[:80]!r}")
+    if not hostport.isascii():
+        raise httpx.UnsupportedProtocol(f"non-ASCII host in URL {url[:80]!r}")
+    port = int(port_text) if port_text else (443 if scheme == "https" else 80)
+    # spaces, controls (no CR/LF can reach the request line) and non-ASCII are percent-encoded, as httpx does
+    return (scheme, host, port), quote(target or "/", safe=_TARGET_SAFE).encode("ascii"), hostport.encode("ascii")
 
 
 class _Conn(asyncio.Protocol):
@@ -174,10 +177,10 @@ class RawResponse:
             return
         if self.chunked:
             while True:
-                try:
-                    left = int((await self._line()).split(b";", 1)[0].strip(), 16)
-                except ValueError:
-                    raise httpx.RemoteProtocolError("malformed chunked encoding") from None
+                size = (await self._line()).split(b";", 1)[0].strip()
+                if not size or size.strip(_HEX):
+                    raise httpx.RemoteProtocolError("malformed chunked encoding")
+                left = int(size, 16)
                 if left == 0:
                     while await self._line():  # trailers end with an empty line
                         pass
@@ -335,26 +338,30 @@ class Http11Transport(httpx.AsyncBaseTransport):
         else:
             conn.transport.write(head)
             conn.transport.write(body)
+        interim = False
         while True:
             end = conn.buf.find(b"\r\n\r\n")
             if end >= 0:
+                lines = conn.take(end + 4)[:-4].split(b"\r\n")
+                try:
+                    version, status_text, *reason = lines[0].split(b" ", 2)
+                    status = int(status_text)
+                except ValueError:
+                    raise httpx.RemoteProtocolError(f"malformed status line {lines[0][:80]!r}") from None
+                if 100 <= status < 200 and status != 101:  # 100 Continue, 103 Early Hints...: the answer follows
+                    interim = True
+                    continue
                 break
             if len(conn.buf) > _MAX_HEAD:
                 raise httpx.RemoteProtocolError("response head too large")
             if conn.eof:
-                if not conn.buf:
+                if not conn.buf and not interim:
                     raise _NoAnswer
                 raise httpx.RemoteProtocolError("connection closed in the middle of the response head")
             try:
                 await conn.wait(read_limit)
             except TimeoutError:
                 raise httpx.ReadTimeout("timed out waiting for the response") from None
-        lines = conn.take(end + 4)[:-4].split(b"\r\n")
-        try:
-            version, status_text, *reason = lines[0].split(b" ", 2)
-            status = int(status_text)
-        except ValueError:
-            raise httpx.RemoteProtocolError(f"malformed status line {lines[0][:80]!r}") from None
         headers: list[tuple[bytes, bytes]] = []
         length: int | None = None
         chunked = False
@@ -367,20 +374,19 @@ class Http11Transport(httpx.AsyncBaseTransport):
             headers.append((name, value))
             lname = name.lower()
             if lname == b"content-length":
-                try:
-                    length = int(value)
-                except ValueError:
-                    raise httpx.RemoteProtocolError("malformed Content-Length") from None
+                if not value.isdigit():  # digits only: no sign, no list
+                    raise httpx.RemoteProtocolError("malformed Content-Length")
+                length = int(value)
             elif lname == b"transfer-encoding":
                 chunked = b"chunked" in value.lower()
             elif lname == b"connection":
                 v = value.lower()
                 keep_alive = (keep_alive and b"close" not in v) or b"keep-alive" in v
-        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+        if method == "HEAD" or status in (204, 304, 101):
             length, chunked = 0, False
         if chunked:
             length = None
-        elif length is None:
+        elif length is None or status == 101:
             keep_alive = False  # the body ends when the connection does
         return RawResponse(self, conn, status, version, reason[0] if reason else b"", headers, length, chunked,
                            keep_alive, read_limit)
@@ -395,7 +401,11 @@ class Http11Transport(httpx.AsyncBaseTransport):
         body = await request.aread()
         parts = [request.method.encode(), b" ", url.raw_path or b"/", b" HTTP/1.1\r\n"]
         for name, value in request.headers.raw:
+            if name.lower() in (b"transfer-encoding", b"content-length"):
+                continue  # the body is read whole and sent with its length
             parts += [name, b": ", value, b"\r\n"]
+        if body or request.method in ("POST", "PUT", "PATCH") or "content-length" in request.headers:
+            parts += [b"Content-Length: ", str(len(body)).encode(), b"\r\n"]
         parts.append(b"\r\n")
         raw = await self._send(origin, request.method, b"".join(parts), body, timeouts.get("connect"),
                                timeouts.get("read"))

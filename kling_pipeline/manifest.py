@@ -133,12 +133,19 @@ class Journal:
     """
 
     def __init__(self, path: Path) -> None:
-        new = not path.exists()
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        if new:
-            _fsync_dir(path.parent)
+        fd = -1
+        try:
+            new = not path.exists()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            if new:
+                _fsync_dir(path.parent)
+        except OSError as exc:
+            if fd >= 0:
+                os.close(fd)
+            raise ManifestError(f"{path}: cannot open the manifest: {exc.strerror or exc}") from None
+        self._fd = fd
         self._failed: ManifestError | None = None
         self.batches = 0  # fsync'd batches (for benchmarks)
         self._records = _Worker(self._write_records, "kling-pipeline-manifest")

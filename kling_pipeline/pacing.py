@@ -62,7 +62,9 @@ class Pacer:
         if retry_after is not None:
             delay = min(retry_after, self.max_delay * 5)
         else:
-            delay = min(self.max_delay, self.base_delay * 2 ** (self.strikes - 1))
+            # (the exponent is bounded: 2 ** 1024 overflows a float, and a storm of 429s from
+            # hundreds of workers reaches that many strikes)
+            delay = min(self.max_delay, self.base_delay * 2.0 ** min(self.strikes - 1, 64))
             delay *= 0.5 + self._rng.random() / 2  # jitter: workers do not return in lockstep
         self._gate_until = max(self._gate_until, self._clock() + delay)
         return delay

@@ -7,6 +7,7 @@ files, billing data, problem+json errors. No I/O.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -60,8 +61,9 @@ def parse_status(raw: Any) -> Status:
         return Status.PENDING if 1 <= raw <= 9 else Status.UNKNOWN
     if isinstance(raw, str):
         text = raw.strip().lower()
-        if text.isdigit():
-            return parse_status(int(text))
+        if text.isascii() and text.isdigit():
+            # int() refuses more than 4300 digits; no status has that many
+            return parse_status(int(text)) if len(text) <= 20 else Status.UNKNOWN
         return _BY_NAME.get(text, Status.UNKNOWN)
     return Status.UNKNOWN
 
@@ -89,7 +91,7 @@ def parse_problem(status: int, body: bytes) -> Problem:
     """Read a problem+json (or any error body) without ever failing."""
     try:
         payload = json.loads(body) if body else None
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         payload = None
     if not isinstance(payload, dict):
         text = body[:300].decode("utf-8", "replace").strip() if body else ""
@@ -115,17 +117,13 @@ def output_files(output: Any) -> list[tuple[str, str | None]]:
     """The image files of an output: ``image`` (one file) and/or ``images`` (a list)."""
     if not isinstance(output, dict):
         return []
-    found: list[tuple[str, str | None]] = []
-    single = _file_uri(output.get("image"))
-    if single:
-        found.append(single)
+    found: dict[str, str | None] = {}  # uri -> content type: one file, however often it is listed
     images = output.get("images")
-    if isinstance(images, list):
-        for item in images:
-            f = _file_uri(item)
-            if f and f not in found:
-                found.append(f)
-    return found
+    for item in [output.get("image"), *(images if isinstance(images, list) else ())]:
+        f = _file_uri(item)
+        if f and f[0] not in found:
+            found[f[0]] = f[1]
+    return list(found.items())
 
 
 def billed_units(task: Mapping[str, Any], unit: str) -> int | None:
@@ -137,9 +135,18 @@ def billed_units(task: Mapping[str, Any], unit: str) -> int | None:
     for event in events:
         if isinstance(event, dict) and (event.get("unit") in (unit, None) or event.get("type") == unit):
             qty = event.get("quantity")
-            if isinstance(qty, int | float) and not isinstance(qty, bool):
+            if (isinstance(qty, int) and not isinstance(qty, bool)) or (isinstance(qty, float) and math.isfinite(qty)):
                 total += int(qty)
     return total
+
+
+def _percent(value: Any) -> float | None:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except OverflowError:  # an int too large for a float
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +174,7 @@ class TaskView:
             raw_status=task.get("status"),
             output=task.get("output"),
             error=(err if isinstance(err, str) else json.dumps(err)) if err else None,
-            progress=float(progress) if isinstance(progress, int | float) and not isinstance(progress, bool) else None,
+            progress=_percent(progress),
             created_at=task.get("created_at") if isinstance(task.get("created_at"), str) else None,
             task=task,
         )
