@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import anyio
@@ -200,7 +200,3 @@ class VirtualTime:
 @pytest.fixture
 def vtime() -> VirtualTime:
     return VirtualTime()
-
-
-async def collect(it: AsyncIterator[bytes]) -> bytes:
-    return b"".join([part async for part in it])
