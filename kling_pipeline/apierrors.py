@@ -14,6 +14,8 @@ header is ever put in a message).
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -147,14 +149,22 @@ def from_problem(problem: Problem, retry_after: float | None, what: str) -> ApiE
     return BadRequest(text, **kw)
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None  # an HTTP date: rare enough to fall back to our own back-off
-    return max(0.0, min(seconds, 3600.0))
+def parse_retry_after(value: str | None, reset: str | None = None, now: float | None = None) -> float | None:
+    """Seconds to wait: ``Retry-After`` (seconds), else ``X-RateLimit-Reset`` (seconds, or an
+    epoch time when it is that large). ``None`` when neither says (our own back-off applies)."""
+    for text in (value, reset):
+        if not text:
+            continue
+        try:
+            seconds = float(text)
+        except ValueError:
+            continue  # an HTTP date: rare enough to fall back to our own back-off
+        if math.isnan(seconds):
+            continue
+        if text is reset and seconds > 1e9:  # an epoch timestamp
+            seconds -= time.time() if now is None else now
+        return max(0.0, min(seconds, 3600.0))
+    return None
 
 
 def _describe(exc: httpx.HTTPError) -> str:

@@ -17,6 +17,7 @@ import os
 import secrets
 import ssl
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
 SPILL_BYTES = 1024 * 1024
 STREAM_DRAIN_SECONDS = 1.0
 USER_AGENT = "kling-pipeline"
+MAX_REDIRECTS = 5
 
 
 class Secret:
@@ -159,7 +161,7 @@ class ApiClient:
             finally:
                 await response.aclose()
         if response.status >= 400:
-            retry = parse_retry_after(response.header("retry-after") or response.header("x-ratelimit-reset-after"))
+            retry = parse_retry_after(response.header("retry-after"), response.header("x-ratelimit-reset"))
             raise from_problem(parse_problem(response.status, data), retry, what)
         if response.status == 204 or not data:
             return None
@@ -291,6 +293,19 @@ class ApiClient:
                            f"{': ' + detail if detail else ''}", status=put.status)
         return str(entry["uri"])
 
+    async def _fetch(self, uri: str, name: str) -> Response:
+        """GET a file, following up to ``MAX_REDIRECTS`` redirects (file hosts and CDNs use them).
+        No API key goes with these requests: they are not API calls."""
+        for _ in range(MAX_REDIRECTS + 1):
+            response = await self._send("GET", uri, [(b"User-Agent", USER_AGENT.encode())], None,
+                                        self._t.download)
+            location = response.header("location")
+            if response.status not in (301, 302, 303, 307, 308) or not location:
+                return response
+            await response.aclose()
+            uri = urllib.parse.urljoin(uri, location)
+        raise DownloadFailed(f"download {name}: more than {MAX_REDIRECTS} redirects")
+
     async def download(self, uri: str, name: str, spill_dir: Path, *, max_bytes: int = MAX_DOWNLOAD_BYTES,
                        accept: tuple[str, ...] = ("image/",)) -> Downloaded:
         """Fetch ``uri`` (an output file), checking its type and size and hashing it.
@@ -304,8 +319,7 @@ class ApiClient:
         size = 0
         try:
             with translate_transport(f"download {name}"):
-                response = await self._send("GET", uri, [(b"User-Agent", USER_AGENT.encode())], None,
-                                            self._t.download)
+                response = await self._fetch(uri, name)
                 async with _closing(response):
                     if response.status >= 400:
                         raise DownloadFailed(f"download {name}: HTTP {response.status}")

@@ -34,6 +34,7 @@ __all__ = ["Http11Transport", "RawResponse", "split_url"]
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 _HIGH_WATER = 1024 * 1024
 _MAX_HEAD = 64 * 1024
+POST_REUSE_SECONDS = 1.0
 _TARGET_SAFE = "!$%&'()*+,/:;=?@[]~"
 _HEX = b"0123456789abcdefABCDEF"
 Origin = tuple[str, str, int]
@@ -270,13 +271,16 @@ class Http11Transport(httpx.AsyncBaseTransport):
         conn.close()
         self._all.discard(conn)
 
-    def _idle_conn(self, origin: Origin) -> _Conn | None:
+    def _idle_conn(self, origin: Origin, max_idle: float) -> _Conn | None:
         stack = self._idle.get(origin)
         now = time.monotonic()
         while stack:
             conn = stack.pop()
-            if conn.usable and now - conn.idle_since < self._expiry:
+            if conn.usable and now - conn.idle_since < max_idle:
                 return conn
+            if conn.usable and now - conn.idle_since < self._expiry:
+                stack.append(conn)  # fine for a GET later; too old for a request that cannot be resent
+                return None
             self.forget(conn)
         return None
 
@@ -313,8 +317,12 @@ class Http11Transport(httpx.AsyncBaseTransport):
 
     async def _send(self, origin: Origin, method: str, head: bytes, body: bytes, connect_timeout: float | None,
                     read_timeout: float | None) -> RawResponse:
+        # A request that must not be sent twice (a POST) goes only on a connection used very
+        # recently: one idle longer may be closing at the server just as we write, and a POST
+        # lost that way is an unknown outcome. A GET there is simply asked again.
+        max_idle = self._expiry if method in _IDEMPOTENT else min(self._expiry, POST_REUSE_SECONDS)
         for fresh in (False, True):
-            conn = None if fresh else self._idle_conn(origin)
+            conn = None if fresh else self._idle_conn(origin, max_idle)
             reused = conn is not None
             if conn is None:
                 conn = await self._connect(origin, connect_timeout)

@@ -216,14 +216,22 @@ class Journal:
         self._check()
 
     def close(self) -> None:
-        """Write everything queued, stop the threads, close the file."""
+        """Write everything queued, stop the threads, close the file. Raises ``ManifestError``
+        if anything queued could not be written (so a run never claims success over a gap)."""
+        if self._fd < 0:
+            return
         self._files.close()
         self._records.close()
         try:
             if self._failed is None:
                 os.fsync(self._fd)  # records nobody waited for were written, not yet synced
+        except OSError as exc:
+            self._failed = ManifestError(f"{self.path}: cannot write the manifest: {exc.strerror or exc}")
         finally:
             os.close(self._fd)
+            self._fd = -1
+        if self._failed is not None:
+            raise self._failed
 
 
 class _Worker:

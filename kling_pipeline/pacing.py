@@ -56,8 +56,13 @@ class Pacer:
             return
 
     def throttled(self, retry_after: float | None = None) -> float:
-        """Close the gate after a 429/503/provider limit; returns the delay chosen."""
-        self.strikes += 1
+        """Close the gate after a 429/503/provider limit; returns the delay chosen.
+
+        Many workers hit by the same burst count as one strike: only a throttle that
+        arrives while the gate is open makes the next back-off longer."""
+        if self._clock() >= self._gate_until:
+            self.strikes += 1
+        self.strikes = max(self.strikes, 1)
         self.throttles += 1
         if retry_after is not None:
             delay = min(retry_after, self.max_delay * 5)

@@ -19,7 +19,7 @@ from typing import Any
 
 import anyio
 
-from .apierrors import ApiError, DownloadFailed, NotFound
+from .apierrors import ApiError, DownloadFailed, NotFound, ResponseLost
 from .client import ApiClient
 from .context import RunContext
 from .errors import KlingError
@@ -84,7 +84,12 @@ async def _submit(ctx: RunContext, api: ApiClient, w: Work, attempt: int) -> str
             sent_intent = True
         ctx.events.submitting(w, tries)
         try:
-            view = await api.submit(ctx.app_ref, request, ctx.webhook_for(w))
+            try:
+                view = await api.submit(ctx.app_ref, request, ctx.webhook_for(w))
+            except (ApiError, anyio.get_cancelled_exc_class()):
+                raise
+            except Exception as exc:  # unmapped failure after the request may have left: unknown
+                raise ResponseLost(f"submit: unexpected {type(exc).__name__}: {exc}") from exc
         except ApiError as exc:
             last = exc
             if exc.created is None:  # the request may have created a task: never re-send blindly

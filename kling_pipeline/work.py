@@ -123,6 +123,8 @@ def decide(plan: Plan, manifest: ManifestState, *, retry_failed: bool = False, r
             out.work.append(_from_state(Action.REATTACH, state))
         elif state.unresolved and reconcile:
             out.work.append(_from_state(Action.RECONCILE, state))
+        elif state.unresolved:
+            out.unknown.append(state)  # its reservation still counts: say so
     # Work that needs no new money goes first: it settles reservations the budget is waiting on.
     if mode in ("detach", "collect"):
         submitting = mode == "detach"

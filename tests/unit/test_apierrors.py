@@ -157,7 +157,19 @@ def test_nothing_raised_nothing_translated() -> None:
 
 @pytest.mark.parametrize(("value", "seconds"), [
     (None, None), ("", None), ("5", 5.0), (" 2.5 ", 2.5), ("0", 0.0), ("-3", 0.0), ("1e3", 1000.0),
-    ("99999", 3600.0), ("inf", 3600.0), ("nan", 0.0), ("Wed, 21 Oct 2015 07:28:00 GMT", None), ("soon", None),
+    ("99999", 3600.0), ("inf", 3600.0), ("nan", None), ("Wed, 21 Oct 2015 07:28:00 GMT", None), ("soon", None),
 ])
 def test_parse_retry_after(value: str | None, seconds: float | None) -> None:
     assert parse_retry_after(value) == seconds
+
+
+@pytest.mark.parametrize(("retry_after", "reset", "seconds"), [
+    (None, "7", 7.0),  # X-RateLimit-Reset in seconds, when Retry-After is absent
+    ("2", "7", 2.0),  # Retry-After wins
+    (None, "1800000030", 30.0),  # an epoch timestamp: seconds from now
+    (None, "1799999990", 0.0),  # already past
+    (None, "soon", None),
+])
+def test_rate_limit_reset_is_honoured_when_retry_after_is_absent(retry_after: str | None, reset: str,
+                                                                 seconds: float | None) -> None:
+    assert parse_retry_after(retry_after, reset, now=1_800_000_000.0) == seconds

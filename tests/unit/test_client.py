@@ -118,7 +118,7 @@ async def test_submit_with_webhook() -> None:
 @pytest.mark.parametrize(("response", "cls", "status", "retry_after", "message"), [
     (problem(429, "rate_limited", "slow down", **{"retry-after": "7"}), RateLimited, 429, 7.0,
      "submit: slow down (HTTP 429, rate_limited)"),
-    (problem(429, "rate_limited", "slow down", **{"x-ratelimit-reset-after": "3"}), RateLimited, 429, 3.0,
+    (problem(429, "rate_limited", "slow down", **{"x-ratelimit-reset": "3"}), RateLimited, 429, 3.0,
      "submit: slow down (HTTP 429, rate_limited)"),
     (problem(503, "app_maintenance", "paused", **{"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}), Unavailable,
      503, None, "submit: paused (HTTP 503, app_maintenance)"),

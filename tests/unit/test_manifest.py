@@ -190,7 +190,9 @@ async def test_a_write_error_surfaces_as_manifest_error(tmp_path: Path) -> None:
         with pytest.raises(ManifestError, match=r"^" + message + "$"):
             journal.append_now({"t": "intent", "key": "k2"})
     finally:
-        journal.close()
+        with pytest.raises(ManifestError, match=r"^" + message + "$"):
+            journal.close()  # the failure is raised again: a run never ends "fine" over a gap
+    journal.close()  # closing twice is harmless
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
@@ -203,6 +205,16 @@ def test_a_posted_record_that_fails_is_reported_by_flush(tmp_path: Path) -> None
         with pytest.raises(ManifestError, match=r"cannot write the manifest: No space left on device$"):
             journal.flush()
     finally:
+        with pytest.raises(ManifestError, match=r"cannot write the manifest: No space left on device$"):
+            journal.close()
+
+
+def test_a_posted_record_that_fails_after_the_last_flush_is_reported_by_close(tmp_path: Path) -> None:
+    path = tmp_path / "manifest.jsonl"
+    path.symlink_to("/dev/full")
+    journal = Journal(path)
+    journal.post({"t": "done", "key": "k"})
+    with pytest.raises(ManifestError, match=r"cannot write the manifest: No space left on device$"):
         journal.close()
 
 
@@ -218,7 +230,8 @@ def test_a_file_that_cannot_be_written_surfaces_as_manifest_error(tmp_path: Path
         with pytest.raises(ManifestError):
             journal.post({"t": "done", "key": "k2"})
     finally:
-        journal.close()
+        with pytest.raises(ManifestError):
+            journal.close()
 
 
 def test_a_manifest_that_cannot_be_created(tmp_path: Path) -> None:

@@ -69,7 +69,7 @@ def test_the_gate_only_ever_extends(vtime: VirtualTime) -> None:
     vtime.now = 2.0
     assert p.throttled(1.0) == 1.0
     assert p.gate_open_in == 8.0
-    assert (p.strikes, p.throttles) == (2, 2)
+    assert (p.strikes, p.throttles) == (1, 2)  # it came while the gate was closed: the same burst
 
 
 def test_retry_after_is_capped(vtime: VirtualTime) -> None:
@@ -84,14 +84,27 @@ def test_retry_after_is_capped(vtime: VirtualTime) -> None:
 ])
 def test_exponential_back_off_without_retry_after(vtime: VirtualTime, jitter: float, delays: list[float]) -> None:
     p = pacer(vtime, jitter=jitter, base_delay=1.0, max_delay=60.0)
-    assert [round(p.throttled(), 3) for _ in delays] == delays
-    assert p.gate_open_in == pytest.approx(max(delays))
+    seen = []
+    for _ in delays:
+        vtime.now += p.gate_open_in  # each throttle comes after the previous wait: a new strike
+        seen.append(round(p.throttled(), 3))
+    assert seen == delays
+    assert p.gate_open_in == pytest.approx(delays[-1])
+
+
+def test_a_burst_of_throttles_counts_as_one_strike(vtime: VirtualTime) -> None:
+    p = pacer(vtime, jitter=0.999_999, base_delay=1.0, max_delay=60.0)
+    delays = [round(p.throttled(), 3) for _ in range(256)]  # 256 workers hit by the same 429 burst
+    assert set(delays) == {1.0}
+    assert (p.strikes, p.throttles) == (1, 256)
 
 
 def test_success_resets_the_back_off(vtime: VirtualTime) -> None:
     p = pacer(vtime, jitter=0.999_999, base_delay=1.0)
     for _ in range(4):
+        vtime.now += p.gate_open_in
         p.throttled()
+    assert p.strikes == 4
     p.succeeded()
     assert p.strikes == 0
     assert round(p.throttled(), 3) == 1.0
@@ -99,10 +112,14 @@ def test_success_resets_the_back_off(vtime: VirtualTime) -> None:
 
 
 def test_a_long_storm_stays_at_the_maximum(vtime: VirtualTime) -> None:
-    # hundreds of workers in a 429 storm strike thousands of times without a success in between
+    # a 429 storm: thousands of strikes, each after the previous wait, no success in between
     p = pacer(vtime, jitter=0.999_999, max_delay=60.0)
-    delays = [p.throttled() for _ in range(3000)]
+    delays = []
+    for _ in range(3000):
+        vtime.now += p.gate_open_in
+        delays.append(p.throttled())
     assert round(max(delays), 3) == round(delays[-1], 3) == 60.0
+    assert p.strikes == 3000
 
 
 @pytest.mark.anyio
