@@ -4,8 +4,8 @@ Each client runs in its own process against its own fresh emulator process
 (fixed latency L), doing the same work: N tasks at concurrency C, each one
 submitted, followed to completion and its image downloaded to disk.
 
-* ``ours``      — ``plan_file`` + ``run_plan``: the real run path (manifest with fsync,
-                  budget ledger, sidecars, the lean HTTP/1.1 transport);
+* ``ours``      — ``plan_file`` + ``run_plan`` on the CLI's event loop (uvloop): the real run
+                  path (manifest with fsync, budget ledger, sidecars, the lean HTTP/1.1 transport);
 * ``sdk-sync``  — ``inferencesh.Inference.run`` (wait) in a thread pool of C, image via requests;
 * ``sdk-async`` — ``inferencesh.AsyncInference.run`` under a semaphore of C, image via aiohttp;
 * ``floor``     — the emulator's own overhead: a minimal raw-socket client in two processes
@@ -57,8 +57,7 @@ def start_emulator(latency: float) -> tuple[subprocess.Popen[str], str]:
 
 
 def child_ours(url: str, n: int, c: int, work: Path) -> dict[str, Any]:
-    import anyio
-
+    from kling_pipeline.cli._backend import run_async
     from kling_pipeline.client import Secret
     from kling_pipeline.context import RunOptions
     from kling_pipeline.planning import plan_file
@@ -82,7 +81,7 @@ def child_ours(url: str, n: int, c: int, work: Path) -> dict[str, Any]:
     with open(os.devnull, "w") as sink:
         events = PlainEvents(sink, Counters(n))
         t0, c0 = time.perf_counter(), time.process_time()
-        summary = anyio.run(lambda: run_plan(plan, base_url=url, key=Secret(KEY),
+        summary = run_async(lambda: run_plan(plan, base_url=url, key=Secret(KEY),
                                              options=RunOptions(concurrency=c), events=events))
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {"completed": summary.count("completed"), "wall": wall, "cpu": cpu}

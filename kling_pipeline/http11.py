@@ -25,6 +25,7 @@ import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Sequence
+from typing import cast
 from urllib.parse import quote
 
 import httpx
@@ -79,8 +80,8 @@ class _Conn(asyncio.Protocol):
         self.idle_since = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.buf += data

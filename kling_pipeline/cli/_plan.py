@@ -62,11 +62,10 @@ def cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _prices_agree(args: argparse.Namespace, p: Plan, err: TextIO) -> bool:
-    import anyio
 
     from ..client import ClientPool
     from ..pricecheck import check_prices
-    from ._backend import backend
+    from ._backend import backend, run_async
 
     with backend(args, err) as (base_url, key):
 
@@ -74,7 +73,7 @@ def _prices_agree(args: argparse.Namespace, p: Plan, err: TextIO) -> bool:
             async with ClientPool(base_url, key, 1) as pool:
                 return await check_prices(p, pool.api(0))
 
-        checks = anyio.run(main)
+        checks = run_async(main)
     for check in checks:
         err.write(check.line() + "\n")
     if not all(c.agrees for c in checks):

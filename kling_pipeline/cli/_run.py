@@ -7,8 +7,6 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import TextIO
 
-import anyio
-
 from ..context import RunOptions
 from ..errors import UsageError
 from ..money import format_usd
@@ -17,7 +15,7 @@ from ..planview import warning_lines
 from ..progress import Counters, LiveEvents, make_events
 from ..session import RunSummary, git_provenance, prepare, run_plan
 from ..sharding import lock_name, manifest_name, parse_shard
-from ._backend import DEFAULT_BASE_URL, backend
+from ._backend import DEFAULT_BASE_URL, backend, run_async
 from ._exit import EXIT_BUDGET, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, exit_code
 from ._plan import make_plan
 from ._report import report_after_run
@@ -161,7 +159,7 @@ def execute(args: argparse.Namespace, plan: Plan, run_mode: str, out: TextIO, er
             return await run_plan(plan, base_url=base_url, key=key, options=options, events=events,
                                   provenance=provenance, manifest=manifest, lock=lock)
 
-        summary = anyio.run(main)
+        summary = run_async(main)
         if isinstance(events, LiveEvents):
             events.close()
     for line in _summary_lines(summary, plan):

@@ -5,14 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import TextIO
 
-import anyio
-
 from ..client import ClientPool
 from ..errors import UsageError
 from ..progress import Counters, PlainEvents
 from ..sharding import lock_name, manifest_name, parse_shard
 from ..webhooks import Receiver, serve
-from ._run import backend
+from ._backend import backend, run_async
 from ._status import resolve_target
 
 __all__ = ["add_webhook_parser", "cmd_webhook"]
@@ -52,7 +50,7 @@ def cmd_webhook(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 await serve(receiver, args.host, args.port, ready)
 
         try:
-            anyio.run(main)
+            run_async(main)
         except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled: the normal way to stop
             pass
     err.write("webhook receiver stopped\n")
