@@ -86,7 +86,9 @@ class RunContext:
     inflight: dict[str, ApiClient] = field(default_factory=dict)  # task id -> the client following it
     unreachable_since: float | None = None
     webhook_token: str = ""
-    active: int = 0  # jobs being worked on
+    active: int = 0  # jobs being worked on (staged or running)
+    _counted: set[str] = field(default_factory=set)
+    staged: dict[str, Any] = field(default_factory=dict)  # key -> runner.Staged, ready to send
     waiting_for_money: int = 0  # of those, jobs waiting in reserve()
     task_ended_hooks: dict[str, Callable[[], None]] = field(default_factory=dict)
 
@@ -162,13 +164,17 @@ class RunContext:
                 self.waiting_for_money -= 1
         return True
 
-    def job_started(self) -> None:
-        self.active += 1
+    def job_started(self, key: str) -> None:
+        if key not in self._counted:
+            self._counted.add(key)
+            self.active += 1
 
-    def job_ended(self) -> None:
+    def job_ended(self, key: str) -> None:
         """A job is over: jobs waiting for money re-check (it may have been the last that could free some)."""
-        self.active -= 1
-        self._notify()
+        if key in self._counted:
+            self._counted.discard(key)
+            self.active -= 1
+            self._notify()
 
     def settle(self, reserved: int, billed: int) -> None:
         self.ledger.settle(reserved, billed)

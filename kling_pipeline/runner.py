@@ -52,8 +52,17 @@ def _now() -> float:
     return time.time()
 
 
-async def _submit(ctx: RunContext, api: ApiClient, w: Work, attempt: int) -> str | JobResult:
-    """Reserve, write the intent, send. Returns the task id, or the job's result if it ended here."""
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """A job ready to send: its money reserved, its files uploaded, its intent on disk."""
+
+    request: dict[str, Any]
+    attempt: int
+    reserved: int
+
+
+async def stage(ctx: RunContext, api: ApiClient, w: Work, attempt: int) -> Staged | JobResult:
+    """Reserve the job's price, upload its files, write its intent (fsync'd)."""
     assert w.job is not None
     if ctx.stopping.is_set():
         return JobResult(w.key, w.job_id, "not_run", error=ctx.stop_reason)
@@ -70,18 +79,37 @@ async def _submit(ctx: RunContext, api: ApiClient, w: Work, attempt: int) -> str
     except (KlingError, OSError) as exc:  # a reference image changed or vanished since the plan
         ctx.release(w.cost)
         return JobResult(w.key, w.job_id, "failed", error=str(exc))
-    sent_intent = False
+    await ctx.record(ctx.intent_record(w, request, files, attempt))
+    return Staged(request, attempt, w.cost)
+
+
+async def unstage(ctx: RunContext, w: Work, why: str) -> JobResult:
+    """A staged job that will not be sent: give its money back, say so in the manifest."""
+    ctx.release(w.cost)
+    await ctx.record({"t": "not_created", "key": w.key, "reason": f"never sent: {why}"})
+    return JobResult(w.key, w.job_id, "not_run", error=why)
+
+
+async def _submit(ctx: RunContext, api: ApiClient, w: Work, attempt: int) -> str | JobResult:
+    """Stage (unless the scheduler already did), then send. Returns the task id, or the
+    job's result if it ended here."""
+    staged = ctx.staged.pop(w.key, None)
+    if staged is None:
+        got = await stage(ctx, api, w, attempt)
+        if isinstance(got, JobResult):
+            return got
+        staged = got
+    return await _send(ctx, api, w, staged)
+
+
+async def _send(ctx: RunContext, api: ApiClient, w: Work, staged: Staged) -> str | JobResult:
+    request, attempt = staged.request, staged.attempt
     last: ApiError | None = None
     for tries in range(ctx.options.submit_attempts):
         await ctx.pacer.wait_turn()
-        if ctx.stopping.is_set():  # nothing has been sent for this attempt
-            ctx.release(w.cost)
-            if sent_intent:
-                await ctx.record({"t": "not_created", "key": w.key, "reason": f"stopped: {ctx.stop_reason}"})
-            return JobResult(w.key, w.job_id, "not_run", error=ctx.stop_reason)
-        if not sent_intent:
-            await ctx.record(ctx.intent_record(w, request, files, attempt))
-            sent_intent = True
+        # A budget stop does not hold back a job whose money is already reserved: it fits.
+        if ctx.stopping.is_set() and ctx.stop_reason != "budget":  # nothing was sent for it
+            return await unstage(ctx, w, f"stopped: {ctx.stop_reason}")
         ctx.events.submitting(w, tries)
         try:
             try:

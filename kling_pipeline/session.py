@@ -11,6 +11,7 @@ any stop leaves it consistent.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -34,7 +35,7 @@ from .errors import KlingError
 from .manifest import LOCK_NAME, MANIFEST_NAME, Journal, ManifestState, OutputLock, read_records
 from .pacing import Pacer
 from .planning import Plan
-from .runner import JobResult, run_work
+from .runner import JobResult, run_work, stage, unstage
 from .work import Action, Decision, Work, decide
 
 __all__ = ["RunSummary", "git_provenance", "prepare", "run_plan"]
@@ -134,7 +135,7 @@ async def _schedule(ctx: RunContext, work: list[Work], summary: RunSummary, opti
                 send.send_nowait(slot)
 
         ctx.task_ended_hooks[w.key] = free
-        ctx.job_started()
+        ctx.job_started(w.key)
         try:
             result = await run_work(ctx, slot, w)
         except ApiError as exc:  # escaped the job's own handling: record it; a fatal one stops the run
@@ -148,22 +149,97 @@ async def _schedule(ctx: RunContext, work: list[Work], summary: RunSummary, opti
             result = JobResult(w.key, w.job_id, "failed", error=f"internal error: {type(exc).__name__}: {exc}")
         finally:
             ctx.task_ended_hooks.pop(w.key, None)
-            ctx.job_ended()
+            ctx.job_ended(w.key)
             done(w, result)
             free()
 
+    stager = _Stager(ctx, [w for w in work if w.action is Action.SUBMIT],
+                     min(LOOKAHEAD, options.concurrency) if options.mode != "collect" else 0)
     with send, receive:
-        async with anyio.create_task_group() as outer:
-            async with anyio.create_task_group() as workers:
-                outer.start_soon(_watch_signals, ctx, workers.cancel_scope, options, outer)
-                for w in work:
-                    slot = await receive.receive()
-                    if ctx.stopping.is_set() and (w.action is Action.SUBMIT or ctx.stop_reason != "budget"):
-                        send.send_nowait(slot)
-                        done(w, JobResult(w.key, w.job_id, "not_run", error=ctx.stop_reason))
-                        continue
-                    workers.start_soon(one, w, slot)
-            outer.cancel_scope.cancel()
+        try:
+            async with anyio.create_task_group() as outer:
+                async with anyio.create_task_group() as workers:
+                    outer.start_soon(_watch_signals, ctx, workers.cancel_scope, options, outer)
+                    outer.start_soon(stager.run)
+                    for w in work:
+                        slot = await receive.receive()
+                        ended = await stager.take(w)
+                        if ended is None and ctx.stopping.is_set() and not (
+                                ctx.stop_reason == "budget" and w.key in ctx.staged) and (
+                                w.action is Action.SUBMIT or ctx.stop_reason != "budget"):
+                            ended = (await unstage(ctx, w, f"stopped: {ctx.stop_reason}") if w.key in ctx.staged
+                                     else JobResult(w.key, w.job_id, "not_run", error=ctx.stop_reason))
+                            ctx.staged.pop(w.key, None)
+                            ctx.job_ended(w.key)
+                        if ended is not None:
+                            send.send_nowait(slot)
+                            done(w, ended)
+                            continue
+                        workers.start_soon(one, w, slot)
+                outer.cancel_scope.cancel()
+        finally:
+            stager.abandon()
+
+
+LOOKAHEAD = 64
+
+
+class _Stager:
+    """Stages submits ahead of free slots: money reserved, files uploaded, intent fsync'd,
+    so a freed slot sends its next request at once. At most ``depth`` jobs are staged and
+    not yet started; their intents share fsyncs. A staged job never started (a stop, a
+    crash) gives its money back here, or is reconciled by the next run like any intent."""
+
+    def __init__(self, ctx: RunContext, submits: list[Work], depth: int) -> None:
+        self.ctx = ctx
+        self.submits = submits
+        self.depth = depth
+        self.ready: dict[str, anyio.Event] = {}
+        self.ended: dict[str, JobResult] = {}
+        self.room = anyio.Semaphore(max(1, depth))
+
+    async def run(self) -> None:
+        if not self.depth:
+            return
+        async with anyio.create_task_group() as tg:
+            for i, w in enumerate(self.submits):
+                await self.room.acquire()
+                if self.ctx.stopping.is_set():
+                    for rest in self.submits[i:]:  # the scheduler decides what they become
+                        self.ready.setdefault(rest.key, anyio.Event()).set()
+                    return
+                self.ready.setdefault(w.key, anyio.Event())
+                tg.start_soon(self._stage, w)
+
+    async def _stage(self, w: Work) -> None:
+        ctx = self.ctx
+        ctx.job_started(w.key)
+        try:
+            got = await stage(ctx, ctx.pool.api(0), w, (w.state.attempts if w.state else 0) + 1)
+        except ApiError as exc:
+            got = JobResult(w.key, w.job_id, "failed", error=str(exc))
+        if isinstance(got, JobResult):
+            self.ended[w.key] = got
+            ctx.job_ended(w.key)
+        else:
+            ctx.staged[w.key] = got
+        self.ready[w.key].set()
+
+    async def take(self, w: Work) -> JobResult | None:
+        """Wait until ``w`` is staged (if it is staged at all); its result if staging ended it."""
+        if not self.depth or w.action is not Action.SUBMIT:
+            return None
+        await self.ready.setdefault(w.key, anyio.Event()).wait()
+        self.room.release()
+        return self.ended.pop(w.key, None)
+
+    def abandon(self) -> None:
+        """Staged jobs left unsent (the run was cancelled): money back, a record saying so."""
+        for key in list(self.ctx.staged):
+            staged = self.ctx.staged.pop(key)
+            self.ctx.release(staged.reserved)
+            with contextlib.suppress(KlingError):
+                self.ctx.journal.post({"t": "not_created", "key": key, "reason": "never sent: the run stopped"})
 
 
 async def run_plan(plan: Plan, *, base_url: str, key: Secret, options: RunOptions, events: Events,

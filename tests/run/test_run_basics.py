@@ -115,7 +115,13 @@ def test_a_refused_key_stops_the_run_with_exit_2(cli, sweep):
         assert "stopped: submit: the API key was refused (HTTP 401); check INFERENCE_API_KEY" in result.err
         assert "Traceback" not in result.err
         assert emu.ledger()["total_microcents"] == 0
-        assert len(records(path.parent / "out", "intent")) == 1  # the first job only; then it stopped
+        out = path.parent / "out"
+        reasons = sorted(r["reason"] for r in records(out, "not_created"))
+        # the first job was refused; the one staged behind it was never sent, and said so
+        assert len(records(out, "intent")) == len(reasons) <= 2
+        assert reasons[-1].startswith("submit: the API key was refused")
+        assert all(r == "never sent: stopped: fatal" for r in reasons[:-1])
+        assert manifest(out).reserved == 0
 
 
 def test_a_dead_endpoint_fails_cleanly_without_traceback(cli, sweep):
