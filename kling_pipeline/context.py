@@ -91,13 +91,24 @@ class RunContext:
     staged: dict[str, Any] = field(default_factory=dict)  # key -> runner.Staged, ready to send
     waiting_for_money: int = 0  # of those, jobs waiting in reserve()
     task_ended_hooks: dict[str, Callable[[], None]] = field(default_factory=dict)
+    downloading: int = 0  # jobs whose slot went to the next job while they download
+    early_freed: set[str] = field(default_factory=set)
 
     def task_ended(self, key: str) -> None:
         """The job's task has completed at the service: its concurrency slot can go to the
-        next job while this one downloads."""
-        hook = self.task_ended_hooks.pop(key, None)
-        if hook is not None:
+        next job while this one downloads — unless ``concurrency`` jobs already are
+        downloading (that bounds the images held in memory)."""
+        hook = self.task_ended_hooks.get(key)
+        if hook is not None and self.downloading < self.options.concurrency:
+            del self.task_ended_hooks[key]
+            self.downloading += 1
+            self.early_freed.add(key)
             hook()
+
+    def download_done(self, key: str) -> None:
+        if key in self.early_freed:
+            self.early_freed.discard(key)
+            self.downloading -= 1
     _ledger_changed: anyio.Event = field(default_factory=anyio.Event)
     inflight_changed: anyio.Event = field(default_factory=anyio.Event)
 

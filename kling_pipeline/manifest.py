@@ -147,6 +147,7 @@ class Journal:
             raise ManifestError(f"{path}: cannot open the manifest: {exc.strerror or exc}") from None
         self._fd = fd
         self._failed: ManifestError | None = None
+        self._dirs: set[Path] = set()  # directories known to exist (the files thread's own)
         self.batches = 0  # fsync'd batches (for benchmarks)
         self._records = _Worker(self._write_records, "kling-pipeline-manifest")
         self._files = _Worker(self._write_files, "kling-pipeline-files")
@@ -176,7 +177,7 @@ class Journal:
         for write, _ in batch:
             if self._failed is None and write is not None:
                 try:
-                    write.commit()
+                    write.commit(self._dirs)
                 except OSError as exc:
                     self._failed = ManifestError(f"{write.path}: cannot write: {exc.strerror or exc}")
         _notify_all([w for _, w in batch if w is not None], self._failed)
@@ -191,6 +192,19 @@ class Journal:
         for write in files:
             self._files.put((write, None))
         self._records.put((encode(record), None))
+
+    async def write_files(self, files: Sequence[FileWrite]) -> None:
+        """Put ``files`` in place (by the files thread); return once they are written. Waiting
+        here bounds how many downloaded images wait in memory for the disk."""
+        if not files:
+            return
+        self._check()
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        for write in files[:-1]:
+            self._files.put((write, None))
+        self._files.put((files[-1], (loop, done)))
+        await done
 
     async def append(self, record: Mapping[str, Any]) -> None:
         """Write ``record``; return once it is on disk."""
@@ -319,15 +333,26 @@ class FileWrite:
     data: bytes | None = None
     source: Path | None = None
 
-    def commit(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def commit(self, made: set[Path] | None = None) -> None:
+        """Few system calls, little Python between them: this runs in a thread that must
+        win the GIL back after each call while the event loop is busy."""
+        parent = self.path.parent
+        if made is None or parent not in made:
+            parent.mkdir(parents=True, exist_ok=True)
+            if made is not None:
+                made.add(parent)
         if self.source is not None:
-            self.source.replace(self.path)
+            os.replace(self.source, self.path)
             return
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        with tmp.open("wb") as fh:
-            fh.write(self.data or b"")
-        tmp.replace(self.path)
+        tmp = f"{parent}/.{self.path.name}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(self.data or b"")
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
 
 
 
@@ -360,6 +385,13 @@ class JobState:
     def terminal(self) -> bool:
         return self.state in TERMINAL
 
+    def slim(self) -> None:
+        """Forget what a finished job no longer needs in memory (the raw output, the record
+        bookkeeping; its input stays, for the provenance of an image fetched again):
+        a run over many jobs then holds a few hundred bytes per finished job, not kilobytes."""
+        self.intent = {k: v for k, v in self.intent.items() if k in _KEEP_INTENT}
+        self.done = {k: v for k, v in self.done.items() if k in _KEEP_DONE}
+
     @property
     def in_flight(self) -> bool:
         return self.state == "submitted"
@@ -370,12 +402,18 @@ class JobState:
         return self.state in ("intent", "unknown")
 
 
+_KEEP_INTENT = frozenset({"job", "output", "combination", "units", "reserved_microcents", "repeat_index", "at",
+                          "input", "files"})
+_KEEP_DONE = frozenset({"status", "task", "outputs", "billed_microcents", "error", "download_pending"})
+
+
 @dataclass(slots=True)
 class ManifestState:
     jobs: dict[str, JobState] = field(default_factory=dict)
     uploads: dict[str, str] = field(default_factory=dict)  # sha256 -> uri
     runs: list[dict[str, Any]] = field(default_factory=list)
     webhook_token: str | None = None
+    slim: bool = False  # drop finished jobs' inputs and raw outputs (a run needs neither)
 
     @property
     def settled(self) -> int:
@@ -428,10 +466,12 @@ class ManifestState:
             j.done = dict(r)
             if r.get("job"):
                 j.job_id = str(r["job"])
+            if self.slim and j.state == "completed":
+                j.slim()
 
     @classmethod
-    def replay(cls, records: Iterable[Mapping[str, Any]]) -> ManifestState:
-        state = cls()
+    def replay(cls, records: Iterable[Mapping[str, Any]], *, slim: bool = False) -> ManifestState:
+        state = cls(slim=slim)
         for r in records:
             state.apply(r)
         return state

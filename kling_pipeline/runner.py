@@ -308,9 +308,10 @@ async def _finish(ctx: RunContext, api: ApiClient, w: Work, task_id: str, reserv
         return JobResult(w.key, w.job_id, "failed", billed, task_id, f"paid, but the download failed: {exc}; "
                                                                       "run again to fetch it (no new charge)")
     ctx.settle(reserved, billed)
+    await ctx.journal.write_files(writes)
     await ctx.record({"t": "done", "key": w.key, "job": w.job_id, "task": task_id, "status": "completed",
                       "billed_microcents": billed, "units": billed // max(1, ctx.pricing.microcents_per_unit),
-                      "outputs": saved, "raw_output": view.output, "error": None, "at": _now()}, writes)
+                      "outputs": saved, "raw_output": view.output, "error": None, "at": _now()})
     return JobResult(w.key, w.job_id, "completed", billed, task_id, images=[o["path"] for o in saved])
 
 
@@ -326,9 +327,10 @@ async def run_work(ctx: RunContext, slot: int, w: Work) -> JobResult:
             saved, writes = await save_outputs(ctx, api, w, view, state.billed)
         except (DownloadFailed, ApiError) as exc:
             return JobResult(w.key, w.job_id, "failed", 0, state.task_id, f"download failed again: {exc}")
+        await ctx.journal.write_files(writes)
         await ctx.record({"t": "done", "key": w.key, "job": w.job_id, "task": state.task_id, "status": "completed",
                           "billed_microcents": 0, "outputs": saved, "raw_output": view.output,
-                          "redownload": True, "error": None, "at": _now()}, writes)
+                          "redownload": True, "error": None, "at": _now()})
         return JobResult(w.key, w.job_id, "completed", 0, state.task_id, images=[o["path"] for o in saved])
     attempt = (state.attempts if state else 0) + 1
     if w.action is Action.REATTACH:

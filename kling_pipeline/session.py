@@ -149,6 +149,7 @@ async def _schedule(ctx: RunContext, work: list[Work], summary: RunSummary, opti
             result = JobResult(w.key, w.job_id, "failed", error=f"internal error: {type(exc).__name__}: {exc}")
         finally:
             ctx.task_ended_hooks.pop(w.key, None)
+            ctx.download_done(w.key)
             ctx.job_ended(w.key)
             done(w, result)
             free()
@@ -230,6 +231,7 @@ class _Stager:
         if not self.depth or w.action is not Action.SUBMIT:
             return None
         await self.ready.setdefault(w.key, anyio.Event()).wait()
+        del self.ready[w.key]
         self.room.release()
         return self.ended.pop(w.key, None)
 
@@ -251,7 +253,7 @@ async def run_plan(plan: Plan, *, base_url: str, key: Secret, options: RunOption
     summary = RunSummary()
     with OutputLock(out_dir, lock):
         path = out_dir / manifest
-        state = ManifestState.replay(read_records(path, repair=True))
+        state = ManifestState.replay(read_records(path, repair=True), slim=True)
         decision = decide(plan, state, retry_failed=options.retry_failed, retry_unknown=options.retry_unknown,
                           reconcile=options.reconcile, mode=options.mode)
         summary.decision = decision
