@@ -73,7 +73,7 @@ def rss_mb() -> float:
 
 def one(jobs: int) -> dict[str, float]:
     """Plan ``jobs`` jobs in this process; return the figures."""
-    from kling_pipeline.planning import plan_file
+    from kling_pipeline.cli._plan import plan_for_cli
     from kling_pipeline.planview import plan_summary
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -81,7 +81,7 @@ def one(jobs: int) -> dict[str, float]:
         path.write_text(recipe_text(jobs), encoding="utf-8")
         before = rss_mb()
         t0 = time.perf_counter()
-        plan = plan_file(path)
+        plan = plan_for_cli(str(path))  # as `kling-pipeline plan` does it
         lines = list(plan_summary(plan))
         elapsed = time.perf_counter() - t0
         assert len(plan.jobs) == jobs, len(plan.jobs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 from typing import Any, TextIO
 
 from ..errors import RecipeError, UsageError
@@ -24,11 +25,28 @@ def budget_arg(text: str | None) -> int | None:
         raise UsageError(f"--budget: {exc}") from None
 
 
+def plan_for_cli(path: str, **options: Any) -> Plan:
+    """``plan_file`` as the command line runs it: the cyclic garbage collector paused while
+    the plan is built (a plan is many small objects and no cycles: collecting costs about
+    a fifth of the time at 100,000 jobs), then its objects frozen out of later collections
+    (a run's collections then skip them). A one-shot process may decide that; the library
+    function does not."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        plan = plan_file(path, **options)
+    finally:
+        if was_enabled:
+            gc.enable()
+    gc.freeze()
+    return plan
+
+
 def make_plan(args: argparse.Namespace) -> Plan:
     """Load and plan the recipe named on the command line (shared by plan/run/status)."""
     only = parse_only(getattr(args, "only", []) or [])
     budget = budget_arg(getattr(args, "budget", None))
-    plan = plan_file(args.recipe, only=only, budget_usd=budget, out_dir=getattr(args, "out", None))
+    plan = plan_for_cli(args.recipe, only=only, budget_usd=budget, out_dir=getattr(args, "out", None))
     return shard_plan(plan, parse_shard(getattr(args, "shard", None)), budget)
 
 
@@ -36,7 +54,7 @@ def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     code = EXIT_OK
     for path in args.recipes:
         try:
-            p = plan_file(path)
+            p = plan_for_cli(path)
         except RecipeError as exc:
             code = max(code, report(exc, err))
             continue
