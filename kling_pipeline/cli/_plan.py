@@ -27,10 +27,9 @@ def budget_arg(text: str | None) -> int | None:
 
 def plan_for_cli(path: str, **options: Any) -> Plan:
     """``plan_file`` as the command line runs it: the cyclic garbage collector paused while
-    the plan is built (a plan is many small objects and no cycles: collecting costs about
-    a fifth of the time at 100,000 jobs), then its objects frozen out of later collections
-    (a run's collections then skip them). A one-shot process may decide that; the library
-    function does not."""
+    the plan is built (a plan is many small objects and no cycles: collecting them costs
+    about a fifth of the time at 100,000 jobs). The command may decide that for its
+    process; the library function does not."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -38,7 +37,6 @@ def plan_for_cli(path: str, **options: Any) -> Plan:
     finally:
         if was_enabled:
             gc.enable()
-    gc.freeze()
     return plan
 
 
