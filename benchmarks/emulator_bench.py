@@ -146,6 +146,51 @@ async def run_httpx(base_url: str, labels: list[str], concurrency: int, tally: T
             await client.aclose()
 
 
+# ---- httpx on kling-pipeline's lean transport ---------------------------------------
+async def run_lean(base_url: str, labels: list[str], concurrency: int, tally: Tally, shard: int, ramp: float) -> None:
+    """One httpx.AsyncClient on ``kling_pipeline.http11.Http11Transport`` (O(1) keep-alive
+    stacks). A worker is a task at the service: it hands the download to its own task and
+    submits the next one as soon as its task has finished."""
+    from kling_pipeline.http11 import Http11Transport
+
+    counter = iter(labels)
+    client = httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {KEY}"}, timeout=60.0,
+                               transport=Http11Transport(max_idle_per_origin=2 * concurrency + 16))
+
+    async def download(uri: str) -> None:
+        image = await client.get(uri)
+        image.raise_for_status()
+        tally.image_bytes += len(image.content)
+        tally.completed += 1
+
+    async def worker(group: asyncio.TaskGroup, delay: float) -> None:
+        await asyncio.sleep(delay)
+        for label in counter:
+            body = {"app": APP, "input": {"prompt": f"benchmark task {label}", "aspect_ratio": "1:1"}}
+            try:
+                response = await client.post("/apps/run", json=body)
+                response.raise_for_status()
+                task_id = response.json()["data"]["id"]
+                stream = await client.get(f"/tasks/{task_id}/stream")
+                final = json.loads(stream.content.strip().splitlines()[-1])
+            except (httpx.HTTPError, ValueError, KeyError) as exc:
+                tally.failed += 1
+                tally.errors.append(f"{type(exc).__name__}: {exc}")
+                continue
+            if final.get("status") != 10:
+                tally.failed += 1
+                tally.errors.append(f"task {task_id}: {final.get('error')}")
+                continue
+            group.create_task(download(final["output"]["image"]["uri"]))
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for w in range(concurrency):
+                group.create_task(worker(group, ramp * w / concurrency))
+    finally:
+        await client.aclose()
+
+
 # ---- the SDK client ---------------------------------------------------------------
 async def run_sdk(base_url: str, labels: list[str], concurrency: int, tally: Tally, shard: int, ramp: float) -> None:
     from inferencesh import AsyncInference
@@ -172,7 +217,7 @@ async def run_sdk(base_url: str, labels: list[str], concurrency: int, tally: Tal
             group.create_task(worker(ramp * w / concurrency))
 
 
-RUNNERS = {"httpx": run_httpx, "sdk": run_sdk}
+RUNNERS = {"httpx": run_httpx, "lean": run_lean, "sdk": run_sdk}
 
 
 def client_process(
