@@ -61,14 +61,16 @@ class Staged:
     reserved: int
 
 
-async def stage(ctx: RunContext, api: ApiClient, w: Work, attempt: int) -> Staged | JobResult:
-    """Reserve the job's price, upload its files, write its intent (fsync'd)."""
+async def stage(ctx: RunContext, api: ApiClient, w: Work, attempt: int, *,
+                reserved: bool = False) -> Staged | JobResult:
+    """Reserve the job's price (unless the caller did), upload its files, write its intent (fsync'd)."""
     assert w.job is not None
-    if ctx.stopping.is_set():
-        return JobResult(w.key, w.job_id, "not_run", error=ctx.stop_reason)
-    if not await ctx.reserve(w.cost):
-        ctx.stop("budget")
-        return JobResult(w.key, w.job_id, "not_run", error="budget")
+    if not reserved:
+        if ctx.stopping.is_set():
+            return JobResult(w.key, w.job_id, "not_run", error=ctx.stop_reason)
+        if not await ctx.reserve(w.cost):
+            ctx.stop("budget")
+            return JobResult(w.key, w.job_id, "not_run", error="budget")
     try:
         request, files = await ctx.prepare_request(api, w.job)
     except ApiError as exc:

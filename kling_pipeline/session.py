@@ -200,24 +200,35 @@ class _Stager:
         self.room = anyio.Semaphore(max(1, depth))
 
     async def run(self) -> None:
+        """Reserve money in plan order (so a later job never holds what an earlier one, which the
+        scheduler starts first, waits for), then upload and write intents concurrently."""
         if not self.depth:
             return
+        ctx = self.ctx
         async with anyio.create_task_group() as tg:
             for i, w in enumerate(self.submits):
                 await self.room.acquire()
-                if self.ctx.stopping.is_set():
-                    for rest in self.submits[i:]:  # the scheduler decides what they become
-                        self.ready.setdefault(rest.key, anyio.Event()).set()
-                    return
-                self.ready.setdefault(w.key, anyio.Event())
-                tg.start_soon(self._stage, w)
+                event = self.ready.setdefault(w.key, anyio.Event())
+                if not ctx.stopping.is_set():
+                    ctx.job_started(w.key)
+                    if await ctx.reserve(w.cost):
+                        tg.start_soon(self._stage, w)
+                        continue
+                    if not ctx.stopping.is_set():
+                        ctx.stop("budget")
+                    self.ended[w.key] = JobResult(w.key, w.job_id, "not_run", error="budget")
+                    ctx.job_ended(w.key)
+                    event.set()
+                for rest in self.submits[i + 1 if w.key in self.ended else i:]:  # the scheduler decides
+                    self.ready.setdefault(rest.key, anyio.Event()).set()
+                return
 
     async def _stage(self, w: Work) -> None:
         ctx = self.ctx
-        ctx.job_started(w.key)
         try:
-            got = await stage(ctx, ctx.pool.api(0), w, (w.state.attempts if w.state else 0) + 1)
+            got = await stage(ctx, ctx.pool.api(0), w, (w.state.attempts if w.state else 0) + 1, reserved=True)
         except ApiError as exc:
+            ctx.release(w.cost)
             got = JobResult(w.key, w.job_id, "failed", error=str(exc))
         if isinstance(got, JobResult):
             self.ended[w.key] = got
