@@ -137,7 +137,7 @@ async def _send(ctx: RunContext, api: ApiClient, w: Work, staged: Staged) -> str
                         await ctx.record({"t": "not_created", "key": w.key, "reason": str(exc)})
                         ctx.stop("fatal", ApiError(f"{exc}; gave up after {ctx.options.connect_grace:g}s "
                                                    "without reaching the API"))
-                        return JobResult(w.key, w.job_id, "failed", error=str(exc))
+                        return JobResult(w.key, w.job_id, "not_run", error=str(exc))  # nothing was sent
                     ctx.pacer.throttled(None)
                 continue
             ctx.release(w.cost)

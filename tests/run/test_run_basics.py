@@ -135,6 +135,8 @@ def test_a_dead_endpoint_fails_cleanly_without_traceback(cli, sweep):
     assert result.code == 1
     assert "without reaching the API" in result.err
     assert "Traceback" not in result.err
+    assert "run: 0 completed, 2 not run" in result.err  # not "failed": nothing was sent, a re-run sends them
+    assert "failed" not in result.err
     state = manifest(path.parent / "out")
     assert {j.state for j in state} == {"not_created"}  # nothing could have been created: no money at risk
     assert state.reserved == 0
