@@ -158,13 +158,27 @@ class RawResponse:
                 return value.decode("latin-1")
         return None
 
-    async def _more(self) -> None:
-        if self.conn.eof:
-            raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+    async def _wait(self) -> None:
         try:
             await self.conn.wait(self.timeout)
         except TimeoutError:
             raise httpx.ReadTimeout("timed out reading the response body") from None
+
+    async def _more(self) -> None:
+        if self.conn.eof:
+            raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+        await self._wait()
+
+    async def _exactly(self, left: int) -> AsyncIterator[bytes]:
+        """The next ``left`` bytes of the body, as they arrive."""
+        conn = self.conn
+        while left:
+            if not conn.buf:
+                await self._more()
+                continue
+            part = conn.take(min(left, len(conn.buf)))
+            left -= len(part)
+            yield part
 
     async def _line(self) -> bytes:
         while True:
@@ -188,23 +202,12 @@ class RawResponse:
                         pass
                     self.done = True
                     return
-                while left:
-                    if not conn.buf:
-                        await self._more()
-                        continue
-                    part = conn.take(min(left, len(conn.buf)))
-                    left -= len(part)
+                async for part in self._exactly(left):
                     yield part
                 if await self._line():
                     raise httpx.RemoteProtocolError("malformed chunked encoding")
         elif self.length is not None:
-            left = self.length
-            while left:
-                if not conn.buf:
-                    await self._more()
-                    continue
-                part = conn.take(min(left, len(conn.buf)))
-                left -= len(part)
+            async for part in self._exactly(self.length):
                 yield part
             self.done = True
         else:  # until the server closes
@@ -215,10 +218,7 @@ class RawResponse:
                     self.done = True
                     return
                 else:
-                    try:
-                        await conn.wait(self.timeout)
-                    except TimeoutError:
-                        raise httpx.ReadTimeout("timed out reading the response body") from None
+                    await self._wait()
 
     async def read(self) -> bytes:
         if self.length is not None and not self.chunked and len(self.conn.buf) >= self.length:

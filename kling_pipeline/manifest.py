@@ -148,7 +148,6 @@ class Journal:
         self._fd = fd
         self._failed: ManifestError | None = None
         self._dirs: set[Path] = set()  # directories known to exist (the files thread's own)
-        self.batches = 0  # fsync'd batches (for benchmarks)
         self._records = _Worker(self._write_records, "kling-pipeline-manifest")
         self._files = _Worker(self._write_files, "kling-pipeline-files")
 
@@ -168,7 +167,6 @@ class Journal:
                     view = view[os.write(self._fd, view):]
                 if waiters:
                     os.fsync(self._fd)
-                    self.batches += 1
             except OSError as exc:
                 error = self._failed = ManifestError(f"{self.path}: cannot write the manifest: {exc.strerror or exc}")
         _notify_all(waiters, error)

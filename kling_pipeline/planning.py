@@ -339,7 +339,6 @@ class _Builder:
         self.files = FileResolver(validator.file_fields, check_file)
         self.app_ref = str(recipe.app)
         self.fname_leaf = filename.leaves[("filename",)]
-        self.name_problems: list[Diagnostic] = []
         self.only_values: dict[str, dict[str, None]] = {}  # --only axis -> its labels, in first-seen order
 
     def run(self, combos: Iterable[Combination], only: Mapping[str, set[str]]) -> int:

@@ -57,10 +57,6 @@ class Node:
     def is_sequence(self) -> bool:
         return isinstance(self.value, list)
 
-    @property
-    def is_scalar(self) -> bool:
-        return not isinstance(self.value, dict | list)
-
     def items(self) -> Iterator[tuple[str, Node]]:
         assert isinstance(self.value, dict)
         return iter(self.value.items())
