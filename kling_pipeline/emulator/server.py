@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import socket
 import threading
@@ -18,6 +17,7 @@ import uvicorn
 
 from .app import EmulatorApp, create_app
 from .config import EmulatorConfig, Faults
+from .validation import is_loopback_host
 
 __all__ = ["EmulatorServer", "LoopName", "bind_socket", "is_loopback_host", "uvicorn_server"]
 
@@ -44,15 +44,6 @@ def quiet_fault_noise() -> Iterator[None]:
         yield
     finally:
         target.removeFilter(noise)
-
-
-def is_loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def bind_socket(host: str, port: int, backlog: int = 4096) -> socket.socket:

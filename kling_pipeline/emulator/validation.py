@@ -44,6 +44,10 @@ def is_loopback_url(url: str) -> bool:
         return False
     if parts.scheme not in ("http", "https") or not host:
         return False
+    return is_loopback_host(host)
+
+
+def is_loopback_host(host: str) -> bool:
     if host == "localhost":
         return True
     try:
