@@ -314,7 +314,7 @@ class ApiClient:
         manifest's writer thread; past ``SPILL_BYTES`` they go to a temp file in
         ``spill_dir`` instead, written from a worker thread. ``name`` is for messages.
         """
-        spool = _Spool(spill_dir, f".{name.replace('/', '_')}.{os.getpid()}.{secrets.token_hex(4)}.part")
+        spool = _Spool(spill_dir, name)
         digest = hashlib.sha256()
         size = 0
         try:
@@ -348,14 +348,16 @@ class ApiClient:
 class _Spool:
     """A download in memory, spilling to a temp file (from a worker thread) past ``SPILL_BYTES``."""
 
-    def __init__(self, directory: Path, tmp_name: str) -> None:
-        self.tmp = directory / tmp_name
+    def __init__(self, directory: Path, name: str) -> None:
+        self.directory, self.name = directory, name
+        self.tmp: Path | None = None  # named on the first spill: most downloads never need it
         self.buf = bytearray()
         self.fh: BinaryIO | None = None
         self.tmp_used = False
 
     def _spill(self, data: bytes) -> None:
         if self.fh is None:
+            self.tmp = self.directory / f".{self.name.replace('/', '_')}.{os.getpid()}.{secrets.token_hex(4)}.part"
             self.tmp.parent.mkdir(parents=True, exist_ok=True)
             self.fh = self.tmp.open("wb")
             self.tmp_used = True
@@ -381,7 +383,8 @@ class _Spool:
     def discard(self) -> None:
         if self.fh is not None:
             self.fh.close()
-        self.tmp.unlink(missing_ok=True)
+        if self.tmp is not None:
+            self.tmp.unlink(missing_ok=True)
 
 
 class ClientPool:
