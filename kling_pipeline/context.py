@@ -86,31 +86,26 @@ class RunContext:
     inflight: dict[str, ApiClient] = field(default_factory=dict)  # task id -> the client following it
     unreachable_since: float | None = None
     webhook_token: str = ""
-    active: int = 0  # jobs being worked on (staged or running)
-    _counted: set[str] = field(default_factory=set)
+    working: set[str] = field(default_factory=set)  # keys of the jobs being worked on (staged or running)
     staged: dict[str, Any] = field(default_factory=dict)  # key -> runner.Staged, ready to send
     waiting_for_money: int = 0  # of those, jobs waiting in reserve()
     task_ended_hooks: dict[str, Callable[[], None]] = field(default_factory=dict)
-    downloading: int = 0  # jobs whose slot went to the next job while they download
-    early_freed: set[str] = field(default_factory=set)
+    downloading: set[str] = field(default_factory=set)  # jobs whose slot went to the next job while they download
+    _ledger_changed: anyio.Event = field(default_factory=anyio.Event)
+    inflight_changed: anyio.Event = field(default_factory=anyio.Event)
 
     def task_ended(self, key: str) -> None:
         """The job's task has completed at the service: its concurrency slot can go to the
         next job while this one downloads — unless ``concurrency`` jobs already are
         downloading (that bounds the images held in memory)."""
         hook = self.task_ended_hooks.get(key)
-        if hook is not None and self.downloading < self.options.concurrency:
+        if hook is not None and len(self.downloading) < self.options.concurrency:
             del self.task_ended_hooks[key]
-            self.downloading += 1
-            self.early_freed.add(key)
+            self.downloading.add(key)
             hook()
 
     def download_done(self, key: str) -> None:
-        if key in self.early_freed:
-            self.early_freed.discard(key)
-            self.downloading -= 1
-    _ledger_changed: anyio.Event = field(default_factory=anyio.Event)
-    inflight_changed: anyio.Event = field(default_factory=anyio.Event)
+        self.downloading.discard(key)
 
     def track(self, task_id: str, api: ApiClient | None) -> None:
         """Note a task being followed (``api``) or no longer followed (None)."""
@@ -165,7 +160,7 @@ class RunContext:
         money), wait for them instead of stopping early; False when it cannot fit."""
         while not self.ledger.reserve(amount):
             cap = self.ledger.cap
-            others_working = self.active - self.waiting_for_money - 1
+            others_working = len(self.working) - self.waiting_for_money - 1
             if cap is None or self.ledger.settled + amount > cap or self.stopping.is_set() or others_working <= 0:
                 return False
             self.waiting_for_money += 1
@@ -176,15 +171,12 @@ class RunContext:
         return True
 
     def job_started(self, key: str) -> None:
-        if key not in self._counted:
-            self._counted.add(key)
-            self.active += 1
+        self.working.add(key)
 
     def job_ended(self, key: str) -> None:
         """A job is over: jobs waiting for money re-check (it may have been the last that could free some)."""
-        if key in self._counted:
-            self._counted.discard(key)
-            self.active -= 1
+        if key in self.working:
+            self.working.discard(key)
             self._notify()
 
     def settle(self, reserved: int, billed: int) -> None:

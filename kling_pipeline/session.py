@@ -5,8 +5,9 @@ slot owns a client shard), the shared ``Pacer`` for 429 back-off and the
 optional rate, and a signal watcher. The first Ctrl-C (or SIGTERM) stops
 submitting and drains in-flight tasks for up to ``drain_timeout`` (or cancels
 them with ``cancel_inflight``); a second one cancels everything at once. The
-manifest is append-only and every record is fsync'd before the next step, so
-any stop leaves it consistent.
+manifest is append-only; an intent is fsync'd before its request leaves and the
+other records follow without waiting, so any stop leaves a manifest a resume
+can trust (see ``manifest.Journal``).
 """
 
 from __future__ import annotations
@@ -165,9 +166,7 @@ async def _schedule(ctx: RunContext, work: list[Work], summary: RunSummary, opti
                     for w in work:
                         slot = await receive.receive()
                         ended = await stager.take(w)
-                        if ended is None and ctx.stopping.is_set() and not (
-                                ctx.stop_reason == "budget" and w.key in ctx.staged) and (
-                                w.action is Action.SUBMIT or ctx.stop_reason != "budget"):
+                        if ended is None and _held_back(ctx, w):
                             ended = (await unstage(ctx, w, f"stopped: {ctx.stop_reason}") if w.key in ctx.staged
                                      else JobResult(w.key, w.job_id, "not_run", error=ctx.stop_reason))
                             ctx.staged.pop(w.key, None)
@@ -180,6 +179,16 @@ async def _schedule(ctx: RunContext, work: list[Work], summary: RunSummary, opti
                 outer.cancel_scope.cancel()
         finally:
             stager.abandon()
+
+
+def _held_back(ctx: RunContext, w: Work) -> bool:
+    """After a stop, ``w`` is not started — except, at a budget stop, a job whose money is
+    already reserved (staged) or one that submits nothing (re-attach, reconcile, re-download)."""
+    if not ctx.stopping.is_set():
+        return False
+    if ctx.stop_reason == "budget":
+        return w.action is Action.SUBMIT and w.key not in ctx.staged
+    return True
 
 
 LOOKAHEAD = 64
