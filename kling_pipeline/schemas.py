@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .errors import KlingError, SchemaDataError
 from .money import parse_usd
@@ -20,12 +20,15 @@ from .money import parse_usd
 __all__ = [
     "AppRef",
     "AppSpec",
+    "LimitClass",
     "Pricing",
+    "ServiceLimits",
     "UnknownAppError",
     "known_apps",
     "load_app",
     "parse_app_ref",
     "schemas_root",
+    "service_limits",
 ]
 
 
@@ -164,3 +167,37 @@ def load_app(app: str | AppRef, root: Path | None = None) -> AppSpec:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise SchemaDataError(f"{meta_path}: malformed app data: {exc!r}") from exc
+
+
+LimitClass = Literal["runs", "reads", "uploads"]
+"""One of ``LIMIT_CLASSES``: the service counts each class of call against its own limit."""
+LIMIT_CLASSES: tuple[LimitClass, ...] = ("runs", "reads", "uploads")
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceLimits:
+    """The service's published rate limits per API key, in calls per minute (``schemas/service.json``)."""
+
+    runs_per_minute: float
+    reads_per_minute: float
+    uploads_per_minute: float
+    source: str
+    read_on: str
+
+    def per_minute(self, kind: LimitClass) -> float:
+        return float(getattr(self, f"{kind}_per_minute"))
+
+
+def service_limits(root: Path | None = None) -> ServiceLimits:
+    """The published rate limits, read from the bundled ``service.json``."""
+    path = (root or schemas_root()) / "service.json"
+    data = _read_json(path)
+    try:
+        limits = data["rate_limits"]
+        values = {kind: float(limits[kind]["per_minute"]) for kind in LIMIT_CLASSES}
+        if not all(v > 0 for v in values.values()):
+            raise ValueError("every per_minute must be > 0")
+        return ServiceLimits(values["runs"], values["reads"], values["uploads"], str(data.get("source", "")),
+                             str(data.get("read_on", "")))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SchemaDataError(f"{path}: malformed service limits: {exc!r}") from exc
