@@ -1,6 +1,6 @@
 """Capacity benchmark of the inference.sh emulator.
 
-Starts ``python -m kling_pipeline.emulator --port 0 --latency L`` in its own process,
+Starts ``python -m kling_pipeline.emulator --port 0 --latency L --no-limits`` in its own process,
 then runs N tasks with C concurrent clients, in one or more client processes:
 
 * ``--client sdk``: the official SDK's ``AsyncInference.run`` (wait for completion);
@@ -72,7 +72,7 @@ def busy_cpu_seconds() -> float:
 
 def start_emulator(latency: float, loop: str) -> tuple[subprocess.Popen[str], str]:
     cmd = [sys.executable, "-m", "kling_pipeline.emulator", "--port", "0", "--latency", str(latency)]
-    cmd += ["--loop", loop]
+    cmd += ["--loop", loop, "--no-limits"]  # a capacity figure: the service's rate limits would be the bound
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()

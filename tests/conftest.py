@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests_support import TEST_LIMITS
 
 from kling_pipeline.cli import main
-from kling_pipeline.emulator import EmulatorConfig, EmulatorServer, Faults, Latency
+from kling_pipeline.emulator import EmulatorConfig, EmulatorServer, Faults, Latency, RateLimits
 
 TEST_KEY = "inf_test_key_that_must_never_be_written_anywhere_0123456789"
 
@@ -40,12 +41,13 @@ def cli(monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
 
 @pytest.fixture
 def emulator() -> Iterator[Callable[..., EmulatorServer]]:
-    """``emulator(latency=0.05, **faults)`` starts a real emulator on 127.0.0.1 for the test."""
+    """``emulator(latency=0.05, limits=TEST_LIMITS, **faults)`` starts a real emulator on
+    127.0.0.1 for the test (``limits=RateLimits.off()`` for none)."""
     servers: list[EmulatorServer] = []
 
-    def start(latency: float = 0.05, seed: int = 0, **faults: Any) -> EmulatorServer:
+    def start(latency: float = 0.05, seed: int = 0, limits: RateLimits = TEST_LIMITS, **faults: Any) -> EmulatorServer:
         server = EmulatorServer(EmulatorConfig(latency=Latency.fixed(latency), seed=seed, faults=Faults(**faults),
-                                               heartbeat_interval=0.5, min_progress_interval=0.01))
+                                               limits=limits, heartbeat_interval=0.5, min_progress_interval=0.01))
         server.start()
         servers.append(server)
         return server

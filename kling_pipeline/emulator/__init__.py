@@ -3,11 +3,15 @@
 It is an independent implementation of the API contract: it imports only
 ``kling_pipeline.schemas`` and ``kling_pipeline.money`` from the project.
 
-    from kling_pipeline.emulator import EmulatorConfig, EmulatorServer, Faults, Latency
+    from kling_pipeline.emulator import EmulatorConfig, EmulatorServer, Faults, Latency, Limit, RateLimits
 
     cfg = EmulatorConfig(latency=Latency.fixed(1.0), faults=Faults(response_lost_rate=0.3))
     with EmulatorServer(cfg) as emu:          # uvicorn in a thread on 127.0.0.1, a free port
         emu.base_url, emu.ledger(), emu.tasks(), emu.set_faults(Faults())
+        emu.set_limits(RateLimits(runs=Limit(10, 6.0, "window"))), emu.limit_stats()
+
+Rate limits are on by default: the service's published ones (``RateLimits.published()``);
+``EmulatorConfig(limits=RateLimits.off())`` turns them off.
 
     app = create_app(cfg)                      # the ASGI app itself
 
@@ -18,7 +22,18 @@ from __future__ import annotations
 
 from .app import EmulatorApp, create_app
 from .config import EmulatorConfig, Faults, Latency
+from .limits import Limit, RateLimits
 from .server import EmulatorServer
 from .tasks import Status
 
-__all__ = ["EmulatorApp", "EmulatorConfig", "EmulatorServer", "Faults", "Latency", "Status", "create_app"]
+__all__ = [
+    "EmulatorApp",
+    "EmulatorConfig",
+    "EmulatorServer",
+    "Faults",
+    "Latency",
+    "Limit",
+    "RateLimits",
+    "Status",
+    "create_app",
+]

@@ -11,6 +11,7 @@ from . import routes_files as files
 from . import routes_tasks as api
 from .asgi import Message, Receive, Request, Route, Scope, Send, send_problem
 from .config import EmulatorConfig, Faults
+from .limits import LimitClass, RateLimits
 from .problems import Problem
 from .state import EmulatorState
 from .streaming import download_file, stream_task
@@ -26,28 +27,32 @@ async def _stream(st: EmulatorState, req: Request, key: str) -> None:
     await stream_task(st, req, api.owned_task(st, req, key))
 
 
-def _table() -> list[tuple[str, str, StateHandler, bool]]:
-    """(method, path template, handler, needs auth)."""
+def _table() -> list[tuple[str, str, StateHandler, LimitClass | None]]:
+    """(method, path template, handler, rate-limit class). Every authenticated call counts
+    against a class; ``None`` marks the routes without auth (signed URLs, the admin
+    surface), which are not limited."""
     return [
-        ("POST", "/apps/run", api.run, True),
-        ("GET", "/apps/{namespace}/{name}", api.get_app, True),
-        ("POST", "/store/apps/{app_id}/estimate", api.estimate, True),
-        ("POST", "/store/apps/{namespace}/{name}/estimate", api.estimate, True),
-        ("POST", "/tasks/list", api.list_tasks, True),
-        ("GET", "/tasks/{task_id}", api.get_task, True),
-        ("DELETE", "/tasks/{task_id}", api.delete_task, True),
-        ("GET", "/tasks/{task_id}/status", api.get_task_status, True),
-        ("GET", "/tasks/{task_id}/stream", _stream, True),
-        ("POST", "/tasks/{task_id}/cancel", api.cancel_task, True),
-        ("POST", "/files", files.create_files, True),
-        ("PUT", "/uploads/{file_id}", files.put_upload, False),
-        ("GET", "/files/{file_id}", download_file, False),
-        ("HEAD", "/files/{file_id}", download_file, False),
-        ("GET", "/_emulator/ledger", admin.get_ledger, False),
-        ("GET", "/_emulator/tasks", admin.get_tasks, False),
-        ("GET", "/_emulator/webhooks", admin.get_webhooks, False),
-        ("GET", "/_emulator/faults", admin.get_faults, False),
-        ("POST", "/_emulator/faults", admin.post_faults, False),
+        ("POST", "/apps/run", api.run, "runs"),
+        ("GET", "/apps/{namespace}/{name}", api.get_app, "reads"),
+        ("POST", "/store/apps/{app_id}/estimate", api.estimate, "reads"),
+        ("POST", "/store/apps/{namespace}/{name}/estimate", api.estimate, "reads"),
+        ("POST", "/tasks/list", api.list_tasks, "reads"),
+        ("GET", "/tasks/{task_id}", api.get_task, "reads"),
+        ("DELETE", "/tasks/{task_id}", api.delete_task, "reads"),
+        ("GET", "/tasks/{task_id}/status", api.get_task_status, "reads"),
+        ("GET", "/tasks/{task_id}/stream", _stream, "reads"),
+        ("POST", "/tasks/{task_id}/cancel", api.cancel_task, "reads"),
+        ("POST", "/files", files.create_files, "uploads"),
+        ("PUT", "/uploads/{file_id}", files.put_upload, None),
+        ("GET", "/files/{file_id}", download_file, None),
+        ("HEAD", "/files/{file_id}", download_file, None),
+        ("GET", "/_emulator/ledger", admin.get_ledger, None),
+        ("GET", "/_emulator/tasks", admin.get_tasks, None),
+        ("GET", "/_emulator/webhooks", admin.get_webhooks, None),
+        ("GET", "/_emulator/faults", admin.get_faults, None),
+        ("POST", "/_emulator/faults", admin.post_faults, None),
+        ("GET", "/_emulator/limits", admin.get_limits, None),
+        ("POST", "/_emulator/limits", admin.post_limits, None),
     ]
 
 
@@ -62,8 +67,8 @@ class EmulatorApp:
         self.cfg = cfg
         self.state = EmulatorState(cfg)
         self._routes: dict[str, list[Route]] = {}
-        for method, template, handler, auth in _table():
-            route = Route.of(method, template, partial(handler, self.state), auth=auth)
+        for method, template, handler, limit in _table():
+            route = Route.of(method, template, partial(handler, self.state), auth=limit is not None, limit=limit)
             self._routes.setdefault(_first_segment(template), []).append(route)
 
     # -- Python-side inspection (call on the server's event loop) --
@@ -72,6 +77,9 @@ class EmulatorApp:
 
     def set_faults(self, faults: Faults) -> None:
         self.state.set_faults(faults)
+
+    def set_limits(self, limits: RateLimits) -> None:
+        self.state.limiters.set(limits)
 
     def close(self) -> None:
         """Stop timers and end every open stream (used at shutdown)."""
@@ -119,26 +127,42 @@ class EmulatorApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
+        limit_headers: list[tuple[bytes, bytes]] = []
 
-        async def tracking_send(message: Message) -> None:
+        async def respond(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+                if limit_headers:
+                    message["headers"] = _merged(message["headers"], limit_headers)
             await send(message)
 
-        request = Request(scope, receive, tracking_send)
+        request = Request(scope, receive, respond)
         try:
             route = self._match(request)
-            key = self.state.authenticate(request.header(b"authorization")) if route.auth else ""
+            key = ""
+            if route.auth:
+                key = self.state.authenticate(request.header(b"authorization"))
+                # Limited after auth (an unknown caller has no budget) and before the body is
+                # read, so a refused call costs the emulator nothing and creates nothing.
+                decision = self.state.limiters.admit(route.limit, key) if route.limit else None
+                if decision is not None:
+                    limit_headers = [(k.encode(), v.encode()) for k, v in decision.headers()]
             await route.handler(request, key)
         except Problem as problem:
             if not started:
-                await send_problem(send, problem)
+                await send_problem(respond, problem)
         except Exception:
             logger.exception("emulator bug while answering %s %s", request.method, request.path)
             if not started:
                 bug = Problem(500, "internal_error", "Internal error", "the emulator failed; see its log")
-                await send_problem(send, bug)
+                await send_problem(respond, bug)
+
+
+def _merged(headers: list[tuple[bytes, bytes]], extra: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``headers`` plus those of ``extra`` it does not already name (an injected 429 says its own)."""
+    named = {name for name, _ in headers}
+    return [*headers, *(pair for pair in extra if pair[0] not in named)]
 
 
 def create_app(cfg: EmulatorConfig | None = None) -> EmulatorApp:

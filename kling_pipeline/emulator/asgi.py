@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
+from .limits import LimitClass
 from .problems import Problem
 
 __all__ = ["Receive", "Request", "Route", "Scope", "Send", "send_bytes", "send_json", "send_problem"]
@@ -135,9 +136,13 @@ class Route:
     pattern: re.Pattern[str]
     handler: Handler
     auth: bool = True
+    limit: LimitClass | None = None
+    """The rate-limit class its calls count against (authenticated routes only)."""
 
     @classmethod
-    def of(cls, method: str, template: str, handler: Handler, *, auth: bool = True) -> Route:
+    def of(
+        cls, method: str, template: str, handler: Handler, *, auth: bool = True, limit: LimitClass | None = None
+    ) -> Route:
         """``/tasks/{task_id}/stream`` -> a regex with named groups (one path segment each)."""
         regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template)
-        return cls(method, re.compile(f"^{regex}$"), handler, auth)
+        return cls(method, re.compile(f"^{regex}$"), handler, auth, limit if auth else None)

@@ -14,9 +14,10 @@ import sys
 
 from .app import create_app
 from .config import EmulatorConfig, Faults, Latency
+from .limits import LIMIT_CLASSES, SPEC_HELP, Limit, RateLimits, parse_limit
 from .server import bind_socket, is_loopback_host, quiet_fault_noise, uvicorn_server
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "config_from_args", "limits_from_args", "main"]
 
 DEFAULT_PORT = 8765
 FAULT_HELP = {
@@ -25,8 +26,6 @@ FAULT_HELP = {
     "reject_rate": "probability a task is created already rejected, status 13",
     "rate_limit_rate": "probability POST /apps/run answers 429 (no task created)",
     "rate_limit_retry_after": "Retry-After seconds of an injected 429",
-    "requests_per_second": "per-key token bucket on POST /apps/run",
-    "requests_burst": "bucket size of --requests-per-second",
     "server_error_rate": "probability POST /apps/run answers 503 or 500 (no task created)",
     "server_error_retry_after": "Retry-After seconds of an injected 503",
     "max_running_per_key": "tasks running at once per key; the rest wait queued",
@@ -36,9 +35,15 @@ FAULT_HELP = {
     "index_lag": "seconds before a new task shows in POST /tasks/list",
 }
 
+_CALLS = {
+    "runs": "limit on POST /apps/run",
+    "reads": "limit on every other authenticated call: task reads and streams, listing, app, estimate, cancel",
+    "uploads": "limit on POST /files (not the upload itself, not downloads)",
+}
+
 
 def _fault_type(name: str) -> type:
-    if name in ("requests_burst", "max_running_per_key", "download_bytes_per_second"):
+    if name in ("max_running_per_key", "download_bytes_per_second"):
         return int
     return float
 
@@ -48,6 +53,59 @@ def _latency(text: str) -> Latency:
         return Latency.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _limit_spec(text: str) -> str:
+    try:
+        parse_limit(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _burst(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"bad burst {text!r}: use a whole number of calls >= 1")
+    return int(text)
+
+
+def _add_limit_flags(parser: argparse.ArgumentParser) -> None:
+    published = RateLimits.published()
+    group = parser.add_argument_group(
+        "rate limits",
+        "per API key, answered with 429 and X-RateLimit-* headers; default: the service's published "
+        "limits as token buckets (burst: a tenth of the count). SPEC: " + SPEC_HELP,
+    )
+    for kind in LIMIT_CLASSES:
+        group.add_argument(
+            f"--{kind}-limit",
+            type=_limit_spec,
+            metavar="SPEC",
+            help=f"{_CALLS[kind]} (default: {published.of(kind)})",
+        )
+        group.add_argument(f"--{kind}-burst", type=_burst, metavar="N", help=f"bucket size of the {kind} limit")
+    group.add_argument("--reset-epoch", action="store_true", help="send X-RateLimit-Reset as a Unix time")
+    group.add_argument("--no-limits", action="store_true", help="no rate limits at all (throughput benchmarks)")
+
+
+def limits_from_args(args: argparse.Namespace) -> RateLimits:
+    """The published limits changed by ``--KIND-limit`` / ``--KIND-burst``, or none at all."""
+    given = [f"--{k}-{what}" for k in LIMIT_CLASSES for what in ("limit", "burst") if getattr(args, f"{k}_{what}")]
+    if args.no_limits:
+        if given or args.reset_epoch:
+            raise ValueError(f"--no-limits turns every limit off; it cannot go with {(given or ['--reset-epoch'])[0]}")
+        return RateLimits.off()
+    published = RateLimits.published()
+    made: dict[str, Limit | None] = {}
+    for kind in LIMIT_CLASSES:
+        spec, burst = getattr(args, f"{kind}_limit"), getattr(args, f"{kind}_burst")
+        limit = published.of(kind) if spec is None else parse_limit(spec)
+        if burst is not None:
+            if limit is None or limit.shape != "bucket":
+                raise ValueError(f"--{kind}-burst needs a token-bucket --{kind}-limit, not {spec!r}")
+            limit = dataclasses.replace(limit, burst=burst)
+        made[kind] = limit
+    return RateLimits(made["runs"], made["reads"], made["uploads"], reset_epoch=args.reset_epoch)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="N",
             help=f"{FAULT_HELP[field.name]} (default: {field.default})",
         )
+    _add_limit_flags(parser)
     return parser
 
 
@@ -100,6 +159,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         seed=args.seed,
         api_key=api_key,
         faults=faults,
+        limits=limits_from_args(args),
         image_scale=args.image_scale,
         heartbeat_interval=args.heartbeat_interval,
     )

@@ -1,8 +1,8 @@
 """Emulator settings: the latency model, the fault knobs and the whole configuration.
 
-All three are frozen dataclasses; the running emulator swaps a whole ``Faults``
-value at runtime (``EmulatorServer.set_faults`` / ``POST /_emulator/faults``)
-rather than mutating one.
+All three are frozen dataclasses (the rate limits are in ``limits.py``); the running
+emulator swaps a whole ``Faults`` or ``RateLimits`` value at runtime
+(``EmulatorServer.set_faults`` / ``set_limits``) rather than mutating one.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any, Literal
+
+from .limits import RateLimits
 
 __all__ = ["EmulatorConfig", "Faults", "Latency", "faults_from_mapping"]
 
@@ -102,13 +104,10 @@ class Faults:
     reject_rate: float = 0.0
     """A task is created already ended (status 13, rejected); not billed."""
     rate_limit_rate: float = 0.0
-    """``POST /apps/run`` answers 429 ``rate_limited`` and creates no task."""
+    """``POST /apps/run`` answers 429 ``rate_limited`` and creates no task (an injected
+    fault, on top of the enforced ``EmulatorConfig.limits``)."""
     rate_limit_retry_after: float = 1.0
     """The ``Retry-After`` (seconds, rounded up) of an injected 429."""
-    requests_per_second: float | None = None
-    """A per-key token bucket on ``POST /apps/run``; 429 with the exact wait when empty."""
-    requests_burst: int | None = None
-    """Bucket size for ``requests_per_second`` (default: ``ceil(requests_per_second)``)."""
     server_error_rate: float = 0.0
     """``POST /apps/run`` answers 503 ``app_maintenance`` or 500 and creates no task."""
     server_error_retry_after: float = 1.0
@@ -135,21 +134,13 @@ class Faults:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
-        _positive_or_none(self.requests_per_second, "requests_per_second", number=True)
-        _positive_or_none(self.requests_burst, "requests_burst")
         _positive_or_none(self.max_running_per_key, "max_running_per_key")
         _positive_or_none(self.download_bytes_per_second, "download_bytes_per_second")
 
 
-def _positive_or_none(value: object, name: str, *, number: bool = False) -> None:
-    if value is None:
-        return
-    kinds: tuple[type, ...] = (int, float) if number else (int,)
-    if isinstance(value, bool) or not isinstance(value, kinds) or not value > 0:  # type: ignore[operator]
-        kind = "a number" if number else "an integer"
-        raise ValueError(f"{name} must be {kind} > 0 or null, got {value!r}")
-    if number and not math.isfinite(value):  # type: ignore[arg-type]
-        raise ValueError(f"{name} must be finite, got {value!r}")
+def _positive_or_none(value: object, name: str) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+        raise ValueError(f"{name} must be an integer > 0 or null, got {value!r}")
 
 
 FAULT_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Faults))
@@ -177,6 +168,8 @@ class EmulatorConfig:
     api_key: str | None = field(default=None, repr=False)
     """When set, only this bearer key is accepted; otherwise any non-empty key is."""
     faults: Faults = field(default_factory=Faults)
+    limits: RateLimits = field(default_factory=RateLimits.published)
+    """Per-key rate limits, enforced with 429s; by default the service's published ones."""
     image_scale: int = 8
     """Output PNGs are the contract's pixel size divided by this (rounded, at least 1 px)."""
     heartbeat_interval: float = 10.0

@@ -45,6 +45,10 @@ class Clock:
     def now() -> float:
         return time.monotonic()
 
+    def unix(self) -> float:
+        """Unix time now, advancing with the monotonic clock (so it never jumps back)."""
+        return self._wall0 + time.monotonic() - self._mono0
+
     def stamp(self, mono: float) -> str:
         """ISO 8601 UTC with microseconds and ``Z`` for a monotonic instant."""
         micros = round((self._wall0 + mono - self._mono0) * 1_000_000)

@@ -10,7 +10,6 @@ from .ident import input_sha256
 from .images import image_problem
 from .listing import ListQueryError, parse_list_query, run_list_query
 from .problems import Problem
-from .ratelimit import Decision
 from .state import EmulatorState
 from .streaming import lose_response
 from .tasks import Task
@@ -33,27 +32,16 @@ def _seconds(value: float) -> str:
     return str(max(1, math.ceil(value)))
 
 
-def _rate_limited(detail: str, decision: Decision, wait: float) -> Problem:
-    headers = [("retry-after", _seconds(wait)), *decision.headers()]
-    return Problem(429, "rate_limited", "Too many requests", detail, headers=headers, retry_after=wait)
-
-
 async def run(st: EmulatorState, req: Request, key: str) -> None:
-    decision = st.limiter.take(key, st.clock.now())
-    if not decision.allowed:
-        raise _rate_limited(
-            f"over {st.limiter.rate:g} task runs per second for this API key; retry in {decision.wait:.3f} s",
-            decision,
-            decision.wait,
-        )
+    """``POST /apps/run`` (the ``runs`` limit was checked before this is called)."""
     body = await req.json_object(st.cfg.max_json_bytes)
     request = parse_run_body(body, st.spec, st.checker, req.netloc, st.file_ready)
     sha = input_sha256(request.input)
     attempt = st.engine.next_attempt(sha)
     faults, dice = st.faults, st.dice
     if dice.chance(faults.rate_limit_rate, "rate_limit", sha, attempt):
-        zero = Decision(False, decision.limit, 0, math.ceil(faults.rate_limit_retry_after), 0)
-        raise _rate_limited("rate limit exceeded (emulated fault)", zero, faults.rate_limit_retry_after)
+        refusal = st.limiters.injected("runs", faults.rate_limit_retry_after)
+        raise refusal.problem("rate limit exceeded (emulated fault)")
     if dice.chance(faults.server_error_rate, "server_error", sha, attempt):
         if dice.unit("server_error_kind", sha, attempt) < 0.5:
             retry = [("retry-after", _seconds(faults.server_error_retry_after))]
@@ -71,7 +59,7 @@ async def run(st: EmulatorState, req: Request, key: str) -> None:
     if dice.chance(faults.response_lost_rate, "response_lost", sha, attempt):
         await lose_response(req.send, payload)
         return
-    await send_bytes(req.send, 200, payload, JSON_TYPE, decision.headers())
+    await send_bytes(req.send, 200, payload, JSON_TYPE)
 
 
 def _reference_image_problem(st: EmulatorState, value: dict[str, object], netloc: str) -> str | None:
@@ -143,6 +131,8 @@ def _app_document(st: EmulatorState, namespace: str, name: str) -> dict[str, obj
         "name": name,
         "title": spec.title,
         "version_id": spec.pinned_version,
+        # The versions a pin may name (``app@version``): the emulator serves one.
+        "versions": [{"id": v} for v in (spec.pinned_version,) if v],
         "version": {
             "id": spec.pinned_version,
             "input_schema": spec.input_schema,

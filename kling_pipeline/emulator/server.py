@@ -17,6 +17,7 @@ import uvicorn
 
 from .app import EmulatorApp, create_app
 from .config import EmulatorConfig, Faults
+from .limits import RateLimits
 from .validation import is_loopback_host
 
 __all__ = ["EmulatorServer", "LoopName", "bind_socket", "is_loopback_host", "uvicorn_server"]
@@ -122,8 +123,8 @@ def uvicorn_server(app: EmulatorApp, *, loop: LoopName = "asyncio", log_level: s
 class EmulatorServer:
     """A real emulator on ``127.0.0.1`` (a free port by default), served from a thread.
 
-    Use as a context manager; ``base_url``, ``ledger()`` and ``set_faults()`` work
-    while it runs.
+    Use as a context manager; ``base_url``, ``ledger()``, ``set_faults()``,
+    ``set_limits()`` and ``limit_stats()`` work while it runs.
     """
 
     def __init__(
@@ -212,6 +213,17 @@ class EmulatorServer:
 
     def set_faults(self, faults: Faults) -> None:
         self.call(lambda: self.app.set_faults(faults))
+
+    def set_limits(self, limits: RateLimits) -> None:
+        """Enforce ``limits`` from now on (keys keep their state, clamped to the new limits)."""
+        self.call(lambda: self.app.set_limits(limits))
+
+    def limits(self) -> RateLimits:
+        return self.call(lambda: self.app.state.limiters.limits)
+
+    def limit_stats(self) -> dict[str, dict[str, int]]:
+        """Per class (runs, reads, uploads): ``{"allowed": n, "refused": n}`` calls so far."""
+        return self.call(self.app.state.limiters.stats)
 
     def __enter__(self) -> EmulatorServer:
         return self.start()

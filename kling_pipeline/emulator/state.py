@@ -15,7 +15,7 @@ from .ident import Clock, Dice, key_id
 from .images import ImageMaker
 from .ledger import Ledger
 from .problems import Problem
-from .ratelimit import RateLimiter
+from .ratelimit import Limiters
 from .validation import InputChecker
 from .webhooks import WebhookSender
 
@@ -50,20 +50,18 @@ class EmulatorState:
             images=ImageMaker(self.spec.output_pixels, cfg.image_scale),
             webhooks=self.webhooks,
         )
-        self.limiter = RateLimiter(cfg.faults.requests_per_second, cfg.faults.requests_burst)
+        self.limiters = Limiters(cfg.limits, clock=self.clock.unix)
 
     @property
     def faults(self) -> Faults:
         return self.engine.faults
 
     def set_faults(self, faults: Faults) -> None:
-        old = self.engine.faults
-        if (old.requests_per_second, old.requests_burst) != (
-            faults.requests_per_second,
-            faults.requests_burst,
-        ):
-            self.limiter = RateLimiter(faults.requests_per_second, faults.requests_burst)
         self.engine.set_faults(faults)
+
+    def limits_dict(self) -> dict[str, Any]:
+        """What ``/_emulator/limits`` answers: the limits in force and the counters."""
+        return {"limits": self.limiters.limits.to_dict(), "stats": self.limiters.stats()}
 
     def faults_dict(self) -> dict[str, Any]:
         return asdict(self.faults)

@@ -7,8 +7,9 @@ from typing import Any
 
 import httpx
 import pytest
+from tests_support import TEST_LIMITS
 
-from kling_pipeline.emulator import EmulatorConfig, EmulatorServer, Faults, Latency
+from kling_pipeline.emulator import EmulatorConfig, EmulatorServer, Faults, Latency, RateLimits
 
 from .helpers import KEY
 
@@ -17,12 +18,14 @@ FAST = {"heartbeat_interval": 0.2, "min_progress_interval": 0.0}
 
 @pytest.fixture
 def make_emu() -> Iterator[Callable[..., EmulatorServer]]:
-    """``make_emu(latency=0.05, faults=Faults(...), **config)`` -> a running emulator."""
+    """``make_emu(latency=0.05, faults=Faults(...), limits=TEST_LIMITS, **config)`` -> a running emulator."""
     servers: list[EmulatorServer] = []
 
-    def start(latency: float | Latency = 0.05, faults: Faults | None = None, **config: Any) -> EmulatorServer:
+    def start(
+        latency: float | Latency = 0.05, faults: Faults | None = None, limits: RateLimits = TEST_LIMITS, **config: Any
+    ) -> EmulatorServer:
         lat = latency if isinstance(latency, Latency) else Latency.fixed(latency)
-        cfg = EmulatorConfig(latency=lat, faults=faults or Faults(), **{**FAST, **config})
+        cfg = EmulatorConfig(latency=lat, faults=faults or Faults(), limits=limits, **{**FAST, **config})
         server = EmulatorServer(cfg).start()
         servers.append(server)
         return server

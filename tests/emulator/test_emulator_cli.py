@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from kling_pipeline.emulator import Faults, Latency
+from kling_pipeline.emulator import Faults, Latency, Limit, RateLimits
 from kling_pipeline.emulator.cli import build_parser, config_from_args, main
 
 from .helpers import KEY
@@ -136,8 +136,8 @@ def test_every_fault_has_a_flag_and_flags_build_the_config() -> None:
         [
             "--latency", "lognormal:2,0.5", "--seed", "9", "--image-scale", "4",
             "--task-failure-rate", "0.1", "--provider-limit-rate", "0.2", "--reject-rate", "0.3",
-            "--rate-limit-rate", "0.4", "--rate-limit-retry-after", "3", "--requests-per-second", "5",
-            "--requests-burst", "7", "--server-error-rate", "0.05", "--server-error-retry-after", "2",
+            "--rate-limit-rate", "0.4", "--rate-limit-retry-after", "3",
+            "--server-error-rate", "0.05", "--server-error-retry-after", "2",
             "--max-running-per-key", "4", "--stream-cut-rate", "0.5", "--download-bytes-per-second", "1000",
             "--response-lost-rate", "0.3", "--index-lag", "0.5",
         ]
@@ -148,7 +148,7 @@ def test_every_fault_has_a_flag_and_flags_build_the_config() -> None:
     assert cfg.latency == Latency.lognormal(2, 0.5) and cfg.seed == 9 and cfg.image_scale == 4
     assert cfg.faults == Faults(
         task_failure_rate=0.1, provider_limit_rate=0.2, reject_rate=0.3, rate_limit_rate=0.4,
-        rate_limit_retry_after=3, requests_per_second=5, requests_burst=7, server_error_rate=0.05,
+        rate_limit_retry_after=3, server_error_rate=0.05,
         server_error_retry_after=2, max_running_per_key=4, stream_cut_rate=0.5, download_bytes_per_second=1000,
         response_lost_rate=0.3, index_lag=0.5,
     )  # fmt: skip
@@ -161,3 +161,78 @@ def test_bad_flag_values_are_usage_errors(capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(SystemExit):
         main(["--reject-rate", "1.5"])
     assert "reject_rate must be a probability between 0 and 1, got 1.5" in capsys.readouterr().err
+
+
+def test_limits_default_to_the_published_ones() -> None:
+    assert config_from_args(build_parser().parse_args([])).limits == RateLimits.published()
+
+
+def test_limit_flags_set_each_class_its_shape_burst_and_reset_form() -> None:
+    args = build_parser().parse_args(
+        ["--runs-limit", "window:10/6s", "--reads-limit", "1000/60s", "--reads-burst", "50",
+         "--uploads-limit", "off", "--reset-epoch"]
+    )  # fmt: skip
+
+    assert config_from_args(args).limits == RateLimits(
+        runs=Limit(10, 6.0, "window"), reads=Limit(1000, 60.0, burst=50), uploads=None, reset_epoch=True
+    )
+
+
+def test_a_burst_alone_changes_the_published_bucket() -> None:
+    limits = config_from_args(build_parser().parse_args(["--runs-burst", "1"])).limits
+
+    assert limits == RateLimits(runs=Limit(100, 60.0, burst=1), reads=Limit(1000), uploads=Limit(50))
+
+
+def test_no_limits_turns_every_limit_off() -> None:
+    assert config_from_args(build_parser().parse_args(["--no-limits"])).limits == RateLimits.off()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--runs-limit", "fast"], "argument --runs-limit: bad rate limit 'fast': use COUNT/PERIOD with an optional "
+                                   "shape, e.g. 100/min, 1000/60s, window:10/6s, bucket:5/s, or off"),
+        (["--reads-limit", "0/s"], "argument --reads-limit: bad rate limit '0/s': a limit's count must be a whole "
+                                   "number >= 1, got 0"),
+        (["--uploads-limit", "leaky:5/s"], "argument --uploads-limit: bad rate limit 'leaky:5/s': the shape is "
+                                           "'bucket' or 'window', not 'leaky'"),
+        (["--runs-burst", "0"], "argument --runs-burst: bad burst '0': use a whole number of calls >= 1"),
+        (["--runs-burst", "x"], "argument --runs-burst: bad burst 'x': use a whole number of calls >= 1"),
+        (["--runs-limit", "window:5/s", "--runs-burst", "2"],
+         "--runs-burst needs a token-bucket --runs-limit, not 'window:5/s'"),
+        (["--uploads-limit", "off", "--uploads-burst", "2"],
+         "--uploads-burst needs a token-bucket --uploads-limit, not 'off'"),
+        (["--no-limits", "--reads-limit", "5/s"], "--no-limits turns every limit off; it cannot go with --reads-limit"),
+        (["--no-limits", "--reset-epoch"], "--no-limits turns every limit off; it cannot go with --reset-epoch"),
+    ],
+)
+def test_bad_limit_flags_are_one_line_usage_errors(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert err.splitlines()[-1] == f"python -m kling_pipeline.emulator: error: {message}"
+    assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_limit_flags_reach_the_served_emulator(serve: list[subprocess.Popen[str]]) -> None:
+    url = start(serve, "--runs-limit", "window:1/1000000000s", "--reset-epoch", "--reads-limit", "off")
+    headers = {"Authorization": f"Bearer {KEY}"}
+    body = {"app": "klingai/image-o1", "input": {"prompt": "x"}}
+
+    answers = [httpx.post(f"{url}/apps/run", json=body, headers=headers) for _ in range(2)]
+    read = httpx.get(f"{url}/apps/klingai/image-o1", headers=headers)
+    limits = httpx.get(f"{url}/_emulator/limits").json()["data"]
+    code, _, err = stop(serve[0])
+
+    assert [r.status_code for r in answers] == [200, 429]
+    assert answers[1].headers["x-ratelimit-reset"] == "2000000000"  # the window turns at 2 * 10^9
+    assert "x-ratelimit-limit" not in read.headers
+    assert limits["limits"]["runs"] == {"count": 1, "period": 1e9, "shape": "window", "burst": None}
+    assert limits["stats"]["runs"] == {"allowed": 1, "refused": 1}
+    assert code == 0 and "Traceback" not in err

@@ -1,13 +1,17 @@
-"""Configuration values: the latency model, fault validation, the key kept out of reprs."""
+"""Configuration values: the latency model, fault validation, rate limits, the key kept out of reprs."""
 
 from __future__ import annotations
 
 import math
+import re
+from typing import Any
 
 import pytest
 
-from kling_pipeline.emulator import EmulatorConfig, Faults, Latency
+from kling_pipeline.emulator import EmulatorConfig, Faults, Latency, Limit, RateLimits
 from kling_pipeline.emulator.config import faults_from_mapping
+from kling_pipeline.emulator.limits import limits_from_mapping, parse_limit
+from kling_pipeline.schemas import service_limits
 
 
 @pytest.mark.parametrize(
@@ -44,7 +48,6 @@ def test_latency_samples_are_quantiles_of_the_distribution() -> None:
         ({"task_failure_rate": 1.5}, "task_failure_rate must be a probability between 0 and 1"),
         ({"stream_cut_rate": True}, "stream_cut_rate must be a probability"),
         ({"index_lag": -1}, "index_lag must be a number of seconds >= 0"),
-        ({"requests_per_second": 0}, "requests_per_second must be a number > 0 or null"),
         ({"max_running_per_key": 1.5}, "max_running_per_key must be an integer > 0 or null"),
         ({"download_bytes_per_second": 0}, "download_bytes_per_second must be an integer > 0 or null"),
     ],
@@ -72,3 +75,105 @@ def test_defaults_are_no_faults_half_a_second_seed_zero() -> None:
     cfg = EmulatorConfig()
 
     assert (cfg.faults, cfg.latency, cfg.seed, cfg.image_scale) == (Faults(), Latency.fixed(0.5), 0, 8)
+
+
+def test_the_default_limits_are_the_published_ones_as_token_buckets() -> None:
+    published = service_limits()
+
+    assert EmulatorConfig().limits == RateLimits.published()
+    assert RateLimits.published() == RateLimits(
+        runs=Limit(int(published.runs_per_minute), 60.0, "bucket", burst=10),
+        reads=Limit(int(published.reads_per_minute), 60.0, "bucket", burst=100),
+        uploads=Limit(int(published.uploads_per_minute), 60.0, "bucket", burst=5),
+    )
+    assert (published.runs_per_minute, published.reads_per_minute, published.uploads_per_minute) == (100, 1000, 50)
+    assert RateLimits.off() == RateLimits(None, None, None)
+
+
+def test_a_bucket_burst_defaults_to_a_tenth_of_its_count_and_a_window_has_none() -> None:
+    assert Limit(100).burst == 10 and Limit(100) == Limit(100, 60, "bucket", 10)
+    assert Limit(5, 1.0).burst == 1 and Limit(5, 1.0).capacity == 1
+    assert Limit(10, 6, "window").burst is None and Limit(10, 6, "window").capacity == 10
+    assert Limit(100, 60.0, burst=10).rate == pytest.approx(100 / 60)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"count": 0}, "count must be a whole number >= 1, got 0"),
+        ({"count": 2.5}, "count must be a whole number >= 1, got 2.5"),
+        ({"count": True}, "count must be a whole number >= 1, got True"),
+        ({"count": 1, "period": 0}, "period must be a number of seconds > 0, got 0"),
+        ({"count": 1, "period": math.inf}, "period must be a number of seconds > 0, got inf"),
+        ({"count": 1, "shape": "leaky"}, "shape must be 'bucket' or 'window', got 'leaky'"),
+        ({"count": 1, "burst": 0}, "burst must be a whole number >= 1, got 0"),
+        ({"count": 1, "shape": "window", "burst": 3}, "a fixed window has no burst"),
+    ],
+)
+def test_bad_limits_are_refused(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Limit(**fields)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("100/min", Limit(100, 60.0)),
+        ("1000/60s", Limit(1000, 60.0)),
+        ("bucket:5/s", Limit(5, 1.0)),
+        (" Window:10/6s ", Limit(10, 6.0, "window")),
+        ("50/1.5s", Limit(50, 1.5)),
+        ("3600/h", Limit(3600, 3600.0)),
+        ("7/2min", Limit(7, 120.0)),
+        ("20/30", Limit(20, 30.0)),
+        ("off", None),
+    ],
+)
+def test_limit_specs_parse(text: str, expected: Limit | None) -> None:
+    assert parse_limit(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("100", "bad rate limit '100': use COUNT/PERIOD"),
+        ("100/", "bad rate limit '100/': use COUNT/PERIOD"),
+        ("fast", "bad rate limit 'fast': use COUNT/PERIOD"),
+        ("-1/s", "bad rate limit '-1/s': use COUNT/PERIOD"),
+        ("0/s", "bad rate limit '0/s': a limit's count must be a whole number >= 1, got 0"),
+        ("5/0s", "bad rate limit '5/0s': a limit's period must be a number of seconds > 0, got 0.0"),
+        ("5/day", "bad rate limit '5/day': the period's unit is s, min or h, not 'day'"),
+        ("leaky:5/s", "bad rate limit 'leaky:5/s': the shape is 'bucket' or 'window', not 'leaky'"),
+    ],
+)
+def test_bad_limit_specs_say_what_is_wrong(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_limit(text)
+
+
+def test_limits_from_json_replace_the_classes_given_and_keep_the_rest() -> None:
+    current = RateLimits.published()
+
+    changed = limits_from_mapping(
+        {"runs": {"count": 10, "period": 6, "shape": "window"}, "uploads": None, "reads": "bucket:5/s"}, current
+    )
+
+    assert changed == RateLimits(runs=Limit(10, 6.0, "window"), reads=Limit(5, 1.0), uploads=None)
+    assert limits_from_mapping({"reset_epoch": True}, current) == RateLimits.published(reset_epoch=True)
+    assert limits_from_mapping(current.to_dict(), RateLimits.off()) == current  # what GET says, POST takes
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"writes": None}, "unknown limit setting(s): writes"),
+        ({"runs": 5}, "runs: expected an object, a spec string or null, got 5"),
+        ({"runs": {"period": 6}}, "runs: 'count' is required"),
+        ({"runs": {"count": 5, "per": 6}}, "runs: unknown key(s) per"),
+        ({"reads": {"count": -1}}, "reads: a limit's count must be a whole number >= 1, got -1"),
+        ({"reset_epoch": 1}, "reset_epoch must be true or false, got 1"),
+    ],
+)
+def test_bad_limits_json_is_refused(data: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        limits_from_mapping(data, RateLimits.off())

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kling_pipeline.emulator import EmulatorConfig, EmulatorServer, Latency
+from kling_pipeline.emulator import EmulatorConfig, EmulatorServer, Latency, RateLimits
 
 from .helpers import KEY
 
@@ -66,7 +66,9 @@ list_bodies = st.fixed_dictionaries(
 @pytest.fixture(scope="module")
 def client() -> Iterator[httpx.Client]:
     with (
-        EmulatorServer(EmulatorConfig(latency=Latency.fixed(0.01))) as emu,
+        # No rate limits: hypothesis sends hundreds of calls a second, and a 429 would answer
+        # before the body is read, which is what is under test here.
+        EmulatorServer(EmulatorConfig(latency=Latency.fixed(0.01), limits=RateLimits.off())) as emu,
         httpx.Client(base_url=emu.base_url, headers={"Authorization": f"Bearer {KEY}"}) as http,
     ):
         yield http

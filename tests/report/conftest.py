@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tests_support import TEST_LIMITS
 
 from kling_pipeline.cli import main
 from kling_pipeline.emulator import EmulatorConfig, EmulatorServer, Faults, Latency
@@ -68,7 +69,8 @@ def gallery(tmp_path_factory: pytest.TempPathFactory) -> Sweep:
     directory = tmp_path_factory.mktemp("gallery")
     recipe = write_recipe(directory, GALLERY_RECIPE, "gallery.yaml")
     out, err = io.StringIO(), io.StringIO()
-    config = EmulatorConfig(latency=Latency.fixed(0.05), seed=0, faults=Faults(task_failure_rate=0.25))
+    config = EmulatorConfig(latency=Latency.fixed(0.05), seed=0, faults=Faults(task_failure_rate=0.25),
+                            limits=TEST_LIMITS)
     with pytest.MonkeyPatch.context() as mp, EmulatorServer(config) as emu:
         mp.setenv("INFERENCE_API_KEY", "inf_test_key_report")
         mp.delenv("INFERENCE_BASE_URL", raising=False)

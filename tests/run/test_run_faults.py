@@ -80,7 +80,9 @@ def test_a_429_storm_completes_and_charges_each_job_once(cli, emulator, sweep):
 
 
 def test_a_requests_per_second_limit_is_honoured_through_retry_after(cli, emulator, sweep):
-    emu = emulator(requests_per_second=20.0, requests_burst=2)
+    from kling_pipeline.emulator import Limit, RateLimits
+
+    emu = emulator(limits=RateLimits(runs=Limit(20, 1.0, burst=2)))
     path = sweep(8, concurrency=8)
     result = cli("run", str(path), "--base-url", emu.base_url)
     assert result.code == 0, result.err
