@@ -38,6 +38,8 @@ from .apierrors import (
     translate_transport,
 )
 from .http11 import Http11Transport
+from .pacing import Pacing, Turn
+from .schemas import LimitClass
 from .wire import TaskView, parse_problem, unwrap
 
 __all__ = ["ApiClient", "ClientPool", "Downloaded", "Secret", "Timeouts"]
@@ -136,8 +138,10 @@ class HttpxWire:
 class ApiClient:
     """The API calls. The API key goes only into the ``Authorization`` header of API calls."""
 
-    def __init__(self, wire: Wire, base_url: str, key: Secret, timeouts: Timeouts) -> None:
+    def __init__(self, wire: Wire, base_url: str, key: Secret, timeouts: Timeouts,
+                 pacing: Pacing | None = None) -> None:
         self._wire = wire
+        self.pacing = pacing or Pacing()
         self._base = base_url.rstrip("/")
         self._auth = [(b"Authorization", f"Bearer {key.reveal()}".encode()),
                       (b"Content-Type", b"application/json"), (b"User-Agent", USER_AGENT.encode())]
@@ -152,14 +156,28 @@ class ApiClient:
         return await self._wire.send(method, url, headers, body, connect_timeout=self._t.connect,
                                      read_timeout=read_timeout)
 
-    async def _call(self, method: str, path: str, what: str, body: Any = None) -> Any:
+    async def _call(self, method: str, path: str, what: str, body: Any = None, *, kind: LimitClass = "reads",
+                    turn: Turn | None = None) -> Any:
+        """One API call, paced in its limit class. A 429 created nothing: a read or an upload
+        waits for its next turn and goes again; a submit raises ``RateLimited`` (the runner
+        decides, and records, what happens next)."""
         content = json.dumps(body).encode() if body is not None else None
-        with translate_transport(what):
-            response = await self._send(method, self._url(path), self._auth, content, self._t.request)
-            try:
-                data = await response.read()
-            finally:
-                await response.aclose()
+        while True:
+            if turn is None:
+                own, turn = True, await self.pacing[kind].acquire()
+            else:
+                own = False
+            with turn, translate_transport(what):
+                response = await self._send(method, self._url(path), self._auth, content, self._t.request)
+                try:
+                    data = await response.read()
+                finally:
+                    await response.aclose()
+                turn.answered(response.status, response.header)
+            if response.status == 429 and own and kind != "runs":
+                turn = None
+                continue
+            break
         if response.status >= 400:
             retry = parse_retry_after(response.header("retry-after"), response.header("x-ratelimit-reset"))
             raise from_problem(parse_problem(response.status, data), retry, what)
@@ -171,12 +189,15 @@ class ApiClient:
             # A 2xx whose body is not JSON: for a submit, a task may exist.
             raise ResponseLost(f"{what}: the answer was not JSON (HTTP {response.status})") from None
 
-    async def submit(self, app: str, request: Mapping[str, Any], webhook: str | None = None) -> TaskView:
-        """``POST /apps/run``. See ``apierrors`` for what each failure means for money."""
+    async def submit(self, app: str, request: Mapping[str, Any], webhook: str | None = None, *,
+                     turn: Turn | None = None) -> TaskView:
+        """``POST /apps/run`` (in ``turn``, taken from ``pacing.runs``, when the caller took one
+        first). See ``apierrors`` for what each failure means for money; a 429 is raised as
+        ``RateLimited`` when the caller holds the turn, else waited out here."""
         body: dict[str, Any] = {"app": app, "input": request}
         if webhook:
             body["webhook"] = webhook
-        task = TaskView.parse(await self._call("POST", "/apps/run", "submit", body))
+        task = TaskView.parse(await self._call("POST", "/apps/run", "submit", body, kind="runs", turn=turn))
         if task is None:
             raise ResponseLost("submit: the answer holds no task id")
         return task
@@ -232,8 +253,14 @@ class ApiClient:
         what = f"stream {task_id}"
         task: dict[str, Any] = {"id": task_id}
         with translate_transport(what):
-            response = await self._send("GET", self._url(f"/tasks/{task_id}/stream"), self._stream_headers, None,
-                                        idle)
+            while True:  # opening a stream is a read: paced, and a 429 waits for the next turn
+                with await self.pacing.reads.acquire() as turn:
+                    response = await self._send("GET", self._url(f"/tasks/{task_id}/stream"), self._stream_headers,
+                                                None, idle)
+                    turn.answered(response.status, response.header)
+                if response.status != 429:
+                    break
+                await response.aclose()
             try:
                 if response.status >= 400:
                     raise from_problem(parse_problem(response.status, await response.read()), None, what)
@@ -273,7 +300,7 @@ class ApiClient:
         """``POST /files`` then ``PUT`` the bytes to the returned upload URL; returns the file's ``uri``."""
         spec = {"files": [{"uri": "", "filename": filename, "content_type": content_type, "path": "",
                            "size": len(data), "public": False}]}
-        created = await self._call("POST", "/files", f"upload {filename}", spec)
+        created = await self._call("POST", "/files", f"upload {filename}", spec, kind="uploads")
         entry = created[0] if isinstance(created, list) and created else created
         if not isinstance(entry, dict) or not entry.get("upload_url") or not entry.get("uri"):
             raise BadRequest(f"upload {filename}: the answer holds no upload_url/uri")
@@ -397,7 +424,7 @@ class ClientPool:
     """
 
     def __init__(self, base_url: str, key: Secret, concurrency: int, *, timeouts: Timeouts | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None, pacing: Pacing | None = None) -> None:
         self.timeouts = timeouts or Timeouts()
         if transport is None:
             tls = ssl.create_default_context()
@@ -406,7 +433,8 @@ class ClientPool:
                          else Http11Transport(ssl_context=tls, max_idle_per_origin=2 * concurrency + 16))
         self._transport = transport
         wire: Wire = transport if isinstance(transport, Http11Transport) else HttpxWire(transport)
-        self._api = ApiClient(wire, base_url, key, self.timeouts)
+        self.pacing = pacing or Pacing()
+        self._api = ApiClient(wire, base_url, key, self.timeouts, self.pacing)
 
     def api(self, slot: int) -> ApiClient:
         return self._api

@@ -1,4 +1,4 @@
-"""Everything one run shares: the plan, the clients, the journal, the ledger, the pacer, the stop flag."""
+"""Everything one run shares: the plan, the clients (and their pacing), the journal, the ledger, the stop flag."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from .errors import KlingError
 from .jobs import Job
 from .localfiles import LocalFile, decode_data_uri
 from .manifest import FileWrite, Journal, ManifestState
-from .pacing import Pacer
+from .pacing import PaceReport, Pacing
 from .planning import Plan
 from .schemas import Pricing
 from .wire import TaskView
@@ -30,7 +30,6 @@ __all__ = ["Events", "RunContext", "RunOptions"]
 @dataclass(frozen=True, slots=True)
 class RunOptions:
     concurrency: int = 8
-    submit_attempts: int = 8  # sends of one request while the answers say "nothing was created"
     provider_retries: int = 5  # re-submits after a provider concurrency-limit failure (Kling 1303)
     stream_attempts: int = 5  # stream (re)connections before polling only
     task_timeout: float = 1800.0
@@ -53,7 +52,8 @@ class RunOptions:
 class Events(Protocol):
     """What the run tells its display (TTY, plain log lines or JSON events)."""
 
-    def attach(self, ledger: Callable[[], LedgerSnapshot]) -> None: ...
+    def attach(self, ledger: Callable[[], LedgerSnapshot], pacing: Pacing | None = None) -> None: ...
+    def pacing(self, report: PaceReport) -> None: ...
     def started(self, w: Any) -> None: ...
     def submitting(self, w: Any, retry: int) -> None: ...
     def accepted(self, w: Any, task_id: str) -> None: ...
@@ -72,7 +72,6 @@ class RunContext:
     journal: Journal
     manifest: ManifestState
     ledger: BudgetLedger
-    pacer: Pacer
     options: RunOptions
     events: Events
     provenance: Mapping[str, Any]

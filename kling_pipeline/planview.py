@@ -13,6 +13,7 @@ from typing import Any, TextIO
 from .errors import Diagnostic
 from .money import format_usd, usd_decimal
 from .planning import Plan
+from .schemas import ServiceLimits, service_limits
 
 __all__ = ["PLAN_FORMAT", "plan_summary", "write_plan_json"]
 
@@ -33,6 +34,29 @@ def budget_line(plan: Plan) -> str:
         return (f"budget {cap}: OVER BUDGET by {format_usd(plan.over_budget)} — raise budget.max_usd, "
                 "or narrow the sweep (--only axis=value)")
     return f"budget {cap}: within budget ({format_usd(plan.budget_microcents - plan.total_cost)} to spare)"
+
+
+RATE_NOTE_SECONDS = 30.0  # say how long the service's rate limit makes a sweep once it adds this much
+
+
+def min_submit_seconds(jobs: int, limits: ServiceLimits) -> float:
+    """The least time ``jobs`` submits take at the service's published runs limit."""
+    return jobs * 60.0 / limits.runs_per_minute
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def rate_line(plan: Plan, limits: ServiceLimits) -> str | None:
+    """How long the service's published rate limit makes the sweep, when that matters."""
+    seconds = min_submit_seconds(len(plan.jobs), limits)
+    if seconds < RATE_NOTE_SECONDS:
+        return None
+    return (f"rate limit: {_plural(len(plan.jobs), 'job')} take at least {_duration(seconds)} to submit at the "
+            f"service's published {limits.runs_per_minute:g} runs/min (the run paces itself to it)")
 
 
 def warning_lines(warnings: tuple[Diagnostic, ...], limit: int = MAX_SHOWN_WARNINGS) -> list[str]:
@@ -58,6 +82,9 @@ def plan_summary(plan: Plan, rows: int = DEFAULT_ROWS) -> Iterator[str]:
            + (f" (price read {price.read_on})" if price.read_on and r.price_microcents is None else
               " (price set by the recipe)" if r.price_microcents is not None else ""))
     yield f"  {budget_line(plan)}"
+    rate = rate_line(plan, service_limits())
+    if rate:
+        yield f"  {rate}"
     extra = []
     if plan.collapsed:
         extra.append(f"{_plural(plan.collapsed, 'identical job')} merged")
@@ -126,6 +153,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
             "within": plan.over_budget == 0,
             "over_usd": usd_decimal(plan.over_budget),
         },
+        "rate_limit": _rate_json(plan, service_limits()),
         "output_dir": str(plan.output_dir),
         "breakdown": {
             axis: [{"value": c.value, "jobs": c.jobs, "images": c.units, "cost_usd": usd_decimal(c.cost)}
@@ -139,6 +167,12 @@ def plan_document(plan: Plan) -> dict[str, Any]:
             for w in plan.warnings
         ],
     }
+
+
+def _rate_json(plan: Plan, limits: ServiceLimits) -> dict[str, Any]:
+    return {"runs_per_minute": limits.runs_per_minute,
+            "min_submit_seconds": round(min_submit_seconds(len(plan.jobs), limits), 1),
+            "source": limits.source, "read_on": limits.read_on}
 
 
 def write_plan_json(plan: Plan, out: TextIO) -> None:

@@ -11,6 +11,7 @@ from typing import Any, TextIO
 from .apierrors import ApiError
 from .budget import LedgerSnapshot
 from .money import format_usd, usd_decimal
+from .pacing import PaceReport, Pacing, per_minute_text
 from .wire import TaskView
 
 __all__ = ["Counters", "JsonEvents", "LiveEvents", "PlainEvents", "make_events"]
@@ -22,7 +23,8 @@ class Counters:
     def __init__(self, total: int) -> None:
         self.total = total
         self.ledger: Callable[[], LedgerSnapshot] = lambda: LedgerSnapshot(None, 0, 0)
-        self.started = self.finished = self.completed = self.failed = self.images = 0
+        self.pacing: Pacing | None = None
+        self.started = self.finished = self.completed = self.failed = self.images = self.accepted = 0
         self.progress: dict[str, float] = {}
         self.t0 = time.monotonic()
 
@@ -35,20 +37,35 @@ class Counters:
         elif result.status not in ("not_run", "interrupted"):
             self.failed += 1
 
+    def runs_pace(self) -> PaceReport | None:
+        """The runs pacer's report while the service's limit paces the submits, else None."""
+        if self.pacing is None:
+            return None
+        report = self.pacing.runs.report()
+        return report if report.paced_by_service and report.per_minute else None
+
     def eta(self) -> str:
         done = self.finished + sum(p / 100 for p in self.progress.values())
-        if done < 1:
+        left = None
+        if done >= 1:
+            left = (time.monotonic() - self.t0) / done * max(0.0, self.total - done)
+        pace = self.runs_pace()
+        if pace is not None and pace.per_minute:  # submits still to go, at the rate the service allows
+            by_rate = max(0, self.total - self.accepted) / (pace.per_minute / 60.0)
+            left = by_rate if left is None else max(left, by_rate)
+        if left is None:
             return "--:--"
-        left = (time.monotonic() - self.t0) / done * max(0.0, self.total - done)
         return f"{int(left // 60)}:{int(left % 60):02d}"
 
     def line(self) -> str:
         s = self.ledger()
         cap = f" / {format_usd(s.cap)} cap" if s.cap is not None else ""
         running = self.started - self.finished
+        pace = self.runs_pace()
+        paced = f" · paced by the service: {per_minute_text(pace.per_minute)} runs/min" if pace else ""
         return (f"jobs {self.finished}/{self.total} · {running} running · {self.failed} failed · "
                 f"{self.images} images · {format_usd(s.settled)} spent + {format_usd(s.reserved)} reserved{cap}"
-                f" · ETA {self.eta()}")
+                f"{paced} · ETA {self.eta()}")
 
 
 class PlainEvents:
@@ -61,8 +78,9 @@ class PlainEvents:
     def _say(self, text: str) -> None:
         self.out.write(text + "\n")  # stderr is line-buffered: no flush needed per line
 
-    def attach(self, ledger: Callable[[], LedgerSnapshot]) -> None:
+    def attach(self, ledger: Callable[[], LedgerSnapshot], pacing: Pacing | None = None) -> None:
         self.c.ledger = ledger
+        self.c.pacing = pacing
 
     def started(self, w: Any) -> None:
         self.c.started += 1
@@ -71,14 +89,22 @@ class PlainEvents:
         pass
 
     def accepted(self, w: Any, task_id: str) -> None:
-        pass
+        self.c.accepted += 1
+
+    def pacing(self, report: PaceReport) -> None:
+        if report.paced_by_service:
+            rate = f" (about {per_minute_text(report.per_minute)} {report.kind}/min)" if report.per_minute else ""
+            self._say(f"paced by the service: its rate limit on {report.kind}, not concurrency, sets the pace{rate}")
+        else:
+            self._say(f"no longer paced by the service's limit on {report.kind}")
 
     def progress(self, w: Any, view: TaskView) -> None:
         if view.progress is not None:
             self.c.progress[w.key] = view.progress
 
     def throttled(self, w: Any, exc: ApiError, delay: float) -> None:
-        self._say(f"throttled: {exc} — all submits wait {delay:.1f}s")
+        what = "rate limited" if exc.status == 429 else "held back"
+        self._say(f"{what}: {exc} — nothing was created; submits wait {delay:.1f}s, then go one by one")
 
     def unknown(self, w: Any, reason: str) -> None:
         self._say(f"unknown   {w.job_id}: {reason} — reconciling through the task listing")
@@ -150,8 +176,9 @@ class JsonEvents:
                                   ensure_ascii=False) + "\n")
         self.out.flush()
 
-    def attach(self, ledger: Callable[[], LedgerSnapshot]) -> None:
+    def attach(self, ledger: Callable[[], LedgerSnapshot], pacing: Pacing | None = None) -> None:
         self.c.ledger = ledger
+        self.c.pacing = pacing
 
     def started(self, w: Any) -> None:
         self.c.started += 1
@@ -161,7 +188,14 @@ class JsonEvents:
         self._emit("submitting", job=w.job_id, retry=retry)
 
     def accepted(self, w: Any, task_id: str) -> None:
+        self.c.accepted += 1
         self._emit("accepted", job=w.job_id, task=task_id)
+
+    def pacing(self, report: PaceReport) -> None:
+        """The service's limit (not concurrency) starts or stops setting the pace of a class of calls."""
+        self._emit("pacing", kind=report.kind, paced_by_service=report.paced_by_service,
+                   per_minute=None if report.per_minute is None else round(report.per_minute, 1),
+                   limit=report.limit, throttles=report.throttles, eta=self.c.eta())
 
     def progress(self, w: Any, view: TaskView) -> None:
         self._emit("progress", job=w.job_id, task=view.id, status=view.status.value, progress=view.progress)

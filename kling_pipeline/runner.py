@@ -12,6 +12,7 @@ Money rules, in order of importance:
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import Any
 
 import anyio
 
-from .apierrors import ApiError, DownloadFailed, NotFound, ResponseLost
+from .apierrors import ApiError, ConnectFailed, DownloadFailed, NotFound, RateLimited, ResponseLost, Unavailable
 from .client import ApiClient
 from .context import RunContext
 from .errors import KlingError
@@ -105,55 +106,59 @@ async def _submit(ctx: RunContext, api: ApiClient, w: Work, attempt: int) -> str
 
 
 async def _send(ctx: RunContext, api: ApiClient, w: Work, staged: Staged) -> str | JobResult:
+    """Send a staged job's request, in its turn of the runs pacer, until it creates a task.
+
+    A 429 or a 503 created nothing: the job waits for its next turn, for as long as the run
+    goes on — it is never a failure and costs no attempt. Unreachable: again, until
+    ``connect_grace`` runs out. Anything else ends here (or in reconciliation)."""
     request, attempt = staged.request, staged.attempt
-    last: ApiError | None = None
-    for tries in range(ctx.options.submit_attempts):
-        await ctx.pacer.wait_turn()
-        # A budget stop does not hold back a job whose money is already reserved: it fits.
-        if ctx.stopping.is_set() and ctx.stop_reason != "budget":  # nothing was sent for it
-            return await unstage(ctx, w, f"stopped: {ctx.stop_reason}")
-        ctx.events.submitting(w, tries)
-        try:
+    runs = api.pacing.runs
+    for tries in itertools.count():
+        turn = await runs.acquire()
+        with turn:
+            # A budget stop does not hold back a job whose money is already reserved: it fits.
+            if ctx.stopping.is_set() and ctx.stop_reason != "budget":  # nothing was sent for it
+                turn.abandon()
+                return await unstage(ctx, w, f"stopped: {ctx.stop_reason}")
+            ctx.events.submitting(w, tries)
             try:
-                view = await api.submit(ctx.app_ref, request, ctx.webhook_for(w))
-            except (ApiError, anyio.get_cancelled_exc_class()):
-                raise
-            except Exception as exc:  # unmapped failure after the request may have left: unknown
-                raise ResponseLost(f"submit: unexpected {type(exc).__name__}: {exc}") from exc
-        except ApiError as exc:
-            last = exc
-            if exc.created is None:  # the request may have created a task: never re-send blindly
-                lost_at = time.time()
-                await ctx.record({"t": "unknown", "key": w.key, "reason": str(exc), "at": lost_at})
-                ctx.events.unknown(w, str(exc))
-                return await _reconcile(ctx, api, w, request, lost_at, w.cost, attempt)
-            if exc.retryable:
-                if exc.status in (429, 503) or exc.status == 500:
-                    delay = ctx.pacer.throttled(exc.retry_after)
-                    ctx.events.throttled(w, exc, delay)
-                else:  # could not connect: the service (or the network) is down for everybody
+                try:
+                    view = await api.submit(ctx.app_ref, request, ctx.webhook_for(w), turn=turn)
+                except (ApiError, anyio.get_cancelled_exc_class()):
+                    raise
+                except Exception as exc:  # unmapped failure after the request may have left: unknown
+                    raise ResponseLost(f"submit: unexpected {type(exc).__name__}: {exc}") from exc
+            except ApiError as exc:
+                if exc.created is None:  # the request may have created a task: never re-send blindly
+                    lost_at = time.time()
+                    await ctx.record({"t": "unknown", "key": w.key, "reason": str(exc), "at": lost_at})
+                    ctx.events.unknown(w, str(exc))
+                    return await _reconcile(ctx, api, w, request, lost_at, w.cost, attempt)
+                if isinstance(exc, RateLimited):  # the turn's answer has already slowed the pacer down
+                    ctx.events.throttled(w, exc, runs.gate_wait())
+                    continue
+                if isinstance(exc, Unavailable):
+                    ctx.events.throttled(w, exc, runs.backoff(exc.retry_after))
+                    continue
+                if isinstance(exc, ConnectFailed):  # the service (or the network) is down for everybody
                     if ctx.unreachable_for() > ctx.options.connect_grace:
                         ctx.release(w.cost)
                         await ctx.record({"t": "not_created", "key": w.key, "reason": str(exc)})
                         ctx.stop("fatal", ApiError(f"{exc}; gave up after {ctx.options.connect_grace:g}s "
                                                    "without reaching the API"))
                         return JobResult(w.key, w.job_id, "not_run", error=str(exc))  # nothing was sent
-                    ctx.pacer.throttled(None)
-                continue
-            ctx.release(w.cost)
-            await ctx.record({"t": "not_created", "key": w.key, "reason": str(exc)})
-            if exc.fatal:
-                ctx.stop("fatal", exc)
-            return JobResult(w.key, w.job_id, "failed", error=str(exc))
-        ctx.pacer.succeeded()
+                    runs.backoff(None)
+                    continue
+                ctx.release(w.cost)
+                await ctx.record({"t": "not_created", "key": w.key, "reason": str(exc)})
+                if exc.fatal:
+                    ctx.stop("fatal", exc)
+                return JobResult(w.key, w.job_id, "failed", error=str(exc))
         ctx.reachable()
         await ctx.record({"t": "accepted", "key": w.key, "task": view.id, "at": _now()})
         ctx.events.accepted(w, view.id)
         return view.id
-    ctx.release(w.cost)
-    reason = f"gave up after {ctx.options.submit_attempts} attempts: {last}"
-    await ctx.record({"t": "not_created", "key": w.key, "reason": reason})
-    return JobResult(w.key, w.job_id, "failed", error=reason)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _input_matches(sent: Mapping[str, Any], seen: Any) -> bool:
@@ -292,7 +297,7 @@ async def _finish(ctx: RunContext, api: ApiClient, w: Work, task_id: str, reserv
             ctx.stop("fatal", ApiError(f"task {task_id} was rejected by the service: {reason}"))
         if view.status is Status.FAILED and is_provider_limit(view.error) and w.job is not None \
                 and attempt < ctx.options.provider_retries and not ctx.stopping.is_set():
-            delay = ctx.pacer.throttled(None)
+            delay = api.pacing.runs.backoff(None, slower=True)
             ctx.events.throttled(w, ApiError(view.error or "provider limit"), delay)
             result = await _submit(ctx, api, w, attempt + 1)
             if isinstance(result, JobResult):

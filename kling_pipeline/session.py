@@ -1,8 +1,8 @@
 """A whole run: lock the output directory, replay the manifest, decide, schedule, summarise.
 
-Scheduling is one anyio task group: a slot pool of size ``concurrency`` (each
-slot owns a client shard), the shared ``Pacer`` for 429 back-off and the
-optional rate, and a signal watcher. The first Ctrl-C (or SIGTERM) stops
+Scheduling is one anyio task group: a slot pool of size ``concurrency``, the
+key's ``Pacing`` (one queue per limit class of the service, learning its rate
+limits; ``--rate`` caps submits), and a signal watcher. The first Ctrl-C (or SIGTERM) stops
 submitting and drains in-flight tasks for up to ``drain_timeout`` (or cancels
 them with ``cancel_inflight``); a second one cancels everything at once. The
 manifest is append-only; an intent is fsync'd before its request leaves and the
@@ -34,8 +34,9 @@ from .client import ClientPool, Secret
 from .context import Events, RunContext, RunOptions
 from .errors import KlingError
 from .manifest import LOCK_NAME, MANIFEST_NAME, Journal, ManifestState, OutputLock, read_records
-from .pacing import Pacer
+from .pacing import Pacing
 from .planning import Plan
+from .preflight import check_app
 from .runner import JobResult, run_work, stage, unstage
 from .work import Action, Decision, Work, decide
 
@@ -282,15 +283,18 @@ async def run_plan(plan: Plan, *, base_url: str, key: Secret, options: RunOption
         if decision.nothing_to_do:
             summary.ledger = ledger.snapshot()
             return summary
-        events.attach(ledger.snapshot)
-        journal = Journal(path)
         run_id = uuid.uuid4().hex[:12]
         prov = dict(provenance or {})
         prov.setdefault("tool", f"kling-pipeline {__version__}")
-        try:
-            async with ClientPool(base_url, key, options.concurrency, transport=transport) as pool:
+        pacing = Pacing(options.rate, on_change=events.pacing)
+        events.attach(ledger.snapshot, pacing)
+        async with ClientPool(base_url, key, options.concurrency, transport=transport, pacing=pacing) as pool:
+            if any(w.action is Action.SUBMIT for w in decision.work):  # one read before anything is paid
+                await check_app(pool.api(0), plan.recipe.app, plan.recipe.app_pos)
+            journal = Journal(path)
+            try:
                 ctx = RunContext(plan=plan, pool=pool, journal=journal, manifest=state, ledger=ledger,
-                                 pacer=Pacer(options.rate), options=options, events=events, provenance=prov,
+                                 options=options, events=events, provenance=prov,
                                  run_id=run_id, claimed=state.claimed_task_ids(),
                                  webhook_token=state.webhook_token or secrets.token_urlsafe(24))
                 await ctx.record({"t": "run", "run": run_id, "recipe": plan.recipe.file,
@@ -303,7 +307,7 @@ async def run_plan(plan: Plan, *, base_url: str, key: Secret, options: RunOption
                 await _schedule(ctx, decision.work, summary, options)
                 summary.stop_reason = ctx.stop_reason
                 summary.fatal = ctx.fatal
-        finally:
-            journal.close()
+            finally:
+                journal.close()
         summary.ledger = ledger.snapshot()
     return summary

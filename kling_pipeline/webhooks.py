@@ -28,7 +28,6 @@ from .client import ClientPool
 from .context import Events, RunContext, RunOptions
 from .errors import KlingError
 from .manifest import LOCK_NAME, MANIFEST_NAME, Journal, LockError, ManifestState, OutputLock, read_records
-from .pacing import Pacer
 from .planning import Plan
 from .runner import JobResult, run_work
 from .work import Action, decide
@@ -112,7 +111,7 @@ class Receiver:
             try:
                 ledger = BudgetLedger(self.plan.budget_microcents, settled=state.settled, reserved=state.reserved)
                 ctx = RunContext(plan=self.plan, pool=self.pool, journal=journal, manifest=state, ledger=ledger,
-                                 pacer=Pacer(), options=self.options, events=self.events, provenance={},
+                                 options=self.options, events=self.events, provenance={},
                                  run_id="webhook", claimed=state.claimed_task_ids())
                 if job.task_id is None:  # its submit answer was lost: the delivery says which task it made
                     view = await self.pool.api(0).get_task(task_id)

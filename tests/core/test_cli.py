@@ -193,6 +193,9 @@ def test_plan_json_document(write: WriteRecipe) -> None:
         "totals": {"jobs": 4, "images_billed": 6, "images_returned": 4, "cost_usd": "0.168", "collapsed": 0,
                    "filtered_out": 0},
         "budget": {"max_usd": "0.10", "within": False, "over_usd": "0.068"},
+        "rate_limit": {"runs_per_minute": 100.0, "min_submit_seconds": 2.4, "read_on": "2026-11-26",
+                       "source": "the inference.sh API's published rate limits, per API key "
+                                 "(../shared/api/CONTRACT.md, 'Transport')"},
         "output_dir": "out/r",
         "breakdown": {
             "subject": [{"value": "mug", "jobs": 2, "images": 3, "cost_usd": "0.084"},
@@ -238,8 +241,10 @@ def test_a_large_plan_prints_a_summary_not_every_job(write: WriteRecipe) -> None
     assert "    ... 30 more values" in lines  # a: 50 values, 20 shown
     assert "    ... 80 more values" in lines  # b: 100 values
     assert "  jobs (first 20 of 5,000):" in lines
-    assert len(lines) == 4 + 22 + 22 + 21  # totals; 2 axes x (title, 20 rows, "more"); "jobs", 20 rows
-    assert len(cli("plan", "r.yaml", "--rows", "5")[1].splitlines()) == 4 + 7 + 7 + 6
+    assert lines[3] == ("  rate limit: 5,000 jobs take at least 50:00 to submit at the service's published "
+                        "100 runs/min (the run paces itself to it)")
+    assert len(lines) == 5 + 22 + 22 + 21  # totals; 2 axes x (title, 20 rows, "more"); "jobs", 20 rows
+    assert len(cli("plan", "r.yaml", "--rows", "5")[1].splitlines()) == 5 + 7 + 7 + 6
 
 
 def test_many_warnings_are_capped(write: WriteRecipe) -> None:

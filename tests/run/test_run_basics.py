@@ -105,23 +105,19 @@ def test_a_missing_api_key_is_a_clear_error(cli, sweep, monkeypatch):
                                "or pass --emulator to try the sweep against the bundled emulator\n")
 
 
-def test_a_refused_key_stops_the_run_with_exit_2(cli, sweep):
+def test_a_refused_key_stops_the_run_with_exit_2_before_anything_is_written(cli, sweep):
     from kling_pipeline.emulator import EmulatorConfig, EmulatorServer, Latency
 
     with EmulatorServer(EmulatorConfig(latency=Latency.fixed(0.05), api_key="the-right-key")) as emu:
         path = sweep(4, concurrency=1)
         result = cli("run", str(path), "--base-url", emu.base_url)
         assert result.code == 2
-        assert "stopped: submit: the API key was refused (HTTP 401); check INFERENCE_API_KEY" in result.err
-        assert "Traceback" not in result.err
+        # the pre-flight read of the app is the first call: it stops the run, nothing is reserved or sent
+        assert result.err == ("error: app klingai/image-o1: the API key was refused (HTTP 401); "
+                              "check INFERENCE_API_KEY\n")
         assert emu.ledger()["total_microcents"] == 0
-        out = path.parent / "out"
-        reasons = sorted(r["reason"] for r in records(out, "not_created"))
-        # the first job was refused; the one staged behind it was never sent, and said so
-        assert len(records(out, "intent")) == len(reasons) <= 2
-        assert reasons[-1].startswith("submit: the API key was refused")
-        assert all(r == "never sent: stopped: fatal" for r in reasons[:-1])
-        assert manifest(out).reserved == 0
+        assert emu.limit_stats()["runs"]["allowed"] == 0
+        assert not (path.parent / "out" / "manifest.jsonl").exists()
 
 
 def test_a_dead_endpoint_fails_cleanly_without_traceback(cli, sweep):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 from helpers import charges_per_prompt, completed_outputs_intact, manifest, records
+from tests_support import TEST_LIMITS
 
 
 def _submissions(emu) -> dict[str, int]:
@@ -74,7 +75,7 @@ def test_a_429_storm_completes_and_charges_each_job_once(cli, emulator, sweep):
     path = sweep(6, concurrency=3)
     result = cli("run", str(path), "--base-url", emu.base_url)
     assert result.code == 0, result.err
-    assert "throttled:" in result.err
+    assert "rate limited:" in result.err
     assert completed_outputs_intact(path.parent / "out") == 6
     assert set(charges_per_prompt(emu.ledger()).values()) == {1}
 
@@ -201,7 +202,8 @@ def test_a_budget_stop_with_staged_jobs_and_failures_always_ends(recipe, seed):
         concurrency: 3
     """)
     plan = plan_file(path)
-    config = EmulatorConfig(latency=Latency.fixed(0.05), seed=seed, faults=Faults(task_failure_rate=0.25))
+    config = EmulatorConfig(latency=Latency.fixed(0.05), seed=seed, faults=Faults(task_failure_rate=0.25),
+                            limits=TEST_LIMITS)
     with EmulatorServer(config) as emu:
 
         async def bounded():  # a hang becomes a failure, not a stuck CI

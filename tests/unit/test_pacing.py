@@ -1,168 +1,106 @@
-"""pacing: the shared back-off gate and the requests/second spacing, on a virtual clock."""
+"""pacing: calls wait their turn in order, wake when an answer says more, and a back-off
+holds every caller of a class — on a virtual clock (the decisions are ``ratelimits``')."""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable
 
 import pytest
 
-from kling_pipeline.pacing import Pacer
+from kling_pipeline.pacing import Pacer, PaceReport, Pacing
+from kling_pipeline.ratelimits import PaceState
 
 from .conftest import VirtualTime
 
-
-class FixedRandom(random.Random):
-    """``random()`` always returns ``value``: jitter factor ``0.5 + value / 2``."""
-
-    def __init__(self, value: float) -> None:
-        super().__init__(0)
-        self.value = value
-
-    def random(self) -> float:
-        return self.value
+QUOTA = {"x-ratelimit-limit": "10", "x-ratelimit-remaining": "0", "x-ratelimit-reset": "4"}
 
 
-def pacer(vt: VirtualTime, rate: float | None = None, jitter: float = 1.0, **kw: float) -> Pacer:
-    return Pacer(rate, clock=vt.clock, sleep=vt.sleep, rng=FixedRandom(jitter), **kw)
+def pacer(vt: VirtualTime, **kw: object) -> Pacer:
+    return Pacer("runs", PaceState(rng=random.Random(0)), clock=vt.clock, sleep=vt.sleep, **kw)  # type: ignore[arg-type]
 
 
 @pytest.mark.anyio
-async def test_retry_after_closes_the_gate_for_every_waiter(vtime: VirtualTime) -> None:
+async def test_the_first_call_goes_alone_and_the_rest_follow_its_answer(vtime: VirtualTime) -> None:
     p = pacer(vtime)
-    assert p.throttled(5.0) == 5.0
-    assert (p.strikes, p.throttles, p.gate_open_in) == (1, 1, 5.0)
-    passed: list[tuple[str, float]] = []
+    order: list[tuple[str, float]] = []
 
-    def waiter(name: str) -> Callable[[], Awaitable[None]]:
-        async def run() -> None:
-            await p.wait_turn()
-            passed.append((name, vtime.now))
-        return run
+    async def first() -> None:
+        turn = await p.acquire()
+        order.append(("first", vtime.now))
+        await vtime.sleep(0.5)  # the answer takes half a second
+        turn.answered(200, {"x-ratelimit-limit": "10", "x-ratelimit-remaining": "9",
+                            "x-ratelimit-reset": "60"}.get)
 
-    await vtime.run(waiter("a"), waiter("b"), waiter("c"))
-    assert sorted(passed) == [("a", 5.0), ("b", 5.0), ("c", 5.0)]
-    assert p.gate_open_in == 0.0
+    async def later(name: str) -> None:
+        await vtime.sleep(0.1)
+        with await p.acquire():
+            order.append((name, vtime.now))
+
+    await vtime.run(first, lambda: later("b"), lambda: later("c"))
+    assert order == [("first", 0.0), ("b", 0.5), ("c", 0.5)]  # woken by the answer, not by a timer
 
 
 @pytest.mark.anyio
-async def test_a_gate_closed_while_waiting_holds_the_waiters_back(vtime: VirtualTime) -> None:
+async def test_callers_wait_for_the_reset_in_arrival_order(vtime: VirtualTime) -> None:
     p = pacer(vtime)
-    p.throttled(2.0)
-    passed: list[float] = []
+    p.answered(p.state.released(0.0), 200, QUOTA.get)  # nothing left until t = 4
+    order: list[str] = []
 
-    async def waiter() -> None:
-        await p.wait_turn()
-        passed.append(vtime.now)
+    async def caller(name: str, arrives: float) -> None:
+        await vtime.sleep(arrives)
+        with await p.acquire():
+            order.append(name)
 
-    async def second_429() -> None:
-        await vtime.sleep(1.0)
-        p.throttled(4.0)  # at t=1: closed until t=5
-
-    await vtime.run(waiter, waiter, second_429)
-    assert passed == [5.0, 5.0]
+    await vtime.run(lambda: caller("a", 0.1), lambda: caller("b", 0.2), lambda: caller("c", 0.3))
+    assert order == ["a", "b", "c"]
+    assert vtime.now >= 4.0
 
 
-def test_the_gate_only_ever_extends(vtime: VirtualTime) -> None:
+@pytest.mark.anyio
+async def test_a_back_off_holds_every_caller_of_the_class(vtime: VirtualTime) -> None:
     p = pacer(vtime)
-    p.throttled(10.0)
-    vtime.now = 2.0
-    assert p.throttled(1.0) == 1.0
-    assert p.gate_open_in == 8.0
-    assert (p.strikes, p.throttles) == (1, 2)  # it came while the gate was closed: the same burst
+    p.answered(p.state.released(0.0), 200, {}.get)
+    assert p.backoff(3.0) == 3.0
+    assert p.gate_wait() == 3.0
+    times: list[float] = []
 
+    async def caller() -> None:
+        with await p.acquire() as turn:
+            times.append(vtime.now)
+            turn.answered(200, {}.get)
 
-def test_retry_after_is_capped(vtime: VirtualTime) -> None:
-    p = pacer(vtime, max_delay=2.0)
-    assert p.throttled(3600.0) == 10.0
-    assert p.gate_open_in == 10.0
-
-
-@pytest.mark.parametrize(("jitter", "delays"), [
-    (0.999_999, [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]),
-    (0.0, [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]),
-])
-def test_exponential_back_off_without_retry_after(vtime: VirtualTime, jitter: float, delays: list[float]) -> None:
-    p = pacer(vtime, jitter=jitter, base_delay=1.0, max_delay=60.0)
-    seen = []
-    for _ in delays:
-        vtime.now += p.gate_open_in  # each throttle comes after the previous wait: a new strike
-        seen.append(round(p.throttled(), 3))
-    assert seen == delays
-    assert p.gate_open_in == pytest.approx(delays[-1])
-
-
-def test_a_burst_of_throttles_counts_as_one_strike(vtime: VirtualTime) -> None:
-    p = pacer(vtime, jitter=0.999_999, base_delay=1.0, max_delay=60.0)
-    delays = [round(p.throttled(), 3) for _ in range(256)]  # 256 workers hit by the same 429 burst
-    assert set(delays) == {1.0}
-    assert (p.strikes, p.throttles) == (1, 256)
-
-
-def test_success_resets_the_back_off(vtime: VirtualTime) -> None:
-    p = pacer(vtime, jitter=0.999_999, base_delay=1.0)
-    for _ in range(4):
-        vtime.now += p.gate_open_in
-        p.throttled()
-    assert p.strikes == 4
-    p.succeeded()
-    assert p.strikes == 0
-    assert round(p.throttled(), 3) == 1.0
-    assert p.throttles == 5
-
-
-def test_a_long_storm_stays_at_the_maximum(vtime: VirtualTime) -> None:
-    # a 429 storm: thousands of strikes, each after the previous wait, no success in between
-    p = pacer(vtime, jitter=0.999_999, max_delay=60.0)
-    delays = []
-    for _ in range(3000):
-        vtime.now += p.gate_open_in
-        delays.append(p.throttled())
-    assert round(max(delays), 3) == round(delays[-1], 3) == 60.0
-    assert p.strikes == 3000
+    await vtime.run(caller, caller)
+    assert times[0] == 3.0  # the first goes when the gate opens; the second after its answer
+    assert times[1] == 3.0
 
 
 @pytest.mark.anyio
-async def test_rate_spaces_requests(vtime: VirtualTime) -> None:
-    p = pacer(vtime, rate=2.0)
-    passed: list[float] = []
-
-    async def waiter() -> None:
-        await p.wait_turn()
-        passed.append(vtime.now)
-
-    await vtime.run(*[waiter] * 5)
-    assert sorted(passed) == [0.0, 0.5, 1.0, 1.5, 2.0]
-    vtime.now = 10.0  # idle for a while: no burst credit, the next one simply goes
-    await vtime.run(waiter, waiter)
-    assert sorted(passed[5:]) == [10.0, 10.5]
-
-
-@pytest.mark.anyio
-async def test_rate_slot_taken_then_gate_closed(vtime: VirtualTime) -> None:
-    p = pacer(vtime, rate=1.0)
-    passed: list[float] = []
-
-    async def waiter() -> None:
-        await p.wait_turn()
-        passed.append(vtime.now)
-
-    async def throttle_at_half() -> None:
-        await vtime.sleep(0.5)
-        p.throttled(2.0)  # closed until 2.5, while the second waiter sleeps towards its slot at 1.0
-
-    await vtime.run(waiter, waiter, throttle_at_half)
-    assert sorted(passed) == [0.0, 2.5]
-
-
-@pytest.mark.anyio
-async def test_no_rate_and_open_gate_means_no_wait(vtime: VirtualTime) -> None:
+async def test_a_turn_given_up_without_an_answer_frees_its_place(vtime: VirtualTime) -> None:
     p = pacer(vtime)
-    await p.wait_turn()
-    assert vtime.sleeps == []
+    with pytest.raises(RuntimeError), await p.acquire():
+        raise RuntimeError("the connection failed")
+    assert p.state.in_flight == 0
+    with await p.acquire():
+        assert p.state.in_flight == 1
 
 
-@pytest.mark.parametrize("rate", [0.0, -1.0])
-def test_rate_must_be_positive(rate: float) -> None:
-    with pytest.raises(ValueError, match=r"^rate must be positive$"):
-        Pacer(rate)
+@pytest.mark.anyio
+async def test_the_listener_hears_when_the_service_starts_setting_the_pace(vtime: VirtualTime) -> None:
+    heard: list[PaceReport] = []
+    p = pacer(vtime, on_change=heard.append)
+    p.answered(p.state.released(0.0), 200, QUOTA.get)
+
+    async def caller() -> None:
+        with await p.acquire() as turn:
+            turn.answered(200, QUOTA.get)
+
+    await vtime.run(caller)
+    assert [(r.kind, r.paced_by_service, r.limit) for r in heard] == [("runs", True, 10)]
+
+
+@pytest.mark.anyio
+async def test_only_runs_get_the_users_ceiling() -> None:
+    pacing = Pacing(runs_ceiling=2.0)
+    assert (pacing.runs.state.ceiling, pacing.reads.state.ceiling, pacing.uploads.state.ceiling) == (2.0, None, None)
+    assert [r.kind for r in pacing.reports()] == ["runs", "reads", "uploads"]
+    assert pacing["reads"] is pacing.reads
