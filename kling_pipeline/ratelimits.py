@@ -148,7 +148,7 @@ class PaceState:
             return now  # reset since we heard: the next call is a probe (see ``released``)
         if pending <= allowance:
             return now  # everything waiting fits in what is left
-        return self.last_release + horizon / allowance
+        return self.last_release + horizon / (allowance + 1)  # the last of them still lands before the reset
 
     def _service(self, now: float, wait: float) -> float:
         self.service_wait_until = now + min(wait, 5.0) + 5.0
