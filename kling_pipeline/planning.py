@@ -24,14 +24,17 @@ from .jobs import Job, content_key, job_id
 from .loading import load_recipe_partial
 from .localfiles import FileLimits, FileProblem, LocalFile, check_data_uri, check_path, classify
 from .matrix import Combination, expand
+from .meter import plan_meter
 from .money import format_usd
 from .recipe import INVALID_INPUT, Recipe
 from .render import RenderError, TemplateSet, field_name, make_environment
 from .schemas import AppSpec, UnknownAppError, load_app
+from .sweep import DEFAULT_MAX_JOBS, size_problems
 from .validate import RequestValidator
 from .yamlsrc import Node
 
-__all__ = ["MAX_SHOWN_ERRORS", "AxisCost", "Plan", "RenderedJob", "parse_only", "plan", "plan_file"]
+__all__ = ["DEFAULT_MAX_JOBS", "MAX_SHOWN_ERRORS", "AxisCost", "Plan", "RenderedJob", "parse_only", "plan",
+           "plan_file"]
 
 MAX_SHOWN_ERRORS = 50
 FileChecker = Callable[[Path, str, FileLimits], LocalFile]
@@ -289,11 +292,13 @@ def plan_file(path: str | os.PathLike[str], **options: Any) -> Plan:
 
 def plan(recipe: Recipe, *, app: AppSpec | None = None, only: Mapping[str, set[str]] | None = None,
          budget_usd: int | None = None, out_dir: str | os.PathLike[str] | None = None,
-         check_file: FileChecker = check_path) -> Plan:
+         check_file: FileChecker = check_path, max_jobs: int = DEFAULT_MAX_JOBS) -> Plan:
     """Expand, render, validate and price ``recipe``. Raises ``RecipeError`` with every problem.
 
     ``budget_usd`` (microcents) is a command-line cap; the lower of it and the recipe's wins.
+    A sweep of more than ``max_jobs`` jobs is refused before it is expanded.
     """
+    _raise(size_problems(recipe, max_jobs))
     spec, templates, filename, validator, problems, warnings = _prepare(recipe, app)
     _raise(problems)
     only = only or {}
@@ -303,7 +308,8 @@ def plan(recipe: Recipe, *, app: AppSpec | None = None, only: Mapping[str, set[s
             raise UsageError(f"--only {axis}=...: the recipe has no matrix key {axis!r} "
                              f"(keys: {', '.join(sorted(keys_known)) or 'none'})")
     builder = _Builder(recipe, spec, templates, filename, validator, check_file)
-    filtered = builder.run(expand(recipe.matrix), only)
+    with plan_meter():  # what every render of this plan spends, in all
+        filtered = builder.run(expand(recipe.matrix), only)
     for axis, wanted in only.items():
         taken = builder.only_values.get(axis, {})
         for value in sorted(v for v in wanted if v not in taken):
@@ -340,6 +346,7 @@ class _Builder:
         self.app_ref = str(recipe.app)
         self.fname_leaf = filename.leaves[("filename",)]
         self.only_values: dict[str, dict[str, None]] = {}  # --only axis -> its labels, in first-seen order
+        self.stopped = False  # a template went past its bounds: the other jobs would only repeat that
 
     def run(self, combos: Iterable[Combination], only: Mapping[str, set[str]]) -> int:
         filtered = 0
@@ -353,6 +360,8 @@ class _Builder:
                     continue
             for r in range(self.recipe.repeat):
                 self.job(combo, r)
+                if self.stopped:
+                    return filtered
         return filtered
 
     def origin(self, combo: Combination, path: tuple[str | int, ...]) -> Position:
@@ -369,6 +378,7 @@ class _Builder:
         request, errors = self.templates.render_all(ctx)
         for err in errors:
             self.problems.add(err.pos, err.message, label)
+            self.stopped = self.stopped or err.fatal
         if errors:
             return
         bad = False
@@ -405,6 +415,7 @@ class _Builder:
             name = str(self.fname_leaf.render(ctx)).strip()
         except RenderError as exc:
             self.problems.add(exc.pos, exc.message, label)
+            self.stopped = exc.fatal
             return
         why = _safe_name(name)
         if why:

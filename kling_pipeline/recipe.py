@@ -71,6 +71,8 @@ class Recipe:
     webhook: str | None
     sources: tuple[str, ...] = field(default=())  # every file merged in, in merge order
     declared: frozenset[str] = field(default=frozenset())  # names of vars and matrix keys as written
+    matrix_pos: Position | None = None  # the 'matrix' key, when there is one
+    repeat_pos: Position | None = None  # the value of 'repeat', when written
 
     @property
     def input_pos(self) -> Position:
@@ -290,6 +292,9 @@ def _output(check: _Checker, node: Node | None) -> OutputSpec:
     filename = check.string(f, "output.filename")
     if directory is not None and not directory.strip():
         check.error(d.pos if d else None, "output.dir must not be empty")
+    elif directory is not None and "\x00" in directory:
+        check.error(d.pos if d else None, "output.dir cannot hold a NUL character")
+        directory = None
     if filename is not None and not filename.strip():
         check.error(f.pos if f else None, "output.filename must not be empty")
     return OutputSpec(directory, d.pos if d else None, filename or DEFAULT_FILENAME, f.pos if f else None)
@@ -400,6 +405,8 @@ def check_recipe(tree: Node, file: str, sources: tuple[str, ...] = ()) -> tuple[
         matrix=matrix, input=input_node, repeat=repeat, output=output,
         budget_microcents=budget, budget_pos=budget_pos, concurrency=concurrency,
         price_microcents=price, webhook=webhook, sources=sources or (file,), declared=_declared(top),
+        matrix_pos=top["matrix"].key_pos if "matrix" in top else None,
+        repeat_pos=top["repeat"].pos if "repeat" in top else None,
     ), sorted(check.problems, key=_order)
 
 
