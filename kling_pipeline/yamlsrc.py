@@ -20,7 +20,7 @@ import yaml
 
 from .errors import Diagnostic, Position, RecipeError
 
-__all__ = ["Node", "parse_yaml", "to_plain"]
+__all__ = ["MAX_DIGITS", "Node", "parse_yaml", "to_plain"]
 
 _Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -29,6 +29,9 @@ _SCALAR_TAGS = {f"{_TAG}{t}" for t in ("str", "int", "float", "bool", "null", "t
 _MAP_TAGS = {f"{_TAG}map", f"{_TAG}omap"}
 _SEQ_TAGS = {f"{_TAG}seq"}
 _MERGE_TAG = f"{_TAG}merge"
+_NUMBER_TAGS = {f"{_TAG}int", f"{_TAG}float"}
+MAX_DIGITS = 4_000  # the longest number a recipe may hold (Python prints at most 4,300 digits)
+_MAX_INT_BITS = int(MAX_DIGITS * math.log2(10))
 _MAX_DEPTH = 64
 # Aliases can make a few lines expand to billions of values ("billion laughs"): cap the
 # values built again through an alias (a large file without aliases is bounded by its size).
@@ -117,10 +120,17 @@ class _Builder:
             return self._bad_tag(node)
         if node.tag == f"{_TAG}timestamp":
             return Node(node.value, pos, tag="str")
+        if not node.style and node.tag in _NUMBER_TAGS and ":" in node.value:  # plain, not quoted
+            return self.fail(node, _sexagesimal(node.value))
         try:
             value = self._constructor.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
             return self.fail(node, f"invalid value: {exc}")
+        except ValueError:  # Python reads at most 4,300 digits
+            value = None
+        if node.tag == f"{_TAG}int" and (value is None or abs(value).bit_length() > _MAX_INT_BITS):
+            return self.fail(node, f"a number of {len(node.value):,} characters is too large (at most "
+                                   f"{MAX_DIGITS:,} digits); quote it if it is text")
         if isinstance(value, float) and math.isnan(value):
             return self.fail(node, "NaN is not allowed")
         return Node(value, pos, tag="str" if isinstance(value, str) else "scalar")
@@ -161,6 +171,18 @@ class _Builder:
                 return
             for key, child in built.items():
                 merged.setdefault(key, child)
+
+
+def _sexagesimal(text: str) -> str:
+    """The message for ``1:1`` written unquoted: YAML 1.1 reads it as a base-60 number."""
+    whole, _, fraction = text.replace("_", "").partition(".")
+    sign = -1 if whole.startswith("-") else 1
+    number = 0
+    for part in whole.lstrip("+-").split(":"):
+        number = number * 60 + int(part or 0)
+    shown = f"{sign * (number + float('0.' + fraction)):g}" if fraction else str(sign * number)
+    return (f"{text} is read as the number {shown} (YAML 1.1 reads N:M as a base-60 number); "
+            f"write \"{text}\" in quotes for the text")
 
 
 def parse_yaml(text: str, file: str) -> Node:
