@@ -7,12 +7,11 @@ Paths are relative to the file that names them; cycles are errors.
 
 from __future__ import annotations
 
-import errno
 import os
-import stat
 from pathlib import Path
 
 from .errors import Diagnostic, Position, RecipeError
+from .localfiles import ReadProblem, read_regular
 from .recipe import Recipe, build_recipe, check_recipe
 from .yamlsrc import Node, parse_yaml
 
@@ -43,43 +42,27 @@ def merge_nodes(base: Node, over: Node) -> Node:
 
 
 def _read_text(path: Path, shown: str, cause: Position | None) -> str:
-    """The text of a recipe file: a regular file (not a FIFO, a device or a directory),
-    read with a bounded read, so that neither a pipe nor ``/dev/zero`` can hang or fill
+    """The text of a recipe file: a regular file (not a pipe, a device or a directory),
+    read with a bounded read, so that neither a FIFO nor ``/dev/zero`` can hang or fill
     the memory."""
-
-    def problem(message: str) -> RecipeError:
-        return RecipeError([Diagnostic(cause, f"{shown}: {message}")])
-
-    if "\x00" in str(path):
-        raise problem("a file name cannot hold a NUL character")
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
-    except FileNotFoundError:
-        raise problem("no such recipe file") from None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise problem("cannot read: too many levels of symbolic links (a symlink loop?)") from None
-        raise problem(f"cannot read: {exc.strerror or exc}") from None
-    try:
-        info = os.fstat(fd)
-        mode = info.st_mode
-        if stat.S_ISDIR(mode):
-            raise problem("is a directory, not a recipe file")
-        if not stat.S_ISREG(mode):
-            raise problem("is not a regular file (a pipe or a device?); a recipe is a file")
-        data = b""
-        while len(data) <= MAX_RECIPE_BYTES and (chunk := os.read(fd, MAX_RECIPE_BYTES + 1 - len(data))):
-            data += chunk
-    except OSError as exc:
-        raise problem(f"cannot read: {exc.strerror or exc}") from None
-    finally:
-        os.close(fd)
-    if len(data) > MAX_RECIPE_BYTES:
-        raise problem(f"recipe file is larger than 5 MB ({max(info.st_size, len(data)):,} bytes)")
+        data = read_regular(path, MAX_RECIPE_BYTES)
+    except ReadProblem as exc:
+        message = {
+            "missing": "no such recipe file",
+            "directory": "is a directory, not a recipe file",
+            "special": "is not a regular file (a pipe or a device?); a recipe is a file",
+            "loop": "cannot read: too many levels of symbolic links (a symlink loop?)",
+            "nul": "a file name cannot hold a NUL character",
+            "too_large": f"recipe file is larger than 5 MB ({exc.size:,} bytes)",
+        }.get(exc.kind, f"cannot read: {exc.detail or exc.kind}")
+        raise RecipeError([Diagnostic(cause, f"{shown}: {message}")]) from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise problem(f"not UTF-8 text (byte {exc.start}); save the recipe as UTF-8") from None
+        raise RecipeError(
+            [Diagnostic(cause, f"{shown}: not UTF-8 text (byte {exc.start}); save the recipe as UTF-8")]
+        ) from None
 
 
 def _real(path: Path) -> Path:
