@@ -225,8 +225,8 @@ def _output_dir(recipe: Recipe, out: str | os.PathLike[str] | None) -> Path:
     if out is not None:
         return Path(out)
     spec = recipe.output
-    if spec.dir is not None and spec.dir_pos is not None:
-        return Path(os.path.dirname(spec.dir_pos.file)) / spec.dir
+    if spec.dir is not None and spec.dir_pos is not None:  # relative to the file that wrote it: bases/../out is out
+        return Path(os.path.normpath(Path(os.path.dirname(spec.dir_pos.file)) / spec.dir))
     return Path(os.path.dirname(recipe.file)) / "out" / recipe.name
 
 
