@@ -52,7 +52,7 @@ def _widest(numbers: list[str], args: list[Any]) -> int:
         if text in ("*", "{"):
             widest = max([widest, *(_number(a) for a in args)])
         elif text:
-            widest = max(widest, int(text) if len(text) < 10 else MAX_ITEMS + 1)
+            widest = max(widest, int(text) if len(text) <= 18 else 10**18)  # not a 5,000-digit int()
     return widest
 
 

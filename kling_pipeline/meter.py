@@ -173,12 +173,12 @@ def length(value: Any) -> int:
 def _describe(value: Any, names: Mapping[int, str]) -> str:
     if id(value) in names:
         return f"the global {names[id(value)]!r} itself"
+    if isinstance(value, LoopContext):
+        return "the loop object (write loop.index, loop.first...)"
     if isinstance(value, _LAZY):
         return f"a {type(value).__name__} object (add '|list' for its items)"
     if isinstance(value, Namespace):
         return "a namespace object (write ns.name for one of its values)"
-    if isinstance(value, LoopContext):
-        return "the loop object (write loop.index, loop.first...)"
     if isinstance(value, set | frozenset):
         return "a set (add '|list' for its items)"
     if callable(value):
