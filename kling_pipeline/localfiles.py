@@ -18,7 +18,7 @@ import os
 import re
 import stat
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,8 +26,8 @@ from typing import Any
 from .imagecheck import NotAnImage, inspect_image
 
 __all__ = [
-    "FileLimits", "FileProblem", "LocalFile", "ReadProblem", "check_bytes", "check_data_uri", "check_path",
-    "classify", "decode_data_uri", "image_size", "read_regular",
+    "FileChecker", "FileLimits", "FileProblem", "FileResolver", "LocalFile", "ReadProblem", "check_bytes",
+    "check_data_uri", "check_path", "classify", "decode_data_uri", "image_size", "read_regular",
 ]
 
 _DATA_URI = re.compile(r"^data:([^;,]+)?(;base64)?,(.*)$", re.DOTALL)
@@ -215,3 +215,35 @@ def check_data_uri(value: str, limits: FileLimits) -> LocalFile:
     _declared, data = decode_data_uri(value)
     media, w, h = check_bytes(data, limits, "the data: URI image")
     return LocalFile(None, hashlib.sha256(data).hexdigest(), len(data), media, w, h)
+
+
+FileChecker = Callable[[Path, str, FileLimits], LocalFile]
+
+
+class FileResolver:
+    """Checks each named file once per plan (a sweep names the same few files many times)."""
+
+    def __init__(self, limits: Mapping[str, FileLimits], check_file: FileChecker) -> None:
+        self.limits = limits
+        self.check_file = check_file
+        self.cache: dict[Path, LocalFile | FileProblem] = {}
+
+    def resolve(self, field_: str, value: str, origin_file: str) -> LocalFile | FileProblem:
+        """A data: URI, or a path relative to the file that wrote it (``origin_file``)."""
+        limits = self.limits[field_]
+        if not value.strip():
+            return FileProblem("is an empty file name (write null, or leave the field out, for no file)")
+        if classify(value) == "data":
+            try:
+                return check_data_uri(value, limits)
+            except FileProblem as exc:
+                return exc
+        path = Path(os.path.dirname(origin_file)) / value
+        found = self.cache.get(path)
+        if found is None:
+            try:
+                found = self.check_file(path, os.path.normpath(path), limits)
+            except FileProblem as exc:
+                found = exc
+            self.cache[path] = found
+        return found
