@@ -35,7 +35,7 @@ from jinja2.utils import Namespace
 
 __all__ = [
     "MAX_BITS", "MAX_DEPTH", "MAX_DIGITS", "MAX_ITEMS", "MAX_STEPS", "MAX_WORK", "PLAN_STEPS", "PLAN_WORK",
-    "LimitError", "Meter", "NotDataError", "PlanMeter", "measure", "metered", "plan_meter", "sized", "spend",
+    "LimitError", "Meter", "NotDataError", "PlanMeter", "current", "measure", "metered", "plan_meter", "sized", "spend",
     "step", "to_json_data",
 ]
 
@@ -82,17 +82,7 @@ class Meter:
         self.work = MAX_WORK if plan is None else min(MAX_WORK, plan.work)
         self._start_steps, self._start_work = self.steps, self.work
 
-    def step(self, n: int = 1) -> None:
-        self.steps -= n
-        if self.steps < 0:
-            raise self._over("steps")
-
-    def spend(self, n: int) -> None:
-        self.work -= n
-        if self.work < 0:
-            raise self._over("work")
-
-    def _over(self, what: str) -> LimitError:
+    def exceeded(self, what: str) -> LimitError:
         whole_plan = self.plan is not None and (
             self.plan.steps < MAX_STEPS if what == "steps" else self.plan.work < MAX_WORK)
         if what == "steps":
@@ -140,16 +130,23 @@ def metered(fn: Callable[[T], Any], arg: T) -> Any:
         meter.settle()
 
 
+current = _CURRENT.get  # the meter of the render under way, or None (hot paths read it once)
+
+
 def step(n: int = 1) -> None:
-    meter = _CURRENT.get()
+    meter = current()
     if meter is not None:
-        meter.step(n)
+        meter.steps -= n
+        if meter.steps < 0:
+            raise meter.exceeded("steps")
 
 
 def spend(n: int) -> None:
-    meter = _CURRENT.get()
+    meter = current()
     if meter is not None:
-        meter.spend(n)
+        meter.work -= n
+        if meter.work < 0:
+            raise meter.exceeded("work")
 
 
 def too_big(what: str, n: int) -> LimitError:
@@ -163,9 +160,13 @@ def sized(what: str, n: int) -> None:
     spend(n)
 
 
+_SIZED = (str, bytes, list, tuple, dict, set, frozenset)
+_SIZED_TYPES = frozenset(_SIZED)
+
+
 def length(value: Any) -> int:
     """Items in a built value (0 for scalars and lazy values)."""
-    if isinstance(value, str | bytes | list | tuple | dict | set | frozenset):
+    if type(value) in _SIZED_TYPES or isinstance(value, _SIZED):
         return len(value)
     return 0
 
