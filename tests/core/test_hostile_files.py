@@ -110,3 +110,18 @@ def test_an_unquoted_ratio_in_an_axis(write: WriteRecipe) -> None:
         'r.yaml:4:18: 16:9 is read as the number 969 (YAML 1.1 reads N:M as a base-60 number); write "16:9" in '
         'quotes for the text'
     ]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("a: &a [1, *a]\n", "t.yaml:1:11: the alias *a is inside the value it names"),
+    ("a: *nope\n", "t.yaml:1:4: the alias *nope names no anchor (&nope) written before it"),
+    ("a: 1\n---\nb: 2\n", "t.yaml:2:1: YAML syntax error: expected a single document in the stream (started at "
+                          "line 1, column 1): but found another document"),
+])
+def test_aliases_and_documents_that_cannot_be_a_recipe(text: str, message: str) -> None:
+    from kling_pipeline.errors import RecipeError
+    from kling_pipeline.yamlsrc import parse_yaml
+
+    with pytest.raises(RecipeError) as info:
+        parse_yaml(text, "t.yaml")
+    assert str(info.value) == message
