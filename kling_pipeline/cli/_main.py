@@ -18,10 +18,13 @@ Command = Callable[[argparse.Namespace, TextIO, TextIO], int]
 
 
 def _job_count(text: str) -> int:
+    digits = text.strip().replace(",", "").replace("_", "")
+    if digits.isdigit() and len(digits) > 18:
+        return 10**18  # more jobs than any machine plans: no limit
     try:
-        value = int(text.replace(",", "").replace("_", ""))
+        value = int(digits)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of jobs: {text!r}") from None
+        raise argparse.ArgumentTypeError(f"not a number of jobs: {text[:40]!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
