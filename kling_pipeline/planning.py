@@ -239,6 +239,8 @@ def plan(recipe: Recipe, *, app: AppSpec | None = None, only: Mapping[str, set[s
     ``budget_usd`` (microcents) is a command-line cap; the lower of it and the recipe's wins.
     A sweep of more than ``max_jobs`` jobs is refused before it is expanded.
     """
+    if out_dir is not None and "\x00" in os.fspath(out_dir):
+        raise UsageError("--out: a directory name cannot hold a NUL character")
     _raise(size_problems(recipe, max_jobs))
     spec, templates, filename, validator, problems, warnings = _prepare(recipe, app)
     _raise(problems)

@@ -125,3 +125,9 @@ def test_aliases_and_documents_that_cannot_be_a_recipe(text: str, message: str) 
     with pytest.raises(RecipeError) as info:
         parse_yaml(text, "t.yaml")
     assert str(info.value) == message
+
+
+def test_an_output_directory_with_a_nul_character_is_a_usage_error(write: WriteRecipe) -> None:
+    write(HEAD + "input: {prompt: x}\n")
+    assert cli("plan", "r.yaml", "--out", "a\0b") == (2, "", "error: --out: a directory name cannot hold a NUL "
+                                                           "character\n")
