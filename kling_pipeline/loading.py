@@ -11,21 +11,24 @@ import os
 from pathlib import Path
 
 from .errors import Diagnostic, Position, RecipeError
+from .localfiles import ReadProblem, read_regular
 from .recipe import Recipe, build_recipe, check_recipe
 from .yamlsrc import Node, parse_yaml
 
 __all__ = ["display_path", "load_recipe", "load_recipe_partial", "merge_nodes", "read_tree"]
 
 MAX_RECIPE_BYTES = 5 * 1024 * 1024
+MAX_EXTENDS_DEPTH = 32  # files extending each other in a chain
+MAX_RECIPE_FILES = 100  # files read for one recipe (a file extended twice is read twice)
 
 
 def display_path(path: str | os.PathLike[str]) -> str:
     """How a path is shown in messages: relative to the working directory when inside it."""
     p = Path(path)
     try:
-        return os.path.normpath(p.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return os.path.normpath(p.absolute())
+        return os.path.normpath(Path(os.path.realpath(p)).relative_to(os.path.realpath(Path.cwd())))
+    except (OSError, ValueError):  # outside the working directory (or it is gone); a NUL in the name
+        return os.path.normpath(p.absolute()) if "\x00" not in str(p) else repr(str(p))
 
 
 def merge_nodes(base: Node, over: Node) -> Node:
@@ -39,30 +42,48 @@ def merge_nodes(base: Node, over: Node) -> Node:
 
 
 def _read_text(path: Path, shown: str, cause: Position | None) -> str:
+    """The text of a recipe file: a regular file (not a pipe, a device or a directory),
+    read with a bounded read, so that neither a FIFO nor ``/dev/zero`` can hang or fill
+    the memory."""
     try:
-        size = path.stat().st_size
-        if size > MAX_RECIPE_BYTES:
-            raise RecipeError([Diagnostic(cause, f"{shown}: recipe file is larger than 5 MB ({size} bytes)")])
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RecipeError([Diagnostic(cause, f"{shown}: no such recipe file")]) from None
-    except IsADirectoryError:
-        raise RecipeError([Diagnostic(cause, f"{shown}: is a directory, not a recipe file")]) from None
+        data = read_regular(path, MAX_RECIPE_BYTES)
+    except ReadProblem as exc:
+        message = {
+            "missing": "no such recipe file",
+            "directory": "is a directory, not a recipe file",
+            "special": "is not a regular file (a pipe or a device?); a recipe is a file",
+            "loop": "cannot read: too many levels of symbolic links (a symlink loop?)",
+            "nul": "a file name cannot hold a NUL character",
+            "too_large": f"recipe file is larger than 5 MB ({exc.size:,} bytes)",
+        }.get(exc.kind, f"cannot read: {exc.detail or exc.kind}")
+        raise RecipeError([Diagnostic(cause, f"{shown}: {message}")]) from None
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RecipeError(
             [Diagnostic(cause, f"{shown}: not UTF-8 text (byte {exc.start}); save the recipe as UTF-8")]
         ) from None
-    except OSError as exc:
-        raise RecipeError([Diagnostic(cause, f"{shown}: cannot read: {exc.strerror or exc}")]) from None
+
+
+def _real(path: Path) -> Path:
+    """Where ``path`` leads (for finding cycles); a broken or looping link is left to the read."""
+    try:
+        return Path(os.path.realpath(path))
+    except (OSError, ValueError):
+        return path.absolute()
 
 
 def read_tree(path: Path, shown: str, chain: tuple[Path, ...] = (), cause: Position | None = None,
               sources: list[str] | None = None) -> Node:
     """Read one recipe file and everything it extends, merged into one tree."""
-    real = path.resolve()
+    real = _real(path)
     if real in chain:
         cycle = " -> ".join(display_path(p) for p in (*chain, real))
         raise RecipeError([Diagnostic(cause, f"'extends' cycle: {cycle}")])
+    if len(chain) >= MAX_EXTENDS_DEPTH:
+        raise RecipeError([Diagnostic(cause, f"'extends' goes more than {MAX_EXTENDS_DEPTH} files deep")])
+    if sources is not None and len(sources) >= MAX_RECIPE_FILES:
+        raise RecipeError([Diagnostic(cause, f"'extends' reads more than {MAX_RECIPE_FILES} files for one recipe")])
     tree = parse_yaml(_read_text(path, shown, cause), shown)
     if sources is not None:
         sources.append(shown)
@@ -70,8 +91,12 @@ def read_tree(path: Path, shown: str, chain: tuple[Path, ...] = (), cause: Posit
         return tree
     ext = tree.value["extends"]
     refs: list[Node] = ext.value if ext.is_sequence else [ext]
+    if not refs:
+        raise RecipeError([Diagnostic(ext.pos, "extends is an empty list: name a recipe file, or remove the key")])
     problems = [Diagnostic(r.pos, "extends must name a recipe file (a string, or a list of strings)")
                 for r in refs if not isinstance(r.value, str) or not r.value.strip()]
+    problems += [Diagnostic(r.pos, "extends: a file name cannot hold a NUL character")
+                 for r in refs if isinstance(r.value, str) and "\x00" in r.value]
     if problems:
         raise RecipeError(problems)
     merged: Node | None = None
@@ -83,7 +108,7 @@ def read_tree(path: Path, shown: str, chain: tuple[Path, ...] = (), cause: Posit
             raise RecipeError([Diagnostic(parent.pos, "a recipe named by 'extends' must be a mapping")])
         merged = parent if merged is None else merge_nodes(merged, parent)
     own = Node({k: v for k, v in tree.items() if k != "extends"}, tree.pos, tag=tree.tag)
-    assert merged is not None
+    assert merged is not None  # refs is not empty
     return merge_nodes(merged, own)
 
 

@@ -12,20 +12,26 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import hashlib
+import os
 import re
+import stat
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .imagecheck import NotAnImage, inspect_image
+
 __all__ = [
-    "FileLimits", "FileProblem", "LocalFile", "check_bytes", "check_data_uri", "check_path", "classify",
-    "decode_data_uri", "image_size",
+    "FileChecker", "FileLimits", "FileProblem", "FileResolver", "LocalFile", "ReadProblem", "check_bytes",
+    "check_data_uri", "check_path", "classify", "decode_data_uri", "image_size", "read_regular",
 ]
 
 _DATA_URI = re.compile(r"^data:([^;,]+)?(;base64)?,(.*)$", re.DOTALL)
+_NO_LIMIT = 1 << 40  # no size limit given: read what there is
 
 
 class FileProblem(Exception):
@@ -106,45 +112,92 @@ def _jpeg_size(data: bytes) -> tuple[int | None, int | None]:
     return None, None
 
 
+class ReadProblem(Exception):
+    """A file cannot be read as a regular file within a size: ``kind`` says why (``missing``,
+    ``directory``, ``special``, ``loop``, ``nul``, ``too_large``, ``error``)."""
+
+    def __init__(self, kind: str, detail: str = "", size: int = 0) -> None:
+        super().__init__(detail or kind)
+        self.kind, self.detail, self.size = kind, detail, size
+
+
+def read_regular(path: Path, limit: int) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes, or ``ReadProblem``. A pipe
+    or a device is refused before it is read (it could block, or never end), and the
+    read stops one byte past the limit whatever the file's size says."""
+    if "\x00" in str(path):
+        raise ReadProblem("nul")
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError:
+        raise ReadProblem("missing") from None
+    except OSError as exc:
+        kind = "loop" if exc.errno == errno.ELOOP else "directory" if exc.errno == errno.EISDIR else "error"
+        raise ReadProblem(kind, exc.strerror or str(exc)) from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ReadProblem("directory")
+        if not stat.S_ISREG(info.st_mode):
+            raise ReadProblem("special")
+        if info.st_size > limit:
+            raise ReadProblem("too_large", size=info.st_size)
+        chunks, total = [], 0
+        while total <= limit and (chunk := os.read(fd, min(1 << 20, limit + 1 - total))):
+            chunks.append(chunk)
+            total += len(chunk)
+    except OSError as exc:
+        raise ReadProblem("error", exc.strerror or str(exc)) from None
+    finally:
+        os.close(fd)
+    if total > limit:
+        raise ReadProblem("too_large", size=total)
+    return b"".join(chunks)
+
+
 def check_bytes(data: bytes, limits: FileLimits, what: str) -> tuple[str, int | None, int | None]:
+    """Check a whole image's bytes against ``limits``: its kind, size and pixel size,
+    and that it is all there (see ``imagecheck``). Raises ``FileProblem``."""
     if limits.max_bytes is not None and len(data) > limits.max_bytes:
-        mb = limits.max_bytes / (1024 * 1024)
-        raise FileProblem(f"{what} is {len(data):,} bytes, more than the {mb:g} MB allowed")
-    kind = image_size(data)
+        raise FileProblem(_too_large(what, len(data), limits.max_bytes))
     allowed = " or ".join(t.split("/")[-1].upper() for t in limits.media_types)
-    if kind is None or kind[0] not in limits.media_types:
+    try:
+        info = inspect_image(data)
+    except NotAnImage as exc:
+        raise FileProblem(f"{what} {exc}") from None
+    if info is None or info.media_type not in limits.media_types:
         raise FileProblem(f"{what} is not a {allowed} image (checked by its first bytes)")
-    media, w, h = kind
-    if w is not None and h is not None:
-        if (limits.min_width and w < limits.min_width) or (limits.min_height and h < limits.min_height):
-            raise FileProblem(f"{what} is {w}x{h} px; width and height must be at least "
-                              f"{limits.min_width}x{limits.min_height} px")
-        ratio = w / h if h else 0.0
-        lo, hi = limits.min_aspect_ratio, limits.max_aspect_ratio
-        if (lo is not None and ratio < lo) or (hi is not None and ratio > hi):
-            raise FileProblem(f"{what} has aspect ratio {w}:{h} ({ratio:.2f}); it must be between "
-                              f"{lo:g} and {hi:g} (1:2.5 .. 2.5:1)")
-    return media, w, h
+    w, h = info.width, info.height
+    if (limits.min_width and w < limits.min_width) or (limits.min_height and h < limits.min_height):
+        raise FileProblem(f"{what} is {w}x{h} px; width and height must be at least "
+                          f"{limits.min_width}x{limits.min_height} px")
+    ratio = w / h
+    lo, hi = limits.min_aspect_ratio, limits.max_aspect_ratio
+    if (lo is not None and ratio < lo) or (hi is not None and ratio > hi):
+        raise FileProblem(f"{what} has aspect ratio {w}:{h} ({ratio:.2f}); it must be between "
+                          f"{lo:g} and {hi:g} (1:2.5 .. 2.5:1)")
+    return info.media_type, w, h
+
+
+def _too_large(what: str, size: int, limit: int) -> str:
+    return f"{what} is {size:,} bytes, more than the {limit / (1024 * 1024):g} MB allowed"
 
 
 def check_path(path: Path, shown: str, limits: FileLimits) -> LocalFile:
     """Check a local image file; raise ``FileProblem`` saying what is wrong."""
     try:
-        if not path.exists():
-            raise FileProblem(f"file not found: {shown}")
-        if not path.is_file():
-            raise FileProblem(f"not a regular file: {shown}")
-        size = path.stat().st_size
-        if limits.max_bytes is not None and size > limits.max_bytes:
-            mb = limits.max_bytes / (1024 * 1024)
-            raise FileProblem(f"{shown} is {size:,} bytes, more than the {mb:g} MB allowed")
-        data = path.read_bytes()
-    except PermissionError:
-        raise FileProblem(f"cannot read {shown}: permission denied") from None
-    except OSError as exc:
-        raise FileProblem(f"cannot read {shown}: {exc.strerror or exc}") from None
+        data = read_regular(path, limits.max_bytes if limits.max_bytes is not None else _NO_LIMIT)
+    except ReadProblem as exc:
+        raise FileProblem({
+            "missing": f"file not found: {shown}",
+            "directory": f"not a regular file: {shown}",
+            "special": f"not a regular file: {shown} (a pipe or a device?)",
+            "loop": f"cannot read {shown}: too many levels of symbolic links (a symlink loop?)",
+            "nul": f"the file name {shown!r} holds a NUL character",
+            "too_large": _too_large(shown, exc.size, limits.max_bytes or 0),
+        }.get(exc.kind, f"cannot read {shown}: {exc.detail.lower() if exc.detail else exc.kind}")) from None
     media, w, h = check_bytes(data, limits, shown)
-    return LocalFile(path.resolve(), hashlib.sha256(data).hexdigest(), len(data), media, w, h)
+    return LocalFile(Path(os.path.realpath(path)), hashlib.sha256(data).hexdigest(), len(data), media, w, h)
 
 
 def decode_data_uri(value: str) -> tuple[str, bytes]:
@@ -162,3 +215,35 @@ def check_data_uri(value: str, limits: FileLimits) -> LocalFile:
     _declared, data = decode_data_uri(value)
     media, w, h = check_bytes(data, limits, "the data: URI image")
     return LocalFile(None, hashlib.sha256(data).hexdigest(), len(data), media, w, h)
+
+
+FileChecker = Callable[[Path, str, FileLimits], LocalFile]
+
+
+class FileResolver:
+    """Checks each named file once per plan (a sweep names the same few files many times)."""
+
+    def __init__(self, limits: Mapping[str, FileLimits], check_file: FileChecker) -> None:
+        self.limits = limits
+        self.check_file = check_file
+        self.cache: dict[Path, LocalFile | FileProblem] = {}
+
+    def resolve(self, field_: str, value: str, origin_file: str) -> LocalFile | FileProblem:
+        """A data: URI, or a path relative to the file that wrote it (``origin_file``)."""
+        limits = self.limits[field_]
+        if not value.strip():
+            return FileProblem("is an empty file name (write null, or leave the field out, for no file)")
+        if classify(value) == "data":
+            try:
+                return check_data_uri(value, limits)
+            except FileProblem as exc:
+                return exc
+        path = Path(os.path.dirname(origin_file)) / value
+        found = self.cache.get(path)
+        if found is None:
+            try:
+                found = self.check_file(path, os.path.normpath(path), limits)
+            except FileProblem as exc:
+                found = exc
+            self.cache[path] = found
+        return found

@@ -21,13 +21,14 @@ Semantics (GitHub Actions' documented rules, plus ``zip``):
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import Position
 
-__all__ = ["Axis", "AxisValue", "Combination", "MatrixEntry", "MatrixSpec", "expand", "same_value"]
+__all__ = ["Axis", "AxisValue", "Combination", "MatrixEntry", "MatrixSpec", "canonical", "check_work", "expand",
+           "same_value"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,36 +143,134 @@ def _product(spec: MatrixSpec) -> Iterator[Combination]:
         )
 
 
-def _fits(entry: MatrixEntry, combo: Combination, original: Sequence[str]) -> bool:
-    return all(
-        k not in original or same_value(combo.values[k], v) for k, v in entry.values.items()
-    )
+def canonical(value: Any) -> Hashable:
+    """A hashable form of a plain value: two values have the same form exactly when
+    ``same_value`` says they are the same (``1``, ``1.0``, ``True`` and ``"1"`` differ)."""
+    if isinstance(value, dict):
+        return (dict, tuple(sorted((k, canonical(v)) for k, v in value.items())))
+    if isinstance(value, list):
+        return (list, tuple(canonical(v) for v in value))
+    return (type(value), value)
+
+
+class _Canon:
+    """``canonical`` of combination values, each worked out once (values are shared by
+    every combination that holds them)."""
+
+    def __init__(self) -> None:
+        self._known: dict[int, tuple[Any, Hashable]] = {}
+
+    def __call__(self, value: Any) -> Hashable:
+        known = self._known.get(id(value))
+        if known is None or known[0] is not value:
+            known = self._known[id(value)] = (value, canonical(value))
+        return known[1]
+
+
+class _Excluder:
+    """``exclude`` entries indexed by the axes they name: one lookup per set of axes,
+    not one comparison per entry. Entries holding a mapping (matched partially) are
+    compared one by one."""
+
+    def __init__(self, entries: Sequence[MatrixEntry]) -> None:
+        self.tables: dict[tuple[str, ...], set[tuple[Hashable, ...]]] = {}
+        self.partial: list[MatrixEntry] = []
+        for ex in entries:
+            if any(isinstance(v, dict) for v in ex.values.values()):
+                self.partial.append(ex)
+                continue
+            keys = tuple(sorted(ex.values))
+            self.tables.setdefault(keys, set()).add(tuple(canonical(ex.values[k]) for k in keys))
+
+    def excludes(self, values: Mapping[str, Any], canon: _Canon) -> bool:
+        for keys, table in self.tables.items():
+            if tuple([canon(values[k]) for k in keys]) in table:
+                return True
+        return any(all(_matches(v, values[k]) for k, v in ex.values.items()) for ex in self.partial)
+
+
+class _Bucket:
+    """The ``include`` entries that fit the same original combinations, merged in order:
+    per key, where it is first added (entry, position) and which entry writes it last."""
+
+    def __init__(self) -> None:
+        self.indices: list[int] = []
+        self.keys: dict[str, tuple[int, int, int, MatrixEntry]] = {}
+        self.hit = False
+
+    def add(self, index: int, entry: MatrixEntry) -> None:
+        self.indices.append(index)
+        for pos, key in enumerate(entry.values):
+            first = self.keys.get(key)
+            self.keys[key] = (index, pos, index, entry) if first is None else (first[0], first[1], index, entry)
+
+
+class _Includer:
+    """``include`` entries indexed by their values on the original axes (the only ones
+    that decide whether an entry fits): a combination finds the entries that fit it
+    with one lookup per set of axes, whatever the number of entries."""
+
+    def __init__(self, entries: Sequence[MatrixEntry], original: Sequence[str]) -> None:
+        self.entries = entries
+        self.tables: dict[tuple[str, ...], dict[tuple[Hashable, ...], _Bucket]] = {}
+        for i, entry in enumerate(entries):
+            keys = tuple(sorted(k for k in entry.values if k in original))
+            bucket = self.tables.setdefault(keys, {}).setdefault(tuple(canonical(entry.values[k]) for k in keys),
+                                                                 _Bucket())
+            bucket.add(i, entry)
+
+    def apply(self, combo: Combination, canon: _Canon) -> Combination:
+        fitting = []
+        for keys, table in self.tables.items():
+            bucket = table.get(tuple([canon(combo.values[k]) for k in keys]))
+            if bucket is not None:
+                bucket.hit = True
+                fitting.append(bucket)
+        if not fitting:
+            return Combination(dict(combo.values), dict(combo.origins), dict(combo.labels))
+        merged = dict(fitting[0].keys)
+        for bucket in fitting[1:]:
+            for key, mine in bucket.keys.items():
+                had = merged.get(key)
+                if had is None:
+                    merged[key] = mine
+                else:
+                    first, pos = min((had[0], had[1]), (mine[0], mine[1]))
+                    last, entry = (mine[2], mine[3]) if mine[2] > had[2] else (had[2], had[3])
+                    merged[key] = (first, pos, last, entry)
+        values, origins, labels = dict(combo.values), dict(combo.origins), dict(combo.labels)
+        # keys land in the order successive dict.update() calls would give: original axes
+        # first, then each new key where it is first added; the last entry to write it wins
+        for key in sorted(merged, key=lambda k: (k not in values, merged[k][0], merged[k][1])):
+            entry = merged[key][3]
+            values[key], origins[key], labels[key] = entry.values[key], entry.origins[key], entry.labels[key]
+        return Combination(values, origins, labels)
+
+    def unmatched(self) -> list[int]:
+        return sorted(i for table in self.tables.values() for b in table.values() if not b.hit for i in b.indices)
+
+
+def check_work(spec: MatrixSpec) -> tuple[int, int]:
+    """Lookups per combination for ``exclude`` and ``include`` (one per set of axes the
+    entries name, plus one per mapping-holding exclude entry)."""
+    excluded = _Excluder(spec.exclude)
+    original = spec.axis_names
+    groups = {tuple(sorted(k for k in e.values if k in original)) for e in spec.include}
+    return len(excluded.tables) + len(excluded.partial), len(groups)
 
 
 def expand(spec: MatrixSpec) -> Iterator[Combination]:
     """Yield every combination of the matrix, in order (see module docs)."""
-    original = spec.axis_names
-    matched = [False] * len(spec.include)
+    includer = _Includer(spec.include, spec.axis_names)
     if spec.axes:
+        excluder = _Excluder(spec.exclude)
+        canon = _Canon()
         for combo in _product(spec):
-            if any(
-                all(_matches(v, combo.values[k]) for k, v in ex.values.items()) for ex in spec.exclude
-            ):
+            if spec.exclude and excluder.excludes(combo.values, canon):
                 continue
-            if not spec.include:
-                yield combo
-                continue
-            values, origins, labels = dict(combo.values), dict(combo.origins), dict(combo.labels)
-            for i, entry in enumerate(spec.include):
-                if _fits(entry, combo, original):
-                    matched[i] = True
-                    values.update(entry.values)
-                    origins.update(entry.origins)
-                    labels.update(entry.labels)
-            yield Combination(values, origins, labels)
+            yield includer.apply(combo, canon) if spec.include else combo
     elif not spec.include:
         yield Combination({}, {}, {})
-    for i, entry in enumerate(spec.include):
-        if not matched[i]:
-            yield Combination(dict(entry.values), dict(entry.origins), dict(entry.labels), added=True)
-
+    for i in includer.unmatched() if spec.axes else range(len(spec.include)):
+        entry = spec.include[i]
+        yield Combination(dict(entry.values), dict(entry.origins), dict(entry.labels), added=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,19 +21,22 @@ from typing import Any
 from .errors import Diagnostic, Position, RecipeError, UsageError
 from .jobs import Job, content_key, job_id
 from .loading import load_recipe_partial
-from .localfiles import FileLimits, FileProblem, LocalFile, check_data_uri, check_path, classify
+from .localfiles import FileChecker, FileProblem, FileResolver, LocalFile, check_path, classify
 from .matrix import Combination, expand
+from .meter import plan_meter
 from .money import format_usd
+from .outnames import escaping_names, name_problem, output_dir
 from .recipe import INVALID_INPUT, Recipe
 from .render import RenderError, TemplateSet, field_name, make_environment
 from .schemas import AppSpec, UnknownAppError, load_app
+from .sweep import DEFAULT_MAX_JOBS, size_problems
 from .validate import RequestValidator
 from .yamlsrc import Node
 
-__all__ = ["MAX_SHOWN_ERRORS", "AxisCost", "Plan", "RenderedJob", "parse_only", "plan", "plan_file"]
+__all__ = ["DEFAULT_MAX_JOBS", "MAX_SHOWN_ERRORS", "AxisCost", "Plan", "RenderedJob", "parse_only", "plan",
+           "plan_file"]
 
 MAX_SHOWN_ERRORS = 50
-FileChecker = Callable[[Path, str, FileLimits], LocalFile]
 BASE_NAMES = ("recipe", "repeat_index")
 OUTPUT_NAMES = ("job_id", "short_key", "image_index")
 
@@ -90,7 +92,7 @@ class Plan:
             value = request.get(name)
             if isinstance(value, str) and classify(value) != "url":
                 origin = self.templates.origin((name,), lambda n: _value_origin(self.recipe, job.combination, n))
-                found = self.files.resolve(name, value, origin)
+                found = self.files.resolve(name, value, origin.file)
                 if isinstance(found, FileProblem):  # the file changed since the plan was made
                     raise RecipeError([Diagnostic(origin, f"input.{name}: {found}", job.label)])
                 files[name] = found
@@ -117,35 +119,6 @@ class Plan:
 
 def _context(recipe: Recipe, combo: Combination, repeat_index: int) -> dict[str, Any]:
     return {**recipe.vars, **combo.values, "recipe": recipe.name, "repeat_index": repeat_index}
-
-
-class FileResolver:
-    """Checks each named file once per plan (a sweep names the same few files many times)."""
-
-    def __init__(self, limits: Mapping[str, FileLimits], check_file: FileChecker) -> None:
-        self.limits = limits
-        self.check_file = check_file
-        self.cache: dict[Path, LocalFile | FileProblem] = {}
-
-    def resolve(self, field_: str, value: str, origin: Position) -> LocalFile | FileProblem:
-        """A data: URI or a path relative to the file that wrote it (``origin``)."""
-        limits = self.limits[field_]
-        if not value.strip():
-            return FileProblem("is an empty file name (write null, or leave the field out, for no file)")
-        if classify(value) == "data":
-            try:
-                return check_data_uri(value, limits)
-            except FileProblem as exc:
-                return exc
-        path = Path(os.path.dirname(origin.file)) / value
-        found = self.cache.get(path)
-        if found is None:
-            try:
-                found = self.check_file(path, os.path.normpath(path), limits)
-            except FileProblem as exc:
-                found = exc
-            self.cache[path] = found
-        return found
 
 
 def _value_origin(recipe: Recipe, combo: Combination, name: str) -> Position | None:
@@ -218,35 +191,6 @@ def _static_checks(recipe: Recipe, app: AppSpec, templates: TemplateSet, filenam
     return problems, warnings
 
 
-def _output_dir(recipe: Recipe, out: str | os.PathLike[str] | None) -> Path:
-    if out is not None:
-        return Path(out)
-    spec = recipe.output
-    if spec.dir is not None and spec.dir_pos is not None:
-        return Path(os.path.dirname(spec.dir_pos.file)) / spec.dir
-    return Path(os.path.dirname(recipe.file)) / "out" / recipe.name
-
-
-_PLAIN_NAME = re.compile(r"[A-Za-z0-9_+=-][A-Za-z0-9_+=~.-]*")  # one path part, no leading '.' or '~'
-
-
-def _safe_name(name: str) -> str | None:
-    """Why a rendered output name is refused, or None when it is fine."""
-    if _PLAIN_NAME.fullmatch(name):  # the usual case (job ids): nothing to check
-        return None
-    if not name:
-        return "renders to an empty file name"
-    if name.startswith(("/", "~")) or (name[1:2] == ":" and name[0].isalpha()):  # C:... is a Windows drive
-        return f"renders to an absolute path {name!r}; file names must stay inside the output directory"
-    if ".." in name.split("/"):
-        return f"renders to {name!r}, which leaves the output directory ('..')"
-    if "\x00" in name or "\\" in name:
-        return f"renders to {name!r}, which holds a character not allowed in file names"
-    if name.endswith("/") or name.rsplit("/", maxsplit=1)[-1] in (".", ""):
-        return f"renders to {name!r}, which names a directory, not a file"
-    return None
-
-
 def _prepare(recipe: Recipe, app: AppSpec | None) -> tuple[
         AppSpec, TemplateSet, TemplateSet, RequestValidator, list[Diagnostic], list[Diagnostic]]:
     try:
@@ -289,11 +233,15 @@ def plan_file(path: str | os.PathLike[str], **options: Any) -> Plan:
 
 def plan(recipe: Recipe, *, app: AppSpec | None = None, only: Mapping[str, set[str]] | None = None,
          budget_usd: int | None = None, out_dir: str | os.PathLike[str] | None = None,
-         check_file: FileChecker = check_path) -> Plan:
+         check_file: FileChecker = check_path, max_jobs: int = DEFAULT_MAX_JOBS) -> Plan:
     """Expand, render, validate and price ``recipe``. Raises ``RecipeError`` with every problem.
 
     ``budget_usd`` (microcents) is a command-line cap; the lower of it and the recipe's wins.
+    A sweep of more than ``max_jobs`` jobs is refused before it is expanded.
     """
+    if out_dir is not None and "\x00" in os.fspath(out_dir):
+        raise UsageError("--out: a directory name cannot hold a NUL character")
+    _raise(size_problems(recipe, max_jobs))
     spec, templates, filename, validator, problems, warnings = _prepare(recipe, app)
     _raise(problems)
     only = only or {}
@@ -303,19 +251,21 @@ def plan(recipe: Recipe, *, app: AppSpec | None = None, only: Mapping[str, set[s
             raise UsageError(f"--only {axis}=...: the recipe has no matrix key {axis!r} "
                              f"(keys: {', '.join(sorted(keys_known)) or 'none'})")
     builder = _Builder(recipe, spec, templates, filename, validator, check_file)
-    filtered = builder.run(expand(recipe.matrix), only)
+    with plan_meter():  # what every render of this plan spends, in all
+        filtered = builder.run(expand(recipe.matrix), only)
     for axis, wanted in only.items():
         taken = builder.only_values.get(axis, {})
         for value in sorted(v for v in wanted if v not in taken):
             known = ", ".join(taken) or "none"
             raise UsageError(f"--only {axis}={value}: no combination has {axis}={value} (values: {known})")
-    problems = builder.problems.diagnostics() + builder.output_problems(_output_dir(recipe, out_dir))
+    problems = builder.problems.diagnostics() + escaping_names(output_dir(recipe, out_dir), builder.names,
+                                                               builder.fname_leaf.pos)
     _raise(problems)
     caps = [c for c in (recipe.budget_microcents, budget_usd) if c is not None]
     jobs = tuple(builder.jobs)
     return Plan(
         recipe=recipe, app=spec, jobs=jobs, warnings=tuple(warnings + builder.warnings.diagnostics()),
-        budget_microcents=min(caps) if caps else None, output_dir=_output_dir(recipe, out_dir),
+        budget_microcents=min(caps) if caps else None, output_dir=output_dir(recipe, out_dir),
         total_cost=sum(j.cost for j in jobs), total_units=sum(j.units for j in jobs),
         images_returned=len(jobs) * spec.pricing.images_returned_per_task, collapsed=builder.collapsed,
         filtered_out=filtered, templates=templates, validator=validator, files=builder.files,
@@ -340,6 +290,7 @@ class _Builder:
         self.app_ref = str(recipe.app)
         self.fname_leaf = filename.leaves[("filename",)]
         self.only_values: dict[str, dict[str, None]] = {}  # --only axis -> its labels, in first-seen order
+        self.stopped = False  # a template went past its bounds: the other jobs would only repeat that
 
     def run(self, combos: Iterable[Combination], only: Mapping[str, set[str]]) -> int:
         filtered = 0
@@ -353,6 +304,8 @@ class _Builder:
                     continue
             for r in range(self.recipe.repeat):
                 self.job(combo, r)
+                if self.stopped:
+                    return filtered
         return filtered
 
     def origin(self, combo: Combination, path: tuple[str | int, ...]) -> Position:
@@ -369,6 +322,7 @@ class _Builder:
         request, errors = self.templates.render_all(ctx)
         for err in errors:
             self.problems.add(err.pos, err.message, label)
+            self.stopped = self.stopped or err.fatal
         if errors:
             return
         bad = False
@@ -405,8 +359,9 @@ class _Builder:
             name = str(self.fname_leaf.render(ctx)).strip()
         except RenderError as exc:
             self.problems.add(exc.pos, exc.message, label)
+            self.stopped = exc.fatal
             return
-        why = _safe_name(name)
+        why = name_problem(name)
         if why:
             self.problems.add(self.fname_leaf.pos, f"output.filename {why}", label)
             return
@@ -430,7 +385,7 @@ class _Builder:
             if not isinstance(value, str) or classify(value) == "url":
                 continue
             origin = self.origin(combo, (name,))
-            found = self.files.resolve(name, value, origin)
+            found = self.files.resolve(name, value, origin.file)
             if isinstance(found, FileProblem):
                 self.problems.add(origin, f"input.{name}: {found}", label)
                 return None
@@ -438,16 +393,3 @@ class _Builder:
                 keyed = dict(request)
             keyed[name] = f"sha256:{found.sha256}"
         return keyed
-
-    def output_problems(self, out_dir: Path) -> list[Diagnostic]:
-        """Names that would escape the output directory through a symlink."""
-        root = out_dir.resolve()
-        parents = {os.path.dirname(n) for n in self.names}
-        out = []
-        for parent in sorted(parents):
-            target = (out_dir / parent).resolve()
-            if target != root and root not in target.parents:
-                out.append(Diagnostic(self.fname_leaf.pos,
-                                      f"output.filename puts files in {parent!r}, which resolves to {target} "
-                                      f"outside the output directory {root} (a symlink?)"))
-        return out

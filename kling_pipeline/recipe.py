@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
+from .checker import Checker, kind
 from .errors import Diagnostic, Position, RecipeError
 from .matrix import Axis, AxisValue, MatrixEntry, MatrixSpec
-from .money import parse_usd
 from .schemas import AppRef, parse_app_ref
 from .yamlsrc import Node, to_plain
 
@@ -32,12 +32,10 @@ MATRIX_KEYS = ("include", "exclude", "zip")
 OUTPUT_KEYS = ("dir", "filename")
 BUDGET_KEYS = ("max_usd",)
 PRICE_KEYS = ("usd_per_image",)
-RESERVED_NAMES = ("recipe", "repeat_index", "job_id", "short_key", "image_index", "loop", "range")
 DEFAULT_FILENAME = "{{ job_id }}_{{ short_key }}_{{ image_index }}"
 DEFAULT_CONCURRENCY = 8
 INVALID_INPUT = "invalid"  # tag of the empty stand-in for a missing or malformed 'input' (already reported)
 
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -71,6 +69,8 @@ class Recipe:
     webhook: str | None
     sources: tuple[str, ...] = field(default=())  # every file merged in, in merge order
     declared: frozenset[str] = field(default=frozenset())  # names of vars and matrix keys as written
+    matrix_pos: Position | None = None  # the 'matrix' key, when there is one
+    repeat_pos: Position | None = None  # the value of 'repeat', when written
 
     @property
     def input_pos(self) -> Position:
@@ -94,86 +94,7 @@ def value_label(value: Any) -> str:
     return str(value)
 
 
-class _Checker:
-    """Collects diagnostics while reading the tree."""
-
-    def __init__(self) -> None:
-        self.problems: list[Diagnostic] = []
-
-    def error(self, pos: Position | None, message: str) -> None:
-        self.problems.append(Diagnostic(pos, message))
-
-    def keys(self, node: Node, allowed: tuple[str, ...], where: str) -> None:
-        for key, child in node.items():
-            if key not in allowed:
-                hint = difflib.get_close_matches(key, allowed, n=1)
-                suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
-                known = ", ".join(allowed)
-                self.error(child.key_pos, f"unknown key {key!r} in {where}{suggestion} (allowed: {known})")
-
-    def mapping(self, node: Node | None, where: str) -> Node | None:
-        if node is None:
-            return None
-        if not node.is_mapping:
-            self.error(node.pos, f"{where} must be a mapping, got {_kind(node)}")
-            return None
-        return node
-
-    def integer(self, node: Node | None, where: str, minimum: int, default: int) -> int:
-        if node is None:
-            return default
-        v = node.value
-        if isinstance(v, bool) or not isinstance(v, int):
-            self.error(node.pos, f"{where} must be an integer, got {_kind(node)}")
-            return default
-        if v < minimum:
-            self.error(node.pos, f"{where} must be at least {minimum}, got {v}")
-            return default
-        return v
-
-    def string(self, node: Node | None, where: str) -> str | None:
-        if node is None:
-            return None
-        if not isinstance(node.value, str):
-            self.error(node.pos, f"{where} must be a string, got {_kind(node)}")
-            return None
-        return node.value
-
-    def usd(self, node: Node | None, where: str) -> int | None:
-        if node is None:
-            return None
-        if isinstance(node.value, bool) or not isinstance(node.value, int | float | str):
-            self.error(node.pos, f"{where} must be an amount in USD, got {_kind(node)}")
-            return None
-        try:
-            return parse_usd(node.value)
-        except ValueError as exc:
-            self.error(node.pos, f"{where}: {exc}")
-            return None
-
-    def identifier(self, name: str, pos: Position | None, what: str) -> bool:
-        if not _IDENT.match(name):
-            self.error(pos, f"{what} {name!r} must be a name made of letters, digits and '_' "
-                            "(it is used as a template variable)")
-            return False
-        if name in RESERVED_NAMES:
-            self.error(pos, f"{what} {name!r} is reserved; choose another name")
-            return False
-        return True
-
-
-def _kind(node: Node) -> str:
-    v = node.value
-    if isinstance(v, dict):
-        return "a mapping"
-    if isinstance(v, list):
-        return "a list"
-    if v is None:
-        return "null"
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(type(v), "a value")
-
-
-def _entry(check: _Checker, node: Node, what: str, axes: Mapping[str, Axis],
+def _entry(check: Checker, node: Node, what: str, axes: Mapping[str, Axis],
            vars_: Mapping[str, Any], only_axes: bool) -> MatrixEntry | None:
     if not node.is_mapping or not node.value:
         check.error(node.pos, f"each {what} entry must be a non-empty mapping of name: value")
@@ -203,7 +124,7 @@ def _keyword_typo(name: str) -> str | None:
     return hint[0] if hint and name not in MATRIX_KEYS else None
 
 
-def _matrix(check: _Checker, node: Node | None, vars_: Mapping[str, Any]) -> MatrixSpec:
+def _matrix(check: Checker, node: Node | None, vars_: Mapping[str, Any]) -> MatrixSpec:
     if check.mapping(node, "matrix") is None or node is None:
         return MatrixSpec()
     axes: dict[str, Axis] = {}
@@ -220,7 +141,7 @@ def _matrix(check: _Checker, node: Node | None, vars_: Mapping[str, Any]) -> Mat
             check.error(child.key_pos, f"matrix axis {name!r} shadows the var of the same name")
             continue
         if not child.is_sequence:
-            check.error(child.pos, f"matrix axis {name!r} must be a list of values, got {_kind(child)}")
+            check.error(child.pos, f"matrix axis {name!r} must be a list of values, got {kind(child)}")
             continue
         if not child.value:
             check.error(child.pos, f"matrix axis {name!r} has no values (remove the axis or add values)")
@@ -237,7 +158,7 @@ def _matrix(check: _Checker, node: Node | None, vars_: Mapping[str, Any]) -> Mat
         if lst is None:
             continue
         if not lst.is_sequence:
-            check.error(lst.pos, f"matrix.{what} must be a list of mappings, got {_kind(lst)}")
+            check.error(lst.pos, f"matrix.{what} must be a list of mappings, got {kind(lst)}")
             continue
         for item in lst.value:
             entry = _entry(check, item, what, axes, vars_, only_axes=(what == "exclude"))
@@ -246,7 +167,7 @@ def _matrix(check: _Checker, node: Node | None, vars_: Mapping[str, Any]) -> Mat
     return MatrixSpec(tuple(axes.values()), zips, tuple(entries["include"]), tuple(entries["exclude"]))
 
 
-def _zip(check: _Checker, node: Node | None, axes: Mapping[str, Axis]) -> tuple[tuple[str, ...], ...]:
+def _zip(check: Checker, node: Node | None, axes: Mapping[str, Axis]) -> tuple[tuple[str, ...], ...]:
     if node is None:
         return ()
     if not node.is_sequence:
@@ -281,7 +202,7 @@ def _zip(check: _Checker, node: Node | None, axes: Mapping[str, Axis]) -> tuple[
     return tuple(groups)
 
 
-def _output(check: _Checker, node: Node | None) -> OutputSpec:
+def _output(check: Checker, node: Node | None) -> OutputSpec:
     if check.mapping(node, "output") is None or node is None:
         return OutputSpec(None, None, DEFAULT_FILENAME, None)
     check.keys(node, OUTPUT_KEYS, "output")
@@ -290,6 +211,9 @@ def _output(check: _Checker, node: Node | None) -> OutputSpec:
     filename = check.string(f, "output.filename")
     if directory is not None and not directory.strip():
         check.error(d.pos if d else None, "output.dir must not be empty")
+    elif directory is not None and "\x00" in directory:
+        check.error(d.pos if d else None, "output.dir cannot hold a NUL character")
+        directory = None
     if filename is not None and not filename.strip():
         check.error(f.pos if f else None, "output.filename must not be empty")
     return OutputSpec(directory, d.pos if d else None, filename or DEFAULT_FILENAME, f.pos if f else None)
@@ -320,9 +244,9 @@ def _declared(top: Mapping[str, Node]) -> frozenset[str]:
 
 def check_recipe(tree: Node, file: str, sources: tuple[str, ...] = ()) -> tuple[Recipe, list[Diagnostic]]:
     """The recipe as far as it could be read, and every shape problem found (sorted)."""
-    check = _Checker()
+    check = Checker()
     if not tree.is_mapping:
-        raise RecipeError([Diagnostic(tree.pos, f"a recipe must be a mapping of keys, got {_kind(tree)}")])
+        raise RecipeError([Diagnostic(tree.pos, f"a recipe must be a mapping of keys, got {kind(tree)}")])
     check.keys(tree, TOP_KEYS, "the recipe")
     top: dict[str, Node] = tree.value
     start = tree.pos
@@ -369,7 +293,7 @@ def check_recipe(tree: Node, file: str, sources: tuple[str, ...] = ()) -> tuple[
         check.error(start, "missing required key 'input' (the request template, e.g. 'input: {prompt: ...}')")
         input_node = Node({}, start, tag=INVALID_INPUT)
     elif not input_node.is_mapping:
-        check.error(input_node.pos, f"input must be a mapping of request fields, got {_kind(input_node)}")
+        check.error(input_node.pos, f"input must be a mapping of request fields, got {kind(input_node)}")
         input_node = Node({}, input_node.pos, key_pos=input_node.key_pos, tag=INVALID_INPUT)
 
     repeat = check.integer(top.get("repeat"), "repeat", 1, 1)
@@ -400,6 +324,8 @@ def check_recipe(tree: Node, file: str, sources: tuple[str, ...] = ()) -> tuple[
         matrix=matrix, input=input_node, repeat=repeat, output=output,
         budget_microcents=budget, budget_pos=budget_pos, concurrency=concurrency,
         price_microcents=price, webhook=webhook, sources=sources or (file,), declared=_declared(top),
+        matrix_pos=top["matrix"].key_pos if "matrix" in top else None,
+        repeat_pos=top["repeat"].pos if "repeat" in top else None,
     ), sorted(check.problems, key=_order)
 
 

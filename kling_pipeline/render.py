@@ -1,6 +1,6 @@
 """Jinja2 rendering of request templates, compiled once and applied per job.
 
-Every string in ``input`` is a template rendered in a ``SandboxedEnvironment``
+Every string in ``input`` is a template rendered in a bounded sandbox (``sandbox``)
 with ``StrictUndefined``. A string that is exactly one ``{{ expr }}`` keeps the
 expression's native type (``n: "{{ n }}"`` gives an int). Other values pass
 through. The context is ``vars`` + the combination + ``recipe`` (the recipe
@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import jinja2
-from jinja2 import StrictUndefined, meta
-from jinja2.exceptions import SecurityError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import meta
 
 from .errors import Position
+from .meter import LimitError, NotDataError, measure, metered, to_json_data
+from .sandbox import BoundedEnvironment, TemplateProblem, compile_expression, compile_template, make_environment, parse
 from .yamlsrc import Node
 
-__all__ = ["CompiledTemplate", "RenderError", "TemplateSet", "make_environment"]
+__all__ = ["MAX_TEMPLATES", "CompiledTemplate", "RenderError", "TemplateSet", "make_environment"]
 
 _SINGLE_EXPR = re.compile(r"^\s*\{\{((?:(?!\}\}|\{\{).)*)\}\}\s*$", re.DOTALL)
 _DOTTED = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z_][A-Za-z0-9_]*)*)\s*$")
@@ -36,48 +36,18 @@ Path_ = tuple[str | int, ...]
 
 
 class RenderError(Exception):
-    """A template failed for one job. ``path`` is the field inside ``input``."""
+    """A template failed for one job. ``path`` is the field inside ``input``. A ``fatal``
+    error (a template past its bounds) stops the plan: other jobs would only repeat it."""
 
-    def __init__(self, path: Path_, pos: Position, message: str) -> None:
+    def __init__(self, path: Path_, pos: Position, message: str, *, fatal: bool = False) -> None:
         super().__init__(message)
         self.path = path
         self.pos = pos
         self.message = message
+        self.fatal = fatal
 
 
-_MAX_ITEMS = 1_000_000  # the longest string or list a template may build with '*'
-_MAX_BITS = 100_000  # the largest integer a template may build with '**'
-
-
-class _RecipeEnvironment(SandboxedEnvironment):
-    """The sandbox with two changes. ``style.items`` on a mapping that has the key
-    ``items`` gives that value, not the dict method (whose text holds a memory
-    address, which would make prompts and content keys differ from run to run).
-    And ``'x' * 10**10`` or ``9 ** 10**9`` is an error, not an hour of work or all
-    the memory of the machine."""
-
-    intercepted_binops = frozenset(["*", "**"])
-
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        if type(obj) is dict and attribute in obj:
-            return obj[attribute]
-        return super().getattr(obj, attribute)
-
-    def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any) -> Any:
-        if operator == "*":
-            for seq, times in ((left, right), (right, left)):
-                if isinstance(seq, str | list | tuple) and isinstance(times, int) and len(seq) * times > _MAX_ITEMS:
-                    raise SecurityError(f"'*' would build a value of {len(seq) * times:,} items "
-                                        f"(at most {_MAX_ITEMS:,})")
-        elif (operator == "**" and isinstance(left, int) and isinstance(right, int)
-              and right * max(abs(left).bit_length() - 1, 0) > _MAX_BITS):
-            raise SecurityError(f"'**' would build a number of about {right * (abs(left).bit_length() - 1):,} bits "
-                                f"(at most {_MAX_BITS:,})")
-        return super().call_binop(context, operator, left, right)
-
-
-def make_environment() -> SandboxedEnvironment:
-    return _RecipeEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+MAX_TEMPLATES = 1_000  # template strings in one request template
 
 
 def field_name(path: Path_, prefix: str = "input") -> str:
@@ -104,14 +74,15 @@ class CompiledTemplate:
     names: frozenset[str]  # context names the template reads
 
 
-def compile_leaf(env: SandboxedEnvironment, path: Path_, node_value: Any, pos: Position,
+def compile_leaf(env: BoundedEnvironment, path: Path_, node_value: Any, pos: Position,
                  prefix: str = "input") -> CompiledTemplate:
-    """Compile one value. Raises ``RenderError`` on a template syntax error."""
+    """Compile one value. Raises ``RenderError`` on a template syntax error, or when the
+    template is past the sandbox's bounds (too long, nested too deep)."""
     where = field_name(path, prefix)
     if not isinstance(node_value, str) or not any(m in node_value for m in _MARKERS):
         return CompiledTemplate(path, pos, node_value, "const", None, lambda _c: node_value, frozenset())
     try:
-        ast = env.parse(node_value)
+        ast = parse(env, node_value)
         names = frozenset(meta.find_undeclared_variables(ast)) - set(env.globals)
         single = _SINGLE_EXPR.match(node_value)
         # Jinja's globals (range, dict, ...) are left to Jinja: the fast paths read the context only.
@@ -121,41 +92,56 @@ def compile_leaf(env: SandboxedEnvironment, path: Path_, node_value: Any, pos: P
             lookup = _lookup_fn(env, path, pos, ref, where)
             return CompiledTemplate(path, pos, node_value, "name", ref[0], lookup, names)
         if single:
-            expr = env.compile_expression(single.group(1), undefined_to_none=False)
-            fn = _guarded(path, pos, lambda c: expr(**c), where)
+            fn = _native(env, path, pos, compile_expression(env, single.group(1)), where)
             return CompiledTemplate(path, pos, node_value, "expr", None, fn, names)
         parts = _interpolation(node_value) if fast else None
         if parts is not None:
             render = _fast_text(env, path, pos, parts, where)
             return CompiledTemplate(path, pos, node_value, "text", None, render, names)
-        template = env.from_string(ast)
+        render_text = compile_template(env, ast)
     except jinja2.TemplateSyntaxError as exc:
         line = f" (template line {exc.lineno})" if exc.lineno and exc.lineno > 1 else ""
         raise RenderError(path, pos, f"{where}: template syntax error{line}: {exc.message}") from None
-
-    def render_text(ctx: Mapping[str, Any]) -> str:
-        # Template.render() without its error rewriting; the context gets Jinja's
-        # globals (range, dict, ...) as render() gives them.
-        return "".join(template.root_render_func(template.new_context(dict(ctx))))
-
+    except TemplateProblem as exc:
+        raise RenderError(path, pos, f"{where}: {exc}") from None
     return CompiledTemplate(path, pos, node_value, "text", None, _guarded(path, pos, render_text, where), names)
 
 
+def _native(env: BoundedEnvironment, path: Path_, pos: Position, expr: Callable[..., Any], where: str) -> Renderer:
+    """An expression's value, which goes into the request as it is: it must be data."""
+
+    def evaluate(ctx: Mapping[str, Any]) -> Any:
+        value = expr(**ctx)
+        if isinstance(value, jinja2.Undefined):
+            str(value)  # raises the StrictUndefined error with its message
+        measure(value, env.global_names, native=True)
+        return to_json_data(value)
+
+    return _guarded(path, pos, evaluate, where)
+
+
 def _guarded(path: Path_, pos: Position, fn: Renderer, where: str) -> Renderer:
-    """Turn whatever a Jinja expression raises into a RenderError at the template."""
+    """Run a Jinja render under a fresh meter; turn whatever it raises into a RenderError
+    at the template (fatal when the template went past its bounds)."""
 
     def render(ctx: Mapping[str, Any]) -> Any:
         try:
-            value = fn(ctx)
-            if isinstance(value, jinja2.Undefined):
-                str(value)  # raises the StrictUndefined error with its message
+            return metered(fn, ctx)
+        except NotDataError as exc:
+            raise RenderError(path, pos, f"{where}: {exc.message}") from None
+        except LimitError as exc:
+            raise RenderError(path, pos, f"{where}: template error: {exc.message}", fatal=True) from None
+        except RecursionError:
+            raise RenderError(path, pos, f"{where}: template error: calls nest too deeply (a macro or a recursive "
+                                         "loop that does not end?)", fatal=True) from None
+        except MemoryError:
+            raise RenderError(path, pos, f"{where}: template error: out of memory", fatal=True) from None
         except jinja2.UndefinedError as exc:
             raise RenderError(path, pos, f"{where}: {exc.message}") from None
         except jinja2.TemplateError as exc:
             raise RenderError(path, pos, f"{where}: template error: {exc}") from None
         except Exception as exc:
             raise RenderError(path, pos, f"{where}: {type(exc).__name__}: {exc}") from None
-        return value
 
     return render
 
@@ -198,7 +184,7 @@ def _missing(path: Path_, pos: Position, ctx: Mapping[str, Any], ref: tuple[str,
     return None  # pragma: no cover - the lookup would have succeeded
 
 
-def _lookup_fn(env: SandboxedEnvironment, path: Path_, pos: Position, ref: tuple[str, ...],
+def _lookup_fn(env: BoundedEnvironment, path: Path_, pos: Position, ref: tuple[str, ...],
                where: str) -> Renderer:
     """``{{ a.b.c }}`` read straight from the context when every step is a mapping key
     (what Jinja gives too); anything else is left to Jinja, so results are the same."""
@@ -211,8 +197,7 @@ def _lookup_fn(env: SandboxedEnvironment, path: Path_, pos: Position, ref: tuple
         if error is not None:
             raise error
         if not slow:
-            expr = env.compile_expression(".".join(ref), undefined_to_none=False)
-            slow.append(_guarded(path, pos, lambda c: expr(**c), where))
+            slow.append(_native(env, path, pos, compile_expression(env, ".".join(ref)), where))
         return slow[0](ctx)
 
     # recipe values are plain: only a dict takes a str key, so ``value[attr]`` is a mapping lookup
@@ -247,7 +232,7 @@ def _lookup_fn(env: SandboxedEnvironment, path: Path_, pos: Position, ref: tuple
     return lookup
 
 
-def _fast_text(env: SandboxedEnvironment, path: Path_, pos: Position, parts: list[str | tuple[str, ...]],
+def _fast_text(env: BoundedEnvironment, path: Path_, pos: Position, parts: list[str | tuple[str, ...]],
                where: str) -> Renderer:
     if all(isinstance(p, str) or len(p) == 1 for p in parts):
         flat = [(True, p) if isinstance(p, str) else (False, p[0]) for p in parts]
@@ -275,23 +260,33 @@ class TemplateSet:
     ``errors`` holds syntax errors found while compiling (reported once).
     """
 
-    def __init__(self, env: SandboxedEnvironment, input_node: Node, prefix: str = "input") -> None:
+    def __init__(self, env: BoundedEnvironment, input_node: Node, prefix: str = "input") -> None:
         self.prefix = prefix
         self.errors: list[RenderError] = []
         self.leaves: dict[Path_, CompiledTemplate] = {}
         self.positions: dict[Path_, Position] = {}  # every node of the template, lists and mappings too
+        self._templates = 0
         self._shape = self._compile(env, input_node, ())
         # The common case, a flat mapping of leaves, renders without recursion.
         self._flat = [(k, v) for k, v in self._shape.items() if isinstance(v, CompiledTemplate)]
         if len(self._flat) != len(self._shape):
             self._flat = []
 
-    def _compile(self, env: SandboxedEnvironment, node: Node, path: Path_) -> Any:
+    def _compile(self, env: BoundedEnvironment, node: Node, path: Path_) -> Any:
         self.positions[path] = node.pos
         if node.is_mapping:
             return {k: self._compile(env, child, (*path, k)) for k, child in node.items()}
         if node.is_sequence:
             return [self._compile(env, child, (*path, i)) for i, child in enumerate(node.value)]
+        if isinstance(node.value, str) and any(m in node.value for m in _MARKERS):
+            self._templates += 1  # each takes a while to compile, and a request needs a few
+            if self._templates > MAX_TEMPLATES:
+                if self._templates == MAX_TEMPLATES + 1:
+                    self.errors.append(RenderError(path, node.pos, f"{field_name(path, self.prefix)}: more than "
+                                                                   f"{MAX_TEMPLATES:,} templates in {self.prefix}"))
+                self.leaves[path] = CompiledTemplate(path, node.pos, None, "const", None, lambda _c: None,
+                                                     frozenset())
+                return self.leaves[path]
         try:
             leaf = compile_leaf(env, path, node.value, node.pos, self.prefix)
         except RenderError as exc:
@@ -317,8 +312,10 @@ class TemplateSet:
         if self._flat or not self._shape:
             try:
                 return {k: leaf.render(ctx) for k, leaf in self._flat}, errors
-            except RenderError:
-                pass  # render again, field by field, to collect every error
+            except RenderError as exc:
+                if exc.fatal:  # past its bounds: rendering again would only spend as much again
+                    return {}, [exc]
+                # else render again, field by field, to collect every error
         out = _render(self._shape, ctx, errors)
         assert isinstance(out, dict)
         return out, errors

@@ -76,6 +76,12 @@ def _types(schema: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def _wrong_type(names: str, v: Any) -> str:
+    if v is None or isinstance(v, bool):  # as JSON/YAML spell them: null, true, false
+        return f"must be {names}, got {'null' if v is None else f'a boolean {str(v).lower()}'}"
+    return f"must be {names}, got {json_type(v)} {short(v)}"
+
+
 def describe(error: ValidationError) -> str:
     """One readable sentence for a jsonschema error."""
     v, kw, arg = cast(Any, error.instance), error.validator, cast(Any, error.validator_value)
@@ -94,10 +100,7 @@ def describe(error: ValidationError) -> str:
     if kw in ("type", "anyOf", "oneOf"):
         wanted = _types(error.schema) if isinstance(error.schema, Mapping) else []
         if wanted:
-            names = " or ".join(_TYPE_NAMES.get(t, t) for t in dict.fromkeys(wanted))
-            if v is None or isinstance(v, bool):  # as JSON/YAML spell them: null, true, false
-                return f"must be {names}, got {'null' if v is None else f'a boolean {str(v).lower()}'}"
-            return f"must be {names}, got {json_type(v)} {short(v)}"
+            return _wrong_type(" or ".join(_TYPE_NAMES.get(t, t) for t in dict.fromkeys(wanted)), v)
     if kw == "pattern":
         return f"{short(v)} does not match the pattern {arg!r}"
     if kw == "format":
@@ -183,6 +186,9 @@ class RequestValidator:
         self.closed = schema.get("additionalProperties", True) is False
         self._fields = {name: Draft202012Validator(sub) for name, sub in self.properties.items()}
         self._fast = {name: fast_accept(sub) for name, sub in self.properties.items()}
+        # a simple field's only type: a value of another type gets its message without jsonschema
+        self._type = {name: sub["type"] for name, sub in self.properties.items()
+                      if self._fast[name] is not None and isinstance(sub.get("type"), str)}
         self._memo: dict[str, dict[tuple[type, Any], tuple[str, ...]]] = {n: {} for n in self.properties}
         extra = {k for k in schema if not k.startswith("x-")} - _DECOMPOSABLE
         self._whole = Draft202012Validator(schema) if extra else None
@@ -221,8 +227,11 @@ class RequestValidator:
             known = memo.get((type(value), value))
             if known is not None:
                 return known
-        if validator.is_valid(value):
-            found: tuple[str, ...] = ()
+        wanted = self._type.get(name)
+        if wanted is not None and not _PY_TYPES[wanted](value):  # what describe() says of a type error
+            found: tuple[str, ...] = (f"input.{name}: {_wrong_type(_TYPE_NAMES[wanted], value)}",)
+        elif validator.is_valid(value):
+            found = ()
         else:
             found = tuple(_messages(name, validator.iter_errors(value)))
         if hashable and len(memo) < _MEMO_LIMIT:

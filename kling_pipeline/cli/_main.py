@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from .. import __version__
+from ..sweep import DEFAULT_MAX_JOBS
 from . import _plan, _report, _run, _status, _webhook
 from ._exit import report
 
@@ -16,7 +17,27 @@ __all__ = ["build_parser", "main"]
 Command = Callable[[argparse.Namespace, TextIO, TextIO], int]
 
 
+def _job_count(text: str) -> int:
+    digits = text.strip().replace(",", "").replace("_", "")
+    if digits.isdigit() and len(digits) > 18:
+        return 10**18  # more jobs than any machine plans: no limit
+    try:
+        value = int(digits)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of jobs: {text[:40]!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _max_jobs_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-jobs", type=_job_count, metavar="N",
+                   help=f"refuse a sweep of more than N jobs, counted before it is expanded "
+                        f"(default {DEFAULT_MAX_JOBS:,})")
+
+
 def _recipe_args(p: argparse.ArgumentParser) -> None:
+    _max_jobs_arg(p)
     p.add_argument("--only", action="append", default=[], metavar="AXIS=VALUE",
                    help="keep only combinations where AXIS has VALUE (repeatable; same axis = any of)")
     p.add_argument("--budget", metavar="USD", help="spend cap in USD (the lower of this and the recipe's wins)")
@@ -34,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check recipes (YAML, shape, templates, API schema, files); exit 2 if invalid")
     p.add_argument("recipes", nargs="+", metavar="RECIPE")
+    _max_jobs_arg(p)
     p.set_defaults(func=_plan.cmd_validate)
 
     p = sub.add_parser("plan", help="list the jobs, the exact cost and the budget verdict; nothing is sent")
@@ -60,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", metavar="RECIPE|OUTDIR")
     p.add_argument("--out", metavar="DIR", help="output directory (with a RECIPE)")
     p.add_argument("--budget", metavar="USD", help="spend cap in USD")
+    _max_jobs_arg(p)
     _run.add_run_arguments(p, collect=True)
     p.set_defaults(func=_run.cmd_collect, only=[])
 

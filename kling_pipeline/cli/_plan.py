@@ -40,11 +40,17 @@ def plan_for_cli(path: str, **options: Any) -> Plan:
     return plan
 
 
+def _limits(args: argparse.Namespace) -> dict[str, Any]:
+    max_jobs = getattr(args, "max_jobs", None)  # --max-jobs, where the command has it
+    return {} if max_jobs is None else {"max_jobs": max_jobs}
+
+
 def make_plan(args: argparse.Namespace) -> Plan:
     """Load and plan the recipe named on the command line (shared by plan/run/status)."""
     only = parse_only(getattr(args, "only", []) or [])
     budget = budget_arg(getattr(args, "budget", None))
-    plan = plan_for_cli(args.recipe, only=only, budget_usd=budget, out_dir=getattr(args, "out", None))
+    plan = plan_for_cli(args.recipe, only=only, budget_usd=budget, out_dir=getattr(args, "out", None),
+                        **_limits(args))
     return shard_plan(plan, parse_shard(getattr(args, "shard", None)), budget)
 
 
@@ -52,7 +58,7 @@ def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     code = EXIT_OK
     for path in args.recipes:
         try:
-            p = plan_for_cli(path)
+            p = plan_for_cli(path, **_limits(args))
         except RecipeError as exc:
             code = max(code, report(exc, err))
             continue

@@ -86,3 +86,30 @@ def test_every_json_field_is_documented(monkeypatch: pytest.MonkeyPatch) -> None
                 assert f"`{key}.{sub}`" in table or f"`{sub}`" in table, f"{key}.{sub}"
     for field in doc["jobs"][0]:
         assert f"`{field}`" in table, field
+
+
+BOUNDS_EXAMPLES = [  # (recipe written as sweep.yaml, the message the docs show for it)
+    ("version: 1\napp: klingai/image-o1@0pbaxv40\nmatrix:\n  subject: [mug]\nvars: {a: 1}\n\n\ninput:\n"
+     "  prompt: \"{{ range(99999)|join('x'*999999) }}\"\n",
+     "sweep.yaml:9:11: [subject=mug] input.prompt: template error: the filter 'join' would build a value of "
+     "99,997,900,002 items (at most 1,000,000)"),
+    ("version: 1\napp: klingai/image-o1@0pbaxv40\ninput:\n  prompt: x\n  aspect_ratio: \"{{ range }}\"\n",
+     "sweep.yaml:5:17: [] input.aspect_ratio: renders the global 'range' itself, not data (text, a number, a "
+     "boolean, null, a list or a mapping)"),
+    ("version: 1\napp: klingai/image-o1@0pbaxv40\nmatrix:\n" + "".join(f"  a{i}: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n"
+                                                                      for i in range(8)) + "input: {prompt: x}\n",
+     "sweep.yaml:3:1: the sweep makes 100,000,000 jobs (10 x 10 x 10 x 10 x 10 x 10 x 10 x 10 combinations), more "
+     "than the limit of 1,000,000; narrow it, or raise the limit with --max-jobs N"),
+    ("version: 1\napp: klingai/image-o1@0pbaxv40\ninput:\n  prompt: x\n  aspect_ratio: 16:9\n",
+     'sweep.yaml:5:17: 16:9 is read as the number 969 (YAML 1.1 reads N:M as a base-60 number); write "16:9" in '
+     "quotes for the text"),
+]
+
+
+@pytest.mark.parametrize(("recipe", "message"), BOUNDS_EXAMPLES)
+def test_the_documented_bound_messages_are_what_validate_prints(write: WriteRecipe, recipe: str,
+                                                                message: str) -> None:
+    assert any(message == line for block in blocks("text") for line in block.splitlines())
+    write(recipe, "sweep.yaml")
+    code, _, err = cli("validate", "sweep.yaml")
+    assert (code, err.splitlines()[0]) == (2, message)

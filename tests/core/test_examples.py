@@ -14,13 +14,15 @@ from kling_pipeline.localfiles import FileLimits, check_path
 from kling_pipeline.schemas import load_app
 
 from .conftest import WriteRecipe
+from .util import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = ROOT / "recipes"
-# base.yaml holds shared defaults for `extends` and has no `input`: it is not a recipe on
-# its own, so it is checked through the recipes that extend it (and below), not alone.
-PARTIAL = {"base.yaml"}
-EXAMPLES = sorted(p.name for p in RECIPES.glob("*.yaml") if p.name not in PARTIAL)
+# bases/ holds shared defaults for `extends`, without `input`: not recipes on their own, so
+# they are checked through the recipes that extend them (and below), and kept out of the way
+# of the README's `kling-pipeline validate recipes/*.yaml`.
+BASE = RECIPES / "bases" / "defaults.yaml"
+EXAMPLES = sorted(p.name for p in RECIPES.glob("*.yaml"))
 JOBS = {"quickstart.yaml": 4, "product-shots.yaml": 17, "image-to-image.yaml": 6, "paired-zip.yaml": 12}
 
 
@@ -36,23 +38,40 @@ def test_every_example_recipe_validates_without_warnings(name: str) -> None:
     assert p.over_budget == 0
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in RECIPES.glob("*.yaml")))
+@pytest.mark.parametrize("name", [*EXAMPLES, "bases/defaults.yaml"])
 def test_every_example_starts_with_a_comment_saying_what_it_shows(name: str) -> None:
     first = (RECIPES / name).read_text(encoding="utf-8").splitlines()[0]
     assert first.startswith("# ") and len(first) > 20
 
 
+def test_the_readme_tour_validates_every_recipe_the_glob_finds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``kling-pipeline validate recipes/*.yaml``, the README's first command, passes on what ships."""
+    monkeypatch.chdir(ROOT)
+    paths = sorted(str(p.relative_to(ROOT)) for p in RECIPES.glob("*.yaml"))
+    assert cli("validate", *paths) == (0, "".join(f"{p}: ok — {JOBS[Path(p).name]} jobs, "
+                                                  f"${JOBS[Path(p).name] * 0.028:.3f}\n" for p in paths), "")
+    assert "kling-pipeline validate recipes/*.yaml" in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
 def test_base_is_shared_by_at_least_two_examples() -> None:
-    users = [n for n in EXAMPLES if "extends: base.yaml" in (RECIPES / n).read_text(encoding="utf-8")]
+    users = [n for n in EXAMPLES if "extends: bases/defaults.yaml" in (RECIPES / n).read_text(encoding="utf-8")]
     assert len(users) >= 2
 
 
 def test_base_completes_any_input(write: WriteRecipe, tmp_path: Path) -> None:
-    (tmp_path / "base.yaml").write_bytes((RECIPES / "base.yaml").read_bytes())
-    p = plan_file(write("extends: base.yaml\ninput: {prompt: '{{ light }}, {{ quality }}'}\n", "mine.yaml"))
+    (tmp_path / "bases").mkdir()
+    (tmp_path / "bases/defaults.yaml").write_bytes(BASE.read_bytes())
+    p = plan_file(write("extends: bases/defaults.yaml\ninput: {prompt: '{{ light }}, {{ quality }}'}\n", "mine.yaml"))
     assert str(p.recipe.app) == "klingai/image-o1@0pbaxv40"
-    assert p.output_dir == Path("out")
+    assert p.output_dir == Path("out")  # the base's ../out, next to the recipes
     assert p.jobs[0].output_name.startswith("mine/")
+
+
+def test_a_base_alone_is_not_a_recipe(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    assert cli("validate", "recipes/bases/defaults.yaml") == (2, "", (
+        "recipes/bases/defaults.yaml:6:1: missing required key 'input' (the request template, e.g. "
+        "'input: {prompt: ...}')\n1 error in recipes/bases/defaults.yaml; nothing was sent\n"))
 
 
 def test_product_shots_uses_include_exclude_and_a_mapping_axis() -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
 
 from kling_pipeline import load_recipe, plan
-from kling_pipeline.localfiles import FileLimits, LocalFile, check_path, image_size
+from kling_pipeline.localfiles import FileLimits, FileProblem, LocalFile, check_bytes, check_path, image_size
 
 from .conftest import WriteRecipe
 from .util import HEAD, errors, jpeg, ok, png
@@ -223,3 +225,98 @@ def test_an_empty_file_name(write: WriteRecipe) -> None:
 def test_null_means_no_file(write: WriteRecipe) -> None:
     p = ok(write(HEAD + "input:\n  prompt: x\n  image: null\n"))
     assert p.render(p.jobs[0]).files == {}
+
+
+# --- the whole image is read: a file cut short, or damaged, is refused before anything is spent ---
+
+def _chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    out, i = [], 8
+    while i < len(data):
+        (length,) = struct.unpack(">I", data[i:i + 4])
+        out.append((data[i + 4:i + 8], data[i + 8:i + 8 + length]))
+        i += 12 + length
+    return out
+
+
+def _png_of(chunks: list[tuple[bytes, bytes]]) -> bytes:
+    return b"\x89PNG\r\n\x1a\n" + b"".join(struct.pack(">I", len(d)) + k + d + struct.pack(">I", zlib.crc32(k + d))
+                                           for k, d in chunks)
+
+
+GOOD = png(400, 300)
+HEADER, IDAT, END = _chunks(GOOD)
+
+
+@pytest.mark.parametrize(("data", "why"), [
+    (GOOD[:20], "is a PNG cut short (its 'IHDR' chunk runs past the end of the file)"),
+    (GOOD[:33], "is a PNG cut short (no IEND chunk: the file is incomplete)"),  # the whole IHDR, nothing after
+    (GOOD[:-12], "is a PNG cut short (no IEND chunk: the file is incomplete)"),  # IEND gone
+    (GOOD[:60], "is a PNG cut short (its 'IDAT' chunk runs past the end of the file)"),
+    (GOOD[:45] + bytes([GOOD[45] ^ 1]) + GOOD[46:], "is a damaged PNG (the checksum of its 'IDAT' chunk is wrong)"),
+    (_png_of([HEADER, (b"IDAT", IDAT[1][:-6]), END]),
+     "is a PNG cut short (its compressed image data stops before the end)"),
+    (_png_of([HEADER, (b"IDAT", zlib.compress(b"\x00" * 100)), END]),
+     "is a damaged PNG (its image data is 100 bytes decoded; its size calls for 360,300)"),
+    (_png_of([HEADER, (b"IDAT", zlib.compress((b"\x07" + b"\x00" * 1200) * 300)), END]),
+     "is a damaged PNG (a scanline has an unknown filter type)"),
+    (_png_of([HEADER, (b"IDAT", b"not zlib"), END]),
+     "is a damaged PNG (its compressed image data cannot be decoded)"),
+    (_png_of([HEADER, END]), "is a damaged PNG (it has no image data: no IDAT chunk)"),
+    (_png_of([IDAT, HEADER, END]), "is a damaged PNG (it does not start with an IHDR chunk)"),
+    (_png_of([(b"IHDR", struct.pack(">IIBBBBB", 400, 300, 3, 2, 0, 0, 0)), IDAT, END]),
+     "is a damaged PNG (its header is invalid: bit depth 3, colour type 2)"),
+    (_png_of([(b"IHDR", struct.pack(">IIBBBBB", 400, 300, 8, 3, 0, 0, 0)), IDAT, END]),
+     "is a damaged PNG (a palette image without a PLTE chunk)"),
+    (_png_of([(b"IHDR", struct.pack(">IIBBBBB", 60000, 60000, 16, 6, 0, 0, 0)), IDAT, END]),
+     "is a PNG whose image data would be 28,800,060,000 bytes decoded, more than the 536,870,912 this check reads"),
+])
+def test_a_png_cut_short_or_damaged_is_refused(write: WriteRecipe, tmp_path: Path, data: bytes, why: str) -> None:
+    (tmp_path / "ref.png").write_bytes(data)
+    assert errors(image_recipe(write, "ref.png")) == [f"r.yaml:5:10: [] input.image: ref.png {why}"]
+
+
+JPEG = jpeg(400, 300)
+
+
+@pytest.mark.parametrize(("data", "why"), [
+    (JPEG[:20], "is a JPEG cut short (a segment runs past the end of the file)"),
+    (JPEG[:-1], "is a JPEG cut short (its image data stops before the end)"),
+    (JPEG[:-2], "is a JPEG cut short (its image data stops before the end)"),
+    (JPEG[:JPEG.index(b"\xff\xda")] + b"\xff\xd9", "is a damaged JPEG (it has no image data: no scan)"),
+    (JPEG[:2] + JPEG[JPEG.index(b"\xff\xc4"):], "is a damaged JPEG (image data before the frame header that gives "
+                                                "its size)"),
+    (JPEG.replace(struct.pack(">HH", 300, 400), struct.pack(">HH", 0, 400)),
+     "is a JPEG whose frame header gives the size 400x0"),
+])
+def test_a_jpeg_cut_short_or_damaged_is_refused(write: WriteRecipe, tmp_path: Path, data: bytes, why: str) -> None:
+    (tmp_path / "ref.jpg").write_bytes(data)
+    assert errors(image_recipe(write, "ref.jpg")) == [f"r.yaml:5:10: [] input.image: ref.jpg {why}"]
+
+
+@pytest.mark.parametrize("data", [png(333, 301, interlaced=True), png(400, 300, b"trailing bytes"), jpeg(401, 333),
+                                  jpeg(400, 300)[:-2] + b"\xff\xff\xd9" + b"after the image"])
+def test_whole_images_of_every_layout_pass(write: WriteRecipe, tmp_path: Path, data: bytes) -> None:
+    (tmp_path / "ref.img").write_bytes(data)
+    p = ok(image_recipe(write, "ref.img"))
+    assert p.render(p.jobs[0]).files["image"].size == len(data)
+
+
+def test_every_truncation_of_a_valid_image_is_refused() -> None:
+    limits = FileLimits()
+    for data in (png(300, 300), png(301, 307, interlaced=True), jpeg(300, 300)):
+        for cut in range(len(data)):
+            with pytest.raises(FileProblem):
+                check_bytes(data[:cut], limits, "ref")
+
+
+def test_a_data_uri_cut_short(write: WriteRecipe) -> None:
+    assert errors(image_recipe(write, data_uri(GOOD[:-12]))) == [
+        "r.yaml:5:10: [] input.image: the data: URI image is a PNG cut short (no IEND chunk: the file is incomplete)"
+    ]
+
+
+def test_a_fifo_named_as_an_image_is_not_read(write: WriteRecipe, tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "ref.png")
+    assert errors(image_recipe(write, "ref.png")) == [
+        "r.yaml:5:10: [] input.image: not a regular file: ref.png (a pipe or a device?)"
+    ]

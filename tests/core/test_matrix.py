@@ -493,3 +493,74 @@ def test_expansion_matches_the_documented_rules(m: tuple[dict[str, list[Any]], l
     want = reference(axes, include, exclude)
     assert got == want
     assert [[type(v) for v in c.values()] for c in got] == [[type(v) for v in c.values()] for c in want]
+
+
+# --- property: the indexed expansion gives exactly what comparing every entry with every combination gives ---
+
+from kling_pipeline.errors import Position  # noqa: E402
+from kling_pipeline.matrix import Axis, AxisValue, Combination, MatrixEntry, MatrixSpec, expand, same_value  # noqa: E402
+
+VALUES = st.sampled_from([0, 1, 1.0, True, "1", None, [1, "p"], {"k": 1}, {"k": 1, "j": [2]}])
+
+
+def pairwise(spec: MatrixSpec) -> list[Combination]:
+    """Every exclude and include entry compared with every combination, in order."""
+    import itertools
+
+    def matches(pattern: Any, value: Any) -> bool:
+        if isinstance(pattern, dict) and isinstance(value, dict):
+            return all(k in value and matches(v, value[k]) for k, v in pattern.items())
+        return same_value(pattern, value)
+
+    names = spec.axis_names
+    out: list[Combination] = []
+    fitted = [False] * len(spec.include)
+    products = itertools.product(*(a.values for a in spec.axes)) if spec.axes else iter(())
+    for picked in products:
+        values = dict(zip(names, (av.value for av in picked), strict=True))
+        if any(all(matches(v, values[k]) for k, v in ex.values.items()) for ex in spec.exclude):
+            continue
+        combo = Combination(values, dict(zip(names, (av.pos for av in picked), strict=True)),
+                            dict(zip(names, (av.label for av in picked), strict=True)))
+        for i, entry in enumerate(spec.include):
+            if all(k not in names or same_value(values[k], v) for k, v in entry.values.items()):
+                fitted[i] = True
+                combo.values.update(entry.values)  # type: ignore[attr-defined]
+                combo.origins.update(entry.origins)  # type: ignore[attr-defined]
+                combo.labels.update(entry.labels)  # type: ignore[attr-defined]
+        out.append(combo)
+    if not spec.axes and not spec.include:
+        out.append(Combination({}, {}, {}))
+    out += [Combination(dict(e.values), dict(e.origins), dict(e.labels), added=True)
+            for e, hit in zip(spec.include, fitted, strict=True) if not hit]
+    return out
+
+
+@st.composite
+def specs(draw: st.DrawFn) -> MatrixSpec:
+    line = iter(range(1, 10_000))
+
+    def at() -> Position:
+        return Position("m.yaml", next(line), 1)
+
+    names = draw(st.lists(st.sampled_from(["a", "b", "c"]), unique=True, max_size=3))
+    axes = tuple(Axis(n, tuple(AxisValue(v, at(), repr(v)) for v in draw(st.lists(VALUES, min_size=1, max_size=3))),
+                      at()) for n in names)
+
+    def entries(keys: list[str], most: int) -> tuple[MatrixEntry, ...]:
+        if not keys:
+            return ()
+        drawn = draw(st.lists(st.dictionaries(st.sampled_from(keys), VALUES, min_size=1), max_size=most))
+        return tuple(MatrixEntry(d, {k: at() for k in d}, {k: repr(v) for k, v in d.items()}, at()) for d in drawn)
+
+    return MatrixSpec(axes, (), entries([*names, "x", "y", "z"], 5), entries(names, 3))
+
+
+@settings(max_examples=400, deadline=None)
+@given(specs())
+def test_indexed_expansion_equals_pairwise_comparison(spec: MatrixSpec) -> None:
+    def plain(combos: list[Combination]) -> list[tuple[Any, ...]]:
+        return [(list(c.values.items()), list(c.origins.items()), list(c.labels.items()), c.added) for c in combos]
+
+    got, want = plain(list(expand(spec))), plain(pairwise(spec))
+    assert repr(got) == repr(want)  # repr: 1, 1.0 and True stay apart, key order counts

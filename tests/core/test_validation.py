@@ -218,3 +218,19 @@ def test_field_checks_agree_with_jsonschema(field: str) -> None:
     for _ in range(2):  # the second round answers from the memo
         for value in VALUES:
             assert (validator.check_field(field, value) == ()) == reference.is_valid(value), (field, value)
+
+
+@pytest.mark.parametrize("value", [0, 7, -1, 1.5, 2.0, True, False, None, "x", "1:1", [1], {"a": 1}, 10**30])
+def test_a_mistyped_value_gets_the_message_jsonschema_would_give(value: Any) -> None:
+    """Simple fields say a type error without jsonschema (500,000 of them took seconds)."""
+    from jsonschema import Draft202012Validator
+
+    from kling_pipeline.schemas import load_app
+    from kling_pipeline.validate import RequestValidator, describe
+
+    schema = load_app("klingai/image-o1").input_schema
+    validator = RequestValidator(schema)
+    for name, sub in schema["properties"].items():
+        errors = [e for e in Draft202012Validator(sub).iter_errors(value) if e.validator == "type"]
+        if errors and isinstance(sub.get("type"), str):
+            assert validator.check_field(name, value) == (f"input.{name}: {describe(errors[0])}",)

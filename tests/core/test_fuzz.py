@@ -1,0 +1,175 @@
+"""Fuzz: structured mutations of the shipped recipes never get past the error family.
+
+Each example takes one of ``recipes/*.yaml``, mutates it — a value swapped for a huge
+number, a long string, an odd YAML tag, a hostile template, deep nesting; a key added;
+``extends`` or an image pointed at a FIFO, a symlink loop, a directory, ``/dev/zero`` or a
+truncated image; the text cut or spliced — and runs ``validate`` or ``plan`` in-process.
+The answer is always 0, 2 or 3 (never 1: an internal error), with no traceback, within a
+per-example deadline. Examples are derandomized, so the suite is the same on every run.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kling_pipeline.cli import main
+
+from .util import png
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = sorted(p.name for p in (ROOT / "recipes").glob("*.yaml"))
+
+NUMBERS = ["1000001", "1000000000", "9223372036854775808", "9" * 5000, "0x" + "f" * 4000, "1e999", "-.inf",
+           ".nan", "1:1", "16:9", "-0", "0o777", "0", "-1", "2.5", "true", "null", "~"]
+STRINGS = ["''", "' '", json.dumps("x" * 100_000), json.dumps("a\0b"), json.dumps("\u202e\ufeff"), "'../../x'",
+           "/dev/zero", "fifo.yaml", "loop.yaml", "zero.yaml", "dir", "trunc.png", "fifo.png", "refs",
+           "'data:image/png;base64,AAAA'", "'https://example.com/x.png'", "'out\\x'", "'{{'", "'%}'"]
+TAGS = ["!!python/object/apply:os.system ['true']", "!!binary aGVsbG8=", "!custom x", "!!set {a, b}",
+        "!!omap [{a: 1}]", "!!timestamp 2001-12-14", "!!float 1", "!!str 1", "!!int '1:1'", "!!map {}"]
+NESTED = ["[]", "{}", "[" * 40 + "]" * 40, "[" * 70 + "]" * 70, "{a: {b: {c: [1, {d: 2}]}}}", "&a [1, *a]",
+          "[" + ", ".join(["[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]"] * 8) + "]"]
+TEMPLATES = [json.dumps(t) for t in [
+    "{{ range }}", "{{ cycler }}", "{{ lipsum(10**6) }}", "{{ namespace }}", "{{ [1]|map('string') }}",
+    "{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}",
+    "{{ range(99999)|join('x'*999999) }}", "{{ " + "(" * 1000 + "1" + ")" * 1000 + " }}",
+    "{% if 1 %}" * 300 + "x" + "{% endif %}" * 300, "{{ 1" + "|abs" * 3000 + " }}", "{{ 1" + "+1" * 3000 + " }}",
+    "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "{{ ''.__class__.__mro__ }}", "{{ 'x' * 10**10 }}",
+    "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}",
+    "{{ 2 ** 50000 }}", "{{ x", "{% if %}", "{# open", "{{ self }}", "{{ [1, 2]|random }}", "{{ 1e999 }}",
+    "{{ {1: 2} }}", "{{ 'a'.center(10**9) }}", "{{ '%999999999s' % 1 }}", "{% for x in [1] recursive %}"
+    "{{ loop([1, 2]) }}{% endfor %}", "{{ light|upper }} {{ subject }}", "{{ ref.file }}", "{{ undefined_name }}",
+]]
+RAW = NUMBERS + STRINGS + TAGS + NESTED + TEMPLATES
+KEYS = ["version", "name", "app", "extends", "vars", "matrix", "input", "repeat", "output", "budget",
+        "concurrency", "price", "webhook", "include", "exclude", "zip", "prompt", "image", "n", "aspect_ratio",
+        "dir", "filename", "max_usd", "usd_per_image", "exlude", "subject", "x y", "<<"]
+SMALL_AXES = ["[a]", "[a, b]", "[" + ", ".join(f"v{i}" for i in range(17)) + "]"]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped recipes and their files, beside the hostile files a mutation may name."""
+    root = tmp_path_factory.mktemp("fuzz")
+    shutil.copytree(ROOT / "recipes", root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("out"))
+    os.mkfifo(root / "fifo.yaml")
+    os.mkfifo(root / "fifo.png")
+    os.symlink("loop2.yaml", root / "loop.yaml")
+    os.symlink("loop.yaml", root / "loop2.yaml")
+    os.symlink("/dev/zero", root / "zero.yaml")
+    (root / "dir").mkdir()
+    (root / "trunc.png").write_bytes(png(400, 400)[:60])
+    return root
+
+
+def _paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [path]
+    if isinstance(value, dict):
+        for key, child in value.items():
+            out += _paths(child, (*path, key))
+    elif isinstance(value, list):
+        for i, child in enumerate(value):
+            out += _paths(child, (*path, i))
+    return out
+
+
+def _set(tree: Any, path: tuple[Any, ...], value: Any) -> Any:
+    if not path:
+        return value
+    node = tree
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
+    return tree
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> tuple[str, str]:
+    """(recipe file name inside the workspace, its mutated text)."""
+    name = draw(st.sampled_from(SHIPPED))
+    tree = yaml.safe_load((ROOT / "recipes" / name).read_text(encoding="utf-8"))
+    raws: list[str] = []
+
+    def raw(snippet: str) -> str:
+        raws.append(snippet)
+        return f"RAW{len(raws) - 1}XX"
+
+    for _ in range(draw(st.integers(1, 2))):
+        kind = draw(st.sampled_from(["template", "template", "template", "replace", "replace", "add", "axes",
+                                     "explode", "extends", "image"]))
+        paths = _paths(tree)[1:]  # not the whole document (that is one mutation among many below)
+        if kind == "template" and isinstance(tree, dict) and isinstance(tree.get("input"), dict):
+            field = draw(st.sampled_from(["prompt", "prompt", "negative_prompt", "aspect_ratio", "n", "image"]))
+            tree["input"][field] = raw(draw(st.sampled_from(TEMPLATES)))
+        elif kind == "replace" and paths:
+            tree = _set(tree, draw(st.sampled_from(paths)), raw(draw(st.sampled_from(RAW))))
+        elif kind == "add" and isinstance(tree, dict):
+            target = draw(st.sampled_from([p for p in paths if isinstance(_get(tree, p), dict)] or [()]))
+            node = _get(tree, target)
+            if isinstance(node, dict):
+                node[draw(st.sampled_from(KEYS))] = raw(draw(st.sampled_from(RAW)))
+        elif kind == "axes" and isinstance(tree, dict):
+            tree["matrix"] = {f"ax{i}": raw(draw(st.sampled_from(SMALL_AXES))) for i in range(draw(st.integers(1, 3)))}
+        elif kind == "explode" and isinstance(tree, dict):
+            tree[draw(st.sampled_from(["repeat", "matrix"]))] = raw(draw(st.sampled_from(
+                ["1000000001", "999999999999999999999", "{" + ", ".join(f"e{i}: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]"
+                                                                      for i in range(8)) + "}"])))
+        elif kind == "extends" and isinstance(tree, dict):
+            tree["extends"] = raw(draw(st.sampled_from(
+                ["fifo.yaml", "loop.yaml", "zero.yaml", "dir", "/dev/zero", "[]", "[fifo.yaml, bases/defaults.yaml]",
+                 name, "nope.yaml", json.dumps("a\0b"), "[" + ", ".join(["bases/defaults.yaml"] * 30) + "]"])))
+        elif kind == "image" and isinstance(tree, dict):
+            tree.setdefault("input", {})
+            if isinstance(tree["input"], dict):
+                tree["input"]["image"] = raw(draw(st.sampled_from(
+                    ["fifo.png", "trunc.png", "dir", "/dev/zero", "loop.yaml", "refs/teal-square.png",
+                     json.dumps("x\0.png"), "'data:image/png;base64,iVBORw0KGgo='"])))
+    text = yaml.safe_dump(tree, default_flow_style=None, width=10**9, allow_unicode=True, sort_keys=False)
+    for i, snippet in enumerate(raws):
+        text = text.replace(f"'RAW{i}XX'", snippet).replace(f"RAW{i}XX", snippet)
+    cut = draw(st.sampled_from([None] * 8 + ["truncate", "splice", "whole"]))
+    if cut == "truncate":
+        text = text[:draw(st.integers(0, len(text)))]
+    elif cut == "whole":
+        text = draw(st.sampled_from(RAW)) + "\n"
+    elif cut == "splice":
+        at = draw(st.integers(0, len(text)))
+        text = text[:at] + draw(st.sampled_from(["\n  - ", ": ", "\t", "{", "]", "*x", "&a ", "\n<<: *a\n", "\x00"])) \
+            + text[at:]
+    return name, text
+
+
+def _get(tree: Any, path: tuple[Any, ...]) -> Any:
+    for part in path:
+        tree = tree[part]
+    return tree
+
+
+@settings(max_examples=300, deadline=timedelta(seconds=10), derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                 HealthCheck.data_too_large])
+@given(case=mutated(), command=st.sampled_from(["validate", "plan", "plan-json"]),
+       target=st.sampled_from([None] * 12 + ["fifo.yaml", "loop.yaml", "zero.yaml", "dir"]))
+def test_mutated_recipes_end_in_0_2_or_3_without_a_traceback(workspace: Path, case: tuple[str, str], command: str,
+                                                            target: str | None) -> None:
+    name, text = case
+    path = workspace / f"mutated-{name}"
+    path.write_text(text, encoding="utf-8")
+    recipe = str(path if target is None else workspace / target)
+    argv = {"validate": ["validate", recipe], "plan": ["plan", recipe, "--rows", "3"],
+            "plan-json": ["plan", recipe, "--json"]}[command]
+    out, err = io.StringIO(), io.StringIO()
+    code = main(argv, out=out, err=err)
+    assert code in (0, 2, 3), err.getvalue()[-2000:]
+    assert "Traceback" not in err.getvalue() + out.getvalue()
+    assert "internal error" not in err.getvalue()
