@@ -55,8 +55,8 @@ def test_the_first_call_goes_alone_and_its_answer_says_how_to_go_on() -> None:
     first = state.released(0.0)
     assert state.delay(0.0, pending=49) == math.inf  # wait for the probe's answer
     state.answered(0.01, first, headers(x_ratelimit_limit="10", x_ratelimit_remaining="9", x_ratelimit_reset="6"))
-    # 9 calls left until t = 6.01, 49 waiting: spread evenly, 6 s / 9 apart
-    assert state.delay(0.01, pending=49) == pytest.approx(6.0 / 9 - 0.01)
+    # 9 calls left until t = 6.01, 49 waiting: spread evenly, the last one still before the reset
+    assert state.delay(0.01, pending=49) == pytest.approx(6.0 / 10 - 0.01)
 
 
 def test_what_is_left_goes_at_once_when_everything_waiting_fits_in_it() -> None:
