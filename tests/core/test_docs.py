@@ -99,7 +99,7 @@ BOUNDS_EXAMPLES = [  # (recipe written as sweep.yaml, the message the docs show 
     ("version: 1\napp: klingai/image-o1@0pbaxv40\nmatrix:\n" + "".join(f"  a{i}: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n"
                                                                       for i in range(8)) + "input: {prompt: x}\n",
      "sweep.yaml:3:1: the sweep makes 100,000,000 jobs (10 x 10 x 10 x 10 x 10 x 10 x 10 x 10 combinations), more "
-     "than the limit of 1,000,000; narrow it, or raise the limit with --max-jobs N"),
+     "than the limit of 500,000; narrow it, or raise the limit with --max-jobs N"),
     ("version: 1\napp: klingai/image-o1@0pbaxv40\ninput:\n  prompt: x\n  aspect_ratio: 16:9\n",
      'sweep.yaml:5:17: 16:9 is read as the number 969 (YAML 1.1 reads N:M as a base-60 number); write "16:9" in '
      "quotes for the text"),

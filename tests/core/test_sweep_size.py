@@ -17,7 +17,7 @@ from .util import HEAD, cli, errors
 
 EIGHT_AXES = "matrix:\n" + "".join(f"  a{i}: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n" for i in range(8))
 TOO_MANY = ("the sweep makes 100,000,000 jobs (10 x 10 x 10 x 10 x 10 x 10 x 10 x 10 combinations), more than the "
-            "limit of 1,000,000; narrow it, or raise the limit with --max-jobs N")
+            "limit of 500,000; narrow it, or raise the limit with --max-jobs N")
 
 
 def test_ten_to_the_eight_jobs_are_refused_before_expanding(write: WriteRecipe) -> None:
@@ -27,7 +27,7 @@ def test_ten_to_the_eight_jobs_are_refused_before_expanding(write: WriteRecipe) 
 def test_a_huge_repeat_is_refused_at_the_repeat(write: WriteRecipe) -> None:
     assert errors(write(HEAD + "repeat: 1000000000\ninput: {prompt: x}\n")) == [
         "r.yaml:3:9: the sweep makes 1,000,000,000 jobs (1 combination x repeat 1,000,000,000), more than the limit "
-        "of 1,000,000; narrow it, or raise the limit with --max-jobs N"
+        "of 500,000; narrow it, or raise the limit with --max-jobs N"
     ]
 
 
@@ -53,7 +53,7 @@ def test_an_astronomical_count_is_said_without_printing_it(write: WriteRecipe) -
     axes = "matrix:\n" + "".join(f"  a{i}: [0, 1]\n" for i in range(100))
     assert errors(write(HEAD + axes + "input: {prompt: x}\n")) == [
         "r.yaml:3:1: the sweep makes about 10^30 jobs (2 x 2 x 2 x 2 x (100 axes) combinations), more than the "
-        "limit of 1,000,000; narrow it, or raise the limit with --max-jobs N"
+        "limit of 500,000; narrow it, or raise the limit with --max-jobs N"
     ]
 
 
