@@ -148,10 +148,10 @@ async def run_httpx(base_url: str, labels: list[str], concurrency: int, tally: T
 
 # ---- httpx on kling-pipeline's lean transport ---------------------------------------
 async def run_lean(base_url: str, labels: list[str], concurrency: int, tally: Tally, shard: int, ramp: float) -> None:
-    """One httpx.AsyncClient on ``kling_pipeline.http11.Http11Transport`` (O(1) keep-alive
+    """One httpx.AsyncClient on ``kling_pipeline.api.http11.Http11Transport`` (O(1) keep-alive
     stacks). A worker is a task at the service: it hands the download to its own task and
     submits the next one as soon as its task has finished."""
-    from kling_pipeline.http11 import Http11Transport
+    from kling_pipeline.api.http11 import Http11Transport
 
     counter = iter(labels)
     client = httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {KEY}"}, timeout=60.0,

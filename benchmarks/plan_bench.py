@@ -74,7 +74,7 @@ def rss_mb() -> float:
 def one(jobs: int) -> dict[str, float]:
     """Plan ``jobs`` jobs in this process; return the figures."""
     from kling_pipeline.cli._plan import plan_for_cli
-    from kling_pipeline.planview import plan_summary
+    from kling_pipeline.views.planview import plan_summary
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.yaml"

@@ -63,12 +63,12 @@ def start_emulator(latency: float) -> tuple[subprocess.Popen[str], str]:
 
 
 def child_ours(url: str, n: int, c: int, work: Path) -> dict[str, Any]:
+    from kling_pipeline.api.client import Secret
     from kling_pipeline.cli._backend import run_async
-    from kling_pipeline.client import Secret
-    from kling_pipeline.context import RunOptions
-    from kling_pipeline.planning import plan_file
-    from kling_pipeline.progress import Counters, PlainEvents
-    from kling_pipeline.session import run_plan
+    from kling_pipeline.core.planning import plan_file
+    from kling_pipeline.run.context import RunOptions
+    from kling_pipeline.run.session import run_plan
+    from kling_pipeline.views.progress import Counters, PlainEvents
 
     recipe = work / "bench.yaml"
     recipe.write_text(textwrap.dedent(f"""
@@ -163,7 +163,7 @@ def _floor_part(url: str, n: int, c: int, part: int) -> tuple[int, float]:
     import anyio
     import httpx
 
-    from kling_pipeline.http11 import Http11Transport
+    from kling_pipeline.api.http11 import Http11Transport
 
     async def main() -> int:
         transport = Http11Transport(max_idle_per_origin=c + 8)

@@ -16,25 +16,25 @@ import typing as _t
 __version__ = "0.1.0"
 
 if _t.TYPE_CHECKING:
-    from .errors import Diagnostic, KlingError, Position, RecipeError, UsageError
-    from .jobs import Job
-    from .loading import load_recipe
-    from .planning import Plan, plan, plan_file
-    from .recipe import Recipe
+    from .core.errors import Diagnostic, KlingError, Position, RecipeError, UsageError
+    from .core.jobs import Job
+    from .core.loading import load_recipe
+    from .core.planning import Plan, plan, plan_file
+    from .core.recipe import Recipe
 
 # public name -> module that defines it
 _EXPORTS = {
-    "Diagnostic": "errors",
-    "Job": "jobs",
-    "KlingError": "errors",
-    "Plan": "planning",
-    "Position": "errors",
-    "Recipe": "recipe",
-    "RecipeError": "errors",
-    "UsageError": "errors",
-    "load_recipe": "loading",
-    "plan": "planning",
-    "plan_file": "planning",
+    "Diagnostic": "core.errors",
+    "Job": "core.jobs",
+    "KlingError": "core.errors",
+    "Plan": "core.planning",
+    "Position": "core.errors",
+    "Recipe": "core.recipe",
+    "RecipeError": "core.errors",
+    "UsageError": "core.errors",
+    "load_recipe": "core.loading",
+    "plan": "core.planning",
+    "plan_file": "core.planning",
 }
 
 __all__ = [

@@ -10,8 +10,8 @@ from typing import TextIO, TypeVar
 
 import anyio
 
-from ..client import Secret
-from ..errors import UsageError
+from ..api.client import Secret
+from ..core.errors import UsageError
 
 __all__ = ["DEFAULT_BASE_URL", "backend", "run_async"]
 

@@ -11,7 +11,7 @@ import os
 import traceback
 from typing import TextIO
 
-from ..errors import KlingError, RecipeError, UsageError
+from ..core.errors import KlingError, RecipeError, UsageError
 
 __all__ = ["EXIT_BUDGET", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_INVALID", "EXIT_OK", "report"]
 

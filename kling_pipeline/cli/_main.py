@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from .. import __version__
-from ..sweep import DEFAULT_MAX_JOBS
+from ..core.sweep import DEFAULT_MAX_JOBS
 from . import _plan, _report, _run, _status, _webhook
 from ._exit import report
 
@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _merge(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from pathlib import Path
 
-    from ..sharding import merge_manifests
+    from ..store.sharding import merge_manifests
 
     target, files, added = merge_manifests(Path(args.out_dir), [Path(m) for m in args.manifests])
     out.write(f"{target}: {added} records added from {files} shard manifest{'s' if files != 1 else ''}\n")

@@ -6,11 +6,11 @@ import argparse
 import gc
 from typing import Any, TextIO
 
-from ..errors import RecipeError, UsageError
-from ..money import format_usd, parse_usd
-from ..planning import Plan, parse_only, plan_file
-from ..planview import plan_summary, warning_lines, write_plan_json
-from ..sharding import parse_shard, shard_plan
+from ..core.errors import RecipeError, UsageError
+from ..core.money import format_usd, parse_usd
+from ..core.planning import Plan, parse_only, plan_file
+from ..store.sharding import parse_shard, shard_plan
+from ..views.planview import plan_summary, warning_lines, write_plan_json
 from ._exit import EXIT_BUDGET, EXIT_FAILED, EXIT_INVALID, EXIT_OK, report
 
 __all__ = ["cmd_plan", "cmd_validate", "make_plan"]
@@ -85,8 +85,8 @@ def cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def _prices_agree(args: argparse.Namespace, p: Plan, err: TextIO) -> bool:
 
-    from ..client import ClientPool
-    from ..pricecheck import check_prices
+    from ..api.client import ClientPool
+    from ..api.pricecheck import check_prices
     from ._backend import backend, run_async
 
     with backend(args, err) as (base_url, key):

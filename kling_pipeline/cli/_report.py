@@ -6,11 +6,11 @@ import argparse
 from pathlib import Path
 from typing import TextIO
 
-from ..errors import KlingError, UsageError
-from ..manifest import MANIFEST_NAME
-from ..money import format_usd
-from ..planning import Plan, plan_file
-from ..report import STATUS_TEXT, ReportData, collect, render_report, report_path, write_html, write_report
+from ..core.errors import KlingError, UsageError
+from ..core.money import format_usd
+from ..core.planning import Plan, plan_file
+from ..store.manifest import MANIFEST_NAME
+from ..views.report import STATUS_TEXT, ReportData, collect, render_report, report_path, write_html, write_report
 from ._exit import EXIT_OK
 from ._plan import make_plan
 

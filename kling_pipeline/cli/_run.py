@@ -7,14 +7,14 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import TextIO
 
-from ..context import RunOptions
-from ..errors import UsageError
-from ..money import format_usd
-from ..planning import Plan
-from ..planview import warning_lines
-from ..progress import Counters, LiveEvents, make_events
-from ..session import RunSummary, git_provenance, prepare, run_plan
-from ..sharding import lock_name, manifest_name, parse_shard
+from ..core.errors import UsageError
+from ..core.money import format_usd
+from ..core.planning import Plan
+from ..run.context import RunOptions
+from ..run.session import RunSummary, git_provenance, prepare, run_plan
+from ..store.sharding import lock_name, manifest_name, parse_shard
+from ..views.planview import warning_lines
+from ..views.progress import Counters, LiveEvents, make_events
 from ._backend import DEFAULT_BASE_URL, backend, run_async
 from ._exit import EXIT_BUDGET, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, exit_code
 from ._plan import make_plan

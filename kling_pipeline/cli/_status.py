@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 from typing import TextIO
 
-from ..errors import UsageError
-from ..manifest import ManifestState, read_records
-from ..planning import Plan
-from ..sharding import manifest_name, parse_shard
-from ..status import compute_status, status_document, status_lines
+from ..core.errors import UsageError
+from ..core.planning import Plan
+from ..store.manifest import ManifestState, read_records
+from ..store.sharding import manifest_name, parse_shard
+from ..views.status import compute_status, status_document, status_lines
 from ._plan import make_plan
 
 __all__ = ["add_status_parser", "cmd_status", "resolve_target"]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import TextIO
 
-from ..client import ClientPool
-from ..errors import UsageError
-from ..progress import Counters, PlainEvents
-from ..sharding import lock_name, manifest_name, parse_shard
-from ..webhooks import Receiver, serve
+from ..api.client import ClientPool
+from ..core.errors import UsageError
+from ..run.webhooks import Receiver, serve
+from ..store.sharding import lock_name, manifest_name, parse_shard
+from ..views.progress import Counters, PlainEvents
 from ._backend import backend, run_async
 from ._status import resolve_target
 

@@ -1,7 +1,7 @@
 """A local emulator of the inference.sh REST API for ``klingai/image-o1`` (like LocalStack).
 
 It is an independent implementation of the API contract: it imports only
-``kling_pipeline.schemas`` and ``kling_pipeline.money`` from the project.
+``kling_pipeline.core.schemas`` and ``kling_pipeline.core.money`` from the project.
 
     from kling_pipeline.emulator import EmulatorConfig, EmulatorServer, Faults, Latency, Limit, RateLimits
 

@@ -12,7 +12,7 @@ from collections import deque
 from functools import partial
 from typing import Any
 
-from ..schemas import AppSpec
+from ..core.schemas import AppSpec
 from .config import EmulatorConfig, Faults, Latency
 from .files import FileStore
 from .ident import Clock, Dice, new_id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..money import format_usd
+from ..core.money import format_usd
 from .tasks import Task
 
 __all__ = ["Ledger"]

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
-from ..schemas import LIMIT_CLASSES, LimitClass, service_limits
+from ..core.schemas import LIMIT_CLASSES, LimitClass, service_limits
 
 __all__ = ["LIMIT_CLASSES", "Limit", "LimitClass", "RateLimits", "Shape", "limits_from_mapping", "parse_limit"]
 

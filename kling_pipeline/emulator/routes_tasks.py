@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ..money import format_usd
+from ..core.money import format_usd
 from .asgi import JSON_TYPE, Request, send_bytes, send_json
 from .ident import input_sha256
 from .images import image_problem

@@ -7,7 +7,7 @@ import hmac
 from dataclasses import asdict
 from typing import Any
 
-from ..schemas import AppSpec, load_app
+from ..core.schemas import AppSpec, load_app
 from .config import EmulatorConfig, Faults
 from .engine import Engine
 from .files import FileStore

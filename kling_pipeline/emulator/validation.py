@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from jsonschema import Draft202012Validator, ValidationError
 
-from ..schemas import AppSpec
+from ..core.schemas import AppSpec
 from .ident import new_id
 from .problems import Problem
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kling_pipeline.planview import PLAN_FORMAT
+from kling_pipeline.views.planview import PLAN_FORMAT
 
 from .conftest import WriteRecipe
 from .util import cli, combos, ok

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from kling_pipeline import plan_file
-from kling_pipeline.localfiles import FileLimits, check_path
-from kling_pipeline.schemas import load_app
+from kling_pipeline.core.localfiles import FileLimits, check_path
+from kling_pipeline.core.schemas import load_app
 
 from .conftest import WriteRecipe
 from .util import cli

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from kling_pipeline import load_recipe, plan
-from kling_pipeline.localfiles import FileLimits, FileProblem, LocalFile, check_bytes, check_path, image_size
+from kling_pipeline.core.localfiles import FileLimits, FileProblem, LocalFile, check_bytes, check_path, image_size
 
 from .conftest import WriteRecipe
 from .util import HEAD, errors, jpeg, ok, png

@@ -119,8 +119,8 @@ def test_an_unquoted_ratio_in_an_axis(write: WriteRecipe) -> None:
                           "line 1, column 1): but found another document"),
 ])
 def test_aliases_and_documents_that_cannot_be_a_recipe(text: str, message: str) -> None:
-    from kling_pipeline.errors import RecipeError
-    from kling_pipeline.yamlsrc import parse_yaml
+    from kling_pipeline.core.errors import RecipeError
+    from kling_pipeline.core.yamlsrc import parse_yaml
 
     with pytest.raises(RecipeError) as info:
         parse_yaml(text, "t.yaml")

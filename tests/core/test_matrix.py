@@ -422,9 +422,9 @@ input: {prompt: "{{ light }}"}
 
 def test_expansion_streams(tmp_path: Path) -> None:
     """A million-combination matrix yields its first combination without building a list."""
-    from kling_pipeline.matrix import expand
-    from kling_pipeline.recipe import build_recipe
-    from kling_pipeline.yamlsrc import parse_yaml
+    from kling_pipeline.core.matrix import expand
+    from kling_pipeline.core.recipe import build_recipe
+    from kling_pipeline.core.yamlsrc import parse_yaml
 
     axes = "\n".join(f"  a{i}: [{', '.join(str(v) for v in range(10))}]" for i in range(6))
     text = "version: 1\napp: klingai/image-o1\ninput: {prompt: x}\nmatrix:\n" + axes + "\n"
@@ -497,8 +497,8 @@ def test_expansion_matches_the_documented_rules(m: tuple[dict[str, list[Any]], l
 
 # --- property: the indexed expansion gives exactly what comparing every entry with every combination gives ---
 
-from kling_pipeline.errors import Position  # noqa: E402
-from kling_pipeline.matrix import Axis, AxisValue, Combination, MatrixEntry, MatrixSpec, expand, same_value  # noqa: E402
+from kling_pipeline.core.errors import Position  # noqa: E402
+from kling_pipeline.core.matrix import Axis, AxisValue, Combination, MatrixEntry, MatrixSpec, expand, same_value  # noqa: E402
 
 VALUES = st.sampled_from([0, 1, 1.0, True, "1", None, [1, "p"], {"k": 1}, {"k": 1, "j": [2]}])
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kling_pipeline import Plan, RecipeError, UsageError, load_recipe, plan, plan_file
-from kling_pipeline.planning import AxisCost, parse_only
+from kling_pipeline.core.planning import AxisCost, parse_only
 
 from .conftest import WriteRecipe
 from .util import HEAD, errors, ok, warnings
@@ -58,7 +58,7 @@ def test_ids_that_would_collide_get_a_key_suffix(write: WriteRecipe) -> None:
 
 
 def test_long_values_are_cut_in_ids() -> None:
-    from kling_pipeline.jobs import slug
+    from kling_pipeline.core.jobs import slug
 
     long = "a very long subject description that goes on and on and on"
     assert slug(long) == "a_very_long_subject_description_that_goe"

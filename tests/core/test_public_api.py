@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import kling_pipeline
-from kling_pipeline import errors, jobs, loading, planning, recipe
+from kling_pipeline.core import errors, jobs, loading, planning, recipe
 
 from .conftest import WriteRecipe
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kling_pipeline import load_recipe
-from kling_pipeline.errors import RecipeError
+from kling_pipeline.core.errors import RecipeError
 
 from .conftest import WriteRecipe
 from .util import HEAD, errors, ok

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from kling_pipeline import load_recipe
-from kling_pipeline.errors import Position
-from kling_pipeline.matrix import Axis, AxisValue, MatrixEntry, MatrixSpec, expand
+from kling_pipeline.core.errors import Position
+from kling_pipeline.core.matrix import Axis, AxisValue, MatrixEntry, MatrixSpec, expand
 
 from .conftest import WriteRecipe
 from .util import HEAD, cli, errors

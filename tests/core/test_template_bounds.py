@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from kling_pipeline.errors import Position
-from kling_pipeline.meter import PLAN_STEPS, PlanMeter, plan_meter
-from kling_pipeline.render import RenderError, compile_leaf, make_environment
+from kling_pipeline.core.errors import Position
+from kling_pipeline.core.meter import PLAN_STEPS, PlanMeter, plan_meter
+from kling_pipeline.core.render import RenderError, compile_leaf, make_environment
 
 from .conftest import WriteRecipe
 from .util import HEAD, cli, errors, ok

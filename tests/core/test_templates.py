@@ -7,9 +7,9 @@ from typing import Any
 import jinja2
 import pytest
 
-from kling_pipeline.errors import Position
-from kling_pipeline.render import RenderError, TemplateSet, compile_leaf, make_environment
-from kling_pipeline.yamlsrc import parse_yaml
+from kling_pipeline.core.errors import Position
+from kling_pipeline.core.render import RenderError, TemplateSet, compile_leaf, make_environment
+from kling_pipeline.core.yamlsrc import parse_yaml
 
 from .conftest import WriteRecipe
 from .util import HEAD, errors, ok

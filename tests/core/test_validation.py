@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from kling_pipeline.schemas import load_app
-from kling_pipeline.validate import RequestValidator
+from kling_pipeline.core.schemas import load_app
+from kling_pipeline.core.validate import RequestValidator
 
 from .conftest import WriteRecipe
 from .util import HEAD, errors, ok, warnings
@@ -225,8 +225,8 @@ def test_a_mistyped_value_gets_the_message_jsonschema_would_give(value: Any) -> 
     """Simple fields say a type error without jsonschema (500,000 of them took seconds)."""
     from jsonschema import Draft202012Validator
 
-    from kling_pipeline.schemas import load_app
-    from kling_pipeline.validate import RequestValidator, describe
+    from kling_pipeline.core.schemas import load_app
+    from kling_pipeline.core.validate import RequestValidator, describe
 
     schema = load_app("klingai/image-o1").input_schema
     validator = RequestValidator(schema)

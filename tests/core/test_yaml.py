@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from kling_pipeline.errors import RecipeError
-from kling_pipeline.yamlsrc import parse_yaml, to_plain
+from kling_pipeline.core.errors import RecipeError
+from kling_pipeline.core.yamlsrc import parse_yaml, to_plain
 
 from .conftest import WriteRecipe
 from .util import HEAD, errors, ok
@@ -100,7 +100,7 @@ def test_alias_bomb_is_refused_quickly(write: WriteRecipe) -> None:
 
 
 def test_the_alias_cap_counts_only_values_built_again_through_aliases(monkeypatch: pytest.MonkeyPatch) -> None:
-    from kling_pipeline import yamlsrc
+    from kling_pipeline.core import yamlsrc
 
     monkeypatch.setattr(yamlsrc, "_MAX_ALIASED", 100)
     many = ", ".join(str(i) for i in range(1000))  # 1,000 values written out: no alias

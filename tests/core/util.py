@@ -13,9 +13,9 @@ import pytest
 
 from kling_pipeline import Plan, RecipeError, plan_file
 from kling_pipeline.cli import main
-from kling_pipeline.matrix import expand
-from kling_pipeline.recipe import build_recipe
-from kling_pipeline.yamlsrc import parse_yaml
+from kling_pipeline.core.matrix import expand
+from kling_pipeline.core.recipe import build_recipe
+from kling_pipeline.core.yamlsrc import parse_yaml
 
 HEAD = "version: 1\napp: klingai/image-o1@0pbaxv40\n"
 

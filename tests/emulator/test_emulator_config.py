@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from kling_pipeline.core.schemas import service_limits
 from kling_pipeline.emulator import EmulatorConfig, Faults, Latency, Limit, RateLimits
 from kling_pipeline.emulator.config import faults_from_mapping
 from kling_pipeline.emulator.limits import limits_from_mapping, parse_limit
-from kling_pipeline.schemas import service_limits
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,9 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from kling_pipeline.core.schemas import load_app
 from kling_pipeline.emulator import EmulatorServer
 from kling_pipeline.emulator.images import encode_png, image_problem, jpeg_size, png_size
-from kling_pipeline.schemas import load_app
 
 from .helpers import decode_png, submit, wait_terminal
 

@@ -14,9 +14,9 @@ import pytest
 from tests_support import TEST_LIMITS
 
 from kling_pipeline.cli import main
+from kling_pipeline.core.planning import Plan, plan_file
 from kling_pipeline.emulator import EmulatorConfig, EmulatorServer, Faults, Latency
-from kling_pipeline.manifest import ManifestState, read_records
-from kling_pipeline.planning import Plan, plan_file
+from kling_pipeline.store.manifest import ManifestState, read_records
 
 SCRIPT_SUBJECT = "<script>alert(1)</script>"
 ATTR_SUBJECT = '"><img src=x onerror=alert(2)>'

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from kling_pipeline.report import write_report
+from kling_pipeline.views.report import write_report
 
 from .browser import chromium, require_browser
 from .conftest import ATTR_SUBJECT, RATIOS, SCRIPT_SUBJECT, STYLES, SUBJECTS, Sweep

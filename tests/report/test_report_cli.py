@@ -14,8 +14,8 @@ import pytest
 from kling_pipeline.cli import _main, main
 from kling_pipeline.cli._exit import report as report_error
 from kling_pipeline.cli._report import add_report_parser, report_after_run
-from kling_pipeline.money import format_usd
-from kling_pipeline.planning import plan_file
+from kling_pipeline.core.money import format_usd
+from kling_pipeline.core.planning import plan_file
 
 from .conftest import Sweep
 from .dom import parse

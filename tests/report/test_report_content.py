@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from kling_pipeline.money import format_usd
-from kling_pipeline.report import STATUS_TEXT, collect, render_report, write_report
-from kling_pipeline.report.collect import report_status
+from kling_pipeline.core.money import format_usd
+from kling_pipeline.views.report import STATUS_TEXT, collect, render_report, write_report
+from kling_pipeline.views.report.collect import report_status
 
 from .conftest import ATTR_SUBJECT, RATIOS, SCRIPT_SUBJECT, STYLES, SUBJECTS, Sweep
 from .dom import Element, parse

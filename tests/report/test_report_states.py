@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from tests_support import png_bytes
 
-from kling_pipeline.errors import UsageError
-from kling_pipeline.jobs import Job
-from kling_pipeline.planning import Plan, plan_file
-from kling_pipeline.report import collect, image_href, layout, render_report, write_report
+from kling_pipeline.core.errors import UsageError
+from kling_pipeline.core.jobs import Job
+from kling_pipeline.core.planning import Plan, plan_file
+from kling_pipeline.views.report import collect, image_href, layout, render_report, write_report
 
 from .dom import Element, parse
 

@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from kling_pipeline.manifest import ManifestState, read_records
+from kling_pipeline.store.manifest import ManifestState, read_records
 
 
 def manifest(out: Path) -> ManifestState:

@@ -139,7 +139,7 @@ def test_a_dead_endpoint_fails_cleanly_without_traceback(cli, sweep):
 
 
 def test_two_runs_on_one_output_directory_are_refused(cli, emulator, sweep):
-    from kling_pipeline.manifest import OutputLock
+    from kling_pipeline.store.manifest import OutputLock
 
     emu = emulator()
     path = sweep(1)
@@ -227,11 +227,11 @@ def test_a_reference_image_changed_after_planning_fails_its_job_without_sending(
     import anyio
     from tests_support import write_png
 
-    from kling_pipeline.client import Secret
-    from kling_pipeline.context import RunOptions
-    from kling_pipeline.planning import plan_file
-    from kling_pipeline.progress import Counters, PlainEvents
-    from kling_pipeline.session import run_plan
+    from kling_pipeline.api.client import Secret
+    from kling_pipeline.core.planning import plan_file
+    from kling_pipeline.run.context import RunOptions
+    from kling_pipeline.run.session import run_plan
+    from kling_pipeline.views.progress import Counters, PlainEvents
 
     write_png(tmp_path / "ref.png", 400, 400)
     emu = emulator()

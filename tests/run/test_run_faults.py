@@ -52,10 +52,10 @@ def test_a_submit_absent_from_the_listing_is_sent_again_only_after_the_window(cl
     path = sweep(1)
     out = path.parent / "out"
     # A crash right after the intent record, before the request left: nothing exists at the service.
-    from kling_pipeline.jobs import content_key  # noqa: F401 - the key comes from the plan below
-    from kling_pipeline.loading import load_recipe
-    from kling_pipeline.manifest import Journal
-    from kling_pipeline.planning import plan
+    from kling_pipeline.core.jobs import content_key  # noqa: F401 - the key comes from the plan below
+    from kling_pipeline.core.loading import load_recipe
+    from kling_pipeline.core.planning import plan
+    from kling_pipeline.store.manifest import Journal
 
     p = plan(load_recipe(path))
     job = p.jobs[0]
@@ -176,13 +176,13 @@ def test_a_budget_stop_with_staged_jobs_and_failures_always_ends(recipe, seed):
     test is a guard over several seeds, not a certain reproduction.)"""
     import io
 
+    from kling_pipeline.api.client import Secret
     from kling_pipeline.cli._backend import run_async
-    from kling_pipeline.client import Secret
-    from kling_pipeline.context import RunOptions
+    from kling_pipeline.core.planning import plan_file
     from kling_pipeline.emulator import EmulatorConfig, EmulatorServer, Faults, Latency
-    from kling_pipeline.planning import plan_file
-    from kling_pipeline.progress import Counters, PlainEvents
-    from kling_pipeline.session import run_plan
+    from kling_pipeline.run.context import RunOptions
+    from kling_pipeline.run.session import run_plan
+    from kling_pipeline.views.progress import Counters, PlainEvents
 
     path = recipe("""
         version: 1

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from kling_pipeline.ratelimits import PaceState, RateHeaders
+from kling_pipeline.api.ratelimits import PaceState, RateHeaders
 
 
 class Bucket:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from kling_pipeline.apierrors import (
+from kling_pipeline.api.apierrors import (
     ApiError,
     AppGone,
     AuthFailed,
@@ -24,8 +24,8 @@ from kling_pipeline.apierrors import (
     parse_retry_after,
     translate_transport,
 )
-from kling_pipeline.errors import KlingError
-from kling_pipeline.wire import Problem
+from kling_pipeline.api.wire import Problem
+from kling_pipeline.core.errors import KlingError
 
 # status, code -> class, created, fatal, retryable
 MAPPING = [

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kling_pipeline.budget import BudgetLedger, LedgerSnapshot
+from kling_pipeline.run.budget import BudgetLedger, LedgerSnapshot
 
 
 def state(ledger: BudgetLedger) -> tuple[int | None, int, int]:

@@ -13,8 +13,8 @@ import anyio
 import httpx
 import pytest
 
-from kling_pipeline import client as client_module
-from kling_pipeline.apierrors import (
+from kling_pipeline.api import client as client_module
+from kling_pipeline.api.apierrors import (
     ApiError,
     AuthFailed,
     BadRequest,
@@ -26,9 +26,9 @@ from kling_pipeline.apierrors import (
     ServerError,
     Unavailable,
 )
-from kling_pipeline.client import ApiClient, ClientPool, HttpxWire, Secret, Timeouts
-from kling_pipeline.http11 import Http11Transport
-from kling_pipeline.wire import Status
+from kling_pipeline.api.client import ApiClient, ClientPool, HttpxWire, Secret, Timeouts
+from kling_pipeline.api.http11 import Http11Transport
+from kling_pipeline.api.wire import Status
 
 KEY = "inf_unit_test_key_never_shown_0123456789"
 BASE = "http://api.test/"

@@ -7,8 +7,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kling_pipeline.apierrors import DownloadFailed
-from kling_pipeline.client import ApiClient, HttpxWire, Secret, Timeouts
+from kling_pipeline.api.apierrors import DownloadFailed
+from kling_pipeline.api.client import ApiClient, HttpxWire, Secret, Timeouts
 
 pytestmark = pytest.mark.anyio
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 
-from kling_pipeline.http11 import Http11Transport, split_url
+from kling_pipeline.api.http11 import Http11Transport, split_url
 
 from .conftest import Connection, TinyServer, ok, settle_loop
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from kling_pipeline.manifest import (
+from kling_pipeline.store.manifest import (
     FileWrite,
     JobState,
     Journal,
@@ -347,7 +347,7 @@ def test_job_creates_on_demand() -> None:
 HOLDER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from kling_pipeline.manifest import OutputLock
+    from kling_pipeline.store.manifest import OutputLock
     OutputLock(Path(sys.argv[1])).acquire()
     print("locked", flush=True)
     time.sleep(120)

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from kling_pipeline.pacing import Pacer, PaceReport, Pacing
-from kling_pipeline.ratelimits import PaceState
+from kling_pipeline.api.pacing import Pacer, PaceReport, Pacing
+from kling_pipeline.api.ratelimits import PaceState
 
 from .conftest import VirtualTime
 

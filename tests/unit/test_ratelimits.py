@@ -12,7 +12,7 @@ import random
 
 import pytest
 
-from kling_pipeline.ratelimits import PaceState, RateHeaders
+from kling_pipeline.api.ratelimits import PaceState, RateHeaders
 
 from .pacesim import Bucket, Silent, Window, simulate
 

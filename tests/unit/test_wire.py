@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kling_pipeline.wire import (
+from kling_pipeline.api.wire import (
     Problem,
     Status,
     TaskView,

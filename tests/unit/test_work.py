@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from kling_pipeline.jobs import Job
-from kling_pipeline.manifest import ManifestState
-from kling_pipeline.planning import Plan, plan_file
-from kling_pipeline.work import Action, Decision, Work, decide
+from kling_pipeline.core.jobs import Job
+from kling_pipeline.core.planning import Plan, plan_file
+from kling_pipeline.run.work import Action, Decision, Work, decide
+from kling_pipeline.store.manifest import ManifestState
 
 RECIPE = """\
 version: 1

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..core.errors import Position
+from ..core.schemas import AppRef
 from .apierrors import ApiError, NotFound
 from .client import ApiClient
-from .errors import Position
-from .schemas import AppRef
 
 __all__ = ["AppUnavailable", "check_app"]
 

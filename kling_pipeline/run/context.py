@@ -12,17 +12,17 @@ from typing import Any, Protocol
 
 import anyio
 
-from .apierrors import ApiError, ConnectFailed, ResponseLost
+from ..api.apierrors import ApiError, ConnectFailed, ResponseLost
+from ..api.client import ApiClient, ClientPool
+from ..api.pacing import PaceReport, Pacing
+from ..api.wire import TaskView
+from ..core.errors import KlingError
+from ..core.jobs import Job
+from ..core.localfiles import LocalFile, decode_data_uri
+from ..core.planning import Plan
+from ..core.schemas import Pricing
+from ..store.manifest import FileWrite, Journal, ManifestState
 from .budget import BudgetLedger, LedgerSnapshot
-from .client import ApiClient, ClientPool
-from .errors import KlingError
-from .jobs import Job
-from .localfiles import LocalFile, decode_data_uri
-from .manifest import FileWrite, Journal, ManifestState
-from .pacing import PaceReport, Pacing
-from .planning import Plan
-from .schemas import Pricing
-from .wire import TaskView
 
 __all__ = ["Events", "RunContext", "RunOptions"]
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from .errors import KlingError
+from ..core.errors import KlingError
 from .wire import Problem
 
 __all__ = [

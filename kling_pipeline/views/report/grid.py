@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from ..errors import UsageError
+from ...core.errors import UsageError
 from .model import AxisInfo, JobEntry, ReportData
 
 __all__ = ["Cell", "Facet", "Layout", "choose_axes", "layout"]

@@ -18,8 +18,8 @@ from types import TracebackType
 
 import anyio
 
+from ..core.schemas import LIMIT_CLASSES, LimitClass
 from .ratelimits import PaceState, RateHeaders
-from .schemas import LIMIT_CLASSES, LimitClass
 
 __all__ = ["PaceReport", "Pacer", "Pacing", "Turn", "per_minute_text"]
 

@@ -108,12 +108,12 @@ class AppSpec:
 
 def schemas_root() -> Path:
     """The directory holding the bundled app data (wheel first, then source checkout)."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "_schemas", here.parent / "schemas"):
+    package = Path(__file__).resolve().parent.parent  # kling_pipeline/
+    for candidate in (package / "_schemas", package.parent / "schemas"):
         if candidate.is_dir():
             return candidate
     raise SchemaDataError(
-        f"bundled schemas not found (looked in {here / '_schemas'} and {here.parent / 'schemas'}); "
+        f"bundled schemas not found (looked in {package / '_schemas'} and {package.parent / 'schemas'}); "
         "reinstall kling-pipeline"
     )
 

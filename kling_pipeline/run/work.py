@@ -12,9 +12,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from .jobs import Job
-from .manifest import JobState, ManifestState
-from .planning import Plan
+from ..core.jobs import Job
+from ..core.planning import Plan
+from ..store.manifest import JobState, ManifestState
 
 __all__ = ["Action", "Decision", "Work", "decide"]
 

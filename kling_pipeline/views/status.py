@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .manifest import ManifestState
-from .money import format_usd, usd_decimal
-from .planning import Plan
-from .work import Action, decide, outputs_present
+from ..core.money import format_usd, usd_decimal
+from ..core.planning import Plan
+from ..run.work import Action, decide, outputs_present
+from ..store.manifest import ManifestState
 
 __all__ = ["STATUS_FORMAT", "Status", "compute_status", "status_document", "status_lines"]
 

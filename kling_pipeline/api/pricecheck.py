@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..core.money import format_usd
+from ..core.planning import Plan
 from .client import ApiClient
-from .money import format_usd
-from .planning import Plan
 
 __all__ = ["PriceCheck", "check_prices"]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup
 
-from .. import __version__
-from ..money import format_usd
+from ... import __version__
+from ...core.money import format_usd
 from .grid import layout
 from .model import STATUS_TEXT, ReportData
 

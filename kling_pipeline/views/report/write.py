@@ -6,8 +6,8 @@ import contextlib
 import os
 from pathlib import Path
 
-from ..errors import KlingError
-from ..planning import Plan
+from ...core.errors import KlingError
+from ...core.planning import Plan
 from .collect import collect
 from .html import render_report
 

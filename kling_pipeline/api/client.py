@@ -28,6 +28,7 @@ import anyio
 import anyio.to_thread
 import httpx
 
+from ..core.schemas import LimitClass
 from .apierrors import (
     ApiError,
     BadRequest,
@@ -39,7 +40,6 @@ from .apierrors import (
 )
 from .http11 import Http11Transport
 from .pacing import Pacing, Turn
-from .schemas import LimitClass
 from .wire import TaskView, parse_problem, unwrap
 
 __all__ = ["ApiClient", "ClientPool", "Downloaded", "Secret", "Timeouts"]

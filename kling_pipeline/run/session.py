@@ -27,16 +27,16 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from . import __version__
-from .apierrors import ApiError
+from .. import __version__
+from ..api.apierrors import ApiError
+from ..api.client import ClientPool, Secret
+from ..api.pacing import Pacing
+from ..api.preflight import check_app
+from ..core.errors import KlingError
+from ..core.planning import Plan
+from ..store.manifest import LOCK_NAME, MANIFEST_NAME, Journal, ManifestState, OutputLock, read_records
 from .budget import BudgetLedger, LedgerSnapshot
-from .client import ClientPool, Secret
 from .context import Events, RunContext, RunOptions
-from .errors import KlingError
-from .manifest import LOCK_NAME, MANIFEST_NAME, Journal, ManifestState, OutputLock, read_records
-from .pacing import Pacing
-from .planning import Plan
-from .preflight import check_app
 from .runner import JobResult, run_work, stage, unstage
 from .work import Action, Decision, Work, decide
 

@@ -22,13 +22,13 @@ from urllib.parse import parse_qs
 
 import anyio
 
-from .apierrors import ApiError
+from ..api.apierrors import ApiError
+from ..api.client import ClientPool
+from ..core.errors import KlingError
+from ..core.planning import Plan
+from ..store.manifest import LOCK_NAME, MANIFEST_NAME, Journal, LockError, ManifestState, OutputLock, read_records
 from .budget import BudgetLedger
-from .client import ClientPool
 from .context import Events, RunContext, RunOptions
-from .errors import KlingError
-from .manifest import LOCK_NAME, MANIFEST_NAME, Journal, LockError, ManifestState, OutputLock, read_records
-from .planning import Plan
 from .runner import JobResult, run_work
 from .work import Action, decide
 

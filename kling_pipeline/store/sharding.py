@@ -16,9 +16,9 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .errors import UsageError
+from ..core.errors import UsageError
+from ..core.planning import Plan
 from .manifest import MANIFEST_NAME, OutputLock, encode, read_records
-from .planning import Plan
 
 __all__ = ["Shard", "lock_name", "manifest_name", "merge_manifests", "parse_shard", "shard_plan"]
 

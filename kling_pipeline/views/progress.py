@@ -8,11 +8,11 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from .apierrors import ApiError
-from .budget import LedgerSnapshot
-from .money import format_usd, usd_decimal
-from .pacing import PaceReport, Pacing, per_minute_text
-from .wire import TaskView
+from ..api.apierrors import ApiError
+from ..api.pacing import PaceReport, Pacing, per_minute_text
+from ..api.wire import TaskView
+from ..core.money import format_usd, usd_decimal
+from ..run.budget import LedgerSnapshot
 
 __all__ = ["Counters", "JsonEvents", "LiveEvents", "PlainEvents", "make_events"]
 

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .apierrors import ApiError, ConnectFailed, DownloadFailed, ResponseLost
-from .client import ApiClient, Downloaded
-from .manifest import FileWrite
-from .money import usd_decimal
-from .wire import TaskView, output_files
+from ..api.apierrors import ApiError, ConnectFailed, DownloadFailed, ResponseLost
+from ..api.client import ApiClient, Downloaded
+from ..api.wire import TaskView, output_files
+from ..core.money import usd_decimal
+from ..store.manifest import FileWrite
 
 if TYPE_CHECKING:
     from .context import RunContext

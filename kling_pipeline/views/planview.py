@@ -10,10 +10,10 @@ import json
 from collections.abc import Iterator
 from typing import Any, TextIO
 
-from .errors import Diagnostic
-from .money import format_usd, usd_decimal
-from .planning import Plan
-from .schemas import ServiceLimits, service_limits
+from ..core.errors import Diagnostic
+from ..core.money import format_usd, usd_decimal
+from ..core.planning import Plan
+from ..core.schemas import ServiceLimits, service_limits
 
 __all__ = ["PLAN_FORMAT", "plan_summary", "write_plan_json"]
 

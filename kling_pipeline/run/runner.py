@@ -20,12 +20,12 @@ from typing import Any
 
 import anyio
 
-from .apierrors import ApiError, ConnectFailed, DownloadFailed, NotFound, RateLimited, ResponseLost, Unavailable
-from .client import ApiClient
+from ..api.apierrors import ApiError, ConnectFailed, DownloadFailed, NotFound, RateLimited, ResponseLost, Unavailable
+from ..api.client import ApiClient
+from ..api.wire import Status, TaskView, billed_units
+from ..core.errors import KlingError
 from .context import RunContext
-from .errors import KlingError
 from .outputs import save_outputs
-from .wire import Status, TaskView, billed_units
 from .work import Action, Work
 
 __all__ = ["JobResult", "run_work"]

@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..errors import KlingError, UsageError
-from ..jobs import Job
-from ..manifest import MANIFEST_NAME, JobState, ManifestState, read_records
-from ..planning import Plan
+from ...core.errors import KlingError, UsageError
+from ...core.jobs import Job
+from ...core.planning import Plan
+from ...store.manifest import MANIFEST_NAME, JobState, ManifestState, read_records
 from .model import STATUSES, AxisInfo, ImageRef, JobEntry, ReportData, Totals
 
 __all__ = ["build_report_data", "collect", "report_status"]

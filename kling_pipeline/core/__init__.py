@@ -1,0 +1,12 @@
+"""The pure recipe core: recipe text in, a priced, validated plan out.
+
+Reading YAML with positions (``yamlsrc``, ``loading``), the recipe model (``recipe``,
+``checker``), expansion (``matrix``, ``sweep``), bounded templates (``render``,
+``sandbox``, ``meter``, ``estimates``), the app's data and schema checks (``schemas``,
+``validate``, ``localfiles``, ``imagecheck``), jobs and the plan (``jobs``, ``outnames``,
+``planning``), and the shared ``errors`` and ``money``.
+
+May import: the standard library and third-party libraries only — no other layer of
+kling_pipeline. No network, no writes; the only reads are recipe files and reference
+images.
+"""
