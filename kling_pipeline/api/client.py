@@ -352,14 +352,16 @@ class ApiClient:
                         raise DownloadFailed(f"download {name}: HTTP {response.status}")
                     ctype = (response.header("content-type") or "").split(";")[0].strip().lower()
                     if accept and not ctype.startswith(accept):
-                        raise DownloadFailed(f"download {name}: expected an image, got {ctype or 'no type'}")
+                        raise DownloadFailed(f"download {name}: expected an image, got {ctype or 'no type'}",
+                                             permanent=True)
                     declared = response.header("content-length")
                     if declared and declared.isdigit() and int(declared) > max_bytes:
-                        raise DownloadFailed(f"download {name}: {declared} bytes is over the {max_bytes} cap")
+                        raise DownloadFailed(f"download {name}: {declared} bytes is over the {max_bytes} cap",
+                                             permanent=True)
                     async for chunk in response.aiter():
                         size += len(chunk)
                         if size > max_bytes:
-                            raise DownloadFailed(f"download {name}: more than {max_bytes} bytes")
+                            raise DownloadFailed(f"download {name}: more than {max_bytes} bytes", permanent=True)
                         digest.update(chunk)
                         await spool.add(chunk)
             if size == 0:
@@ -418,7 +420,7 @@ class ClientPool:
     """The run's connection layer: one ``Http11Transport`` (idle connections kept in
     per-origin stacks, O(1) to take at any concurrency) shared by every worker.
 
-    ``api(slot)`` gives worker slot ``slot`` its client. With an explicit ``transport``
+    ``api`` is the client every worker shares. With an explicit ``transport``
     (tests use ``httpx.MockTransport``) that transport is used instead; behind an
     HTTP(S) proxy from the environment, httpx's own transport is (it speaks proxies).
     """
@@ -436,7 +438,9 @@ class ClientPool:
         self.pacing = pacing or Pacing()
         self._api = ApiClient(wire, base_url, key, self.timeouts, self.pacing)
 
-    def api(self, slot: int) -> ApiClient:
+    @property
+    def api(self) -> ApiClient:
+        """The client every worker shares (one connection pool, one pacing)."""
         return self._api
 
     async def aclose(self) -> None:

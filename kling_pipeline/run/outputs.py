@@ -10,23 +10,20 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
 
-import anyio
-
-from ..api.apierrors import ApiError, ConnectFailed, DownloadFailed, ResponseLost
-from ..api.client import ApiClient, Downloaded
+from ..api.apierrors import ApiError, DownloadFailed
+from ..api.client import Downloaded
+from ..api.retry import DOWNLOAD, attempts
 from ..api.wire import TaskView, output_files
 from ..core.money import usd_decimal
-from ..store.manifest import FileWrite
-
-if TYPE_CHECKING:
-    from .context import RunContext
+from ..store.journal import FileWrite
+from ..store.records import OutputEntry
+from .context import RunContext
+from .work import Work
 
 __all__ = ["IMAGE_SUFFIXES", "save_outputs", "sidecar_path"]
 
 IMAGE_SUFFIXES = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif"}
-DOWNLOAD_ATTEMPTS = 4
 
 
 def sidecar_path(image: Path) -> Path:
@@ -43,19 +40,17 @@ def _name(base: str, index: int, content_type: str | None, uri: str) -> str:
     return stem + (ext if ext in (".png", ".jpg", ".jpeg", ".webp", ".gif") else ".png")
 
 
-async def _download(ctx: RunContext, api: ApiClient, uri: str, name: str) -> Downloaded:
-    for attempt in range(DOWNLOAD_ATTEMPTS):
-        try:
-            return await api.download(uri, name, ctx.out_dir, max_bytes=ctx.options.max_download_bytes)
-        except (ConnectFailed, ResponseLost, DownloadFailed):
-            if attempt == DOWNLOAD_ATTEMPTS - 1:
-                raise
-            await anyio.sleep(0.5 * 2 ** attempt)
-    raise AssertionError("unreachable")  # pragma: no cover
+async def _download(ctx: RunContext, uri: str, name: str) -> Downloaded:
+    got: Downloaded | None = None
+    async for attempt in attempts(DOWNLOAD):  # a download costs nothing: safe to repeat
+        with attempt:
+            got = await ctx.api.download(uri, name, ctx.out_dir, max_bytes=ctx.options.max_download_bytes)
+    assert got is not None
+    return got
 
 
-async def save_outputs(ctx: RunContext, api: ApiClient, w: Any, view: TaskView,
-                       billed: int) -> tuple[list[dict[str, Any]], list[FileWrite]]:
+async def save_outputs(ctx: RunContext, w: Work, view: TaskView,
+                       billed: int) -> tuple[list[OutputEntry], list[FileWrite]]:
     """Download every image of a completed task.
 
     Returns the manifest's ``outputs`` entries and the files to write (each image and
@@ -65,15 +60,16 @@ async def save_outputs(ctx: RunContext, api: ApiClient, w: Any, view: TaskView,
     files = output_files(view.output)
     if not files:
         raise DownloadFailed(f"task {view.id} completed without an image in its output")
-    intent = ctx.manifest.jobs[w.key].intent if w.key in ctx.manifest.jobs else {}
-    saved: list[dict[str, Any]] = []
+    job = ctx.state.jobs.get(w.key)
+    intent = job.intent if job is not None else None
+    saved: list[OutputEntry] = []
     writes: list[FileWrite] = []
     for index, (uri, ctype) in enumerate(files):
         rel = _name(w.output_name, index, ctype, uri)
         dest = ctx.out_dir / rel
         started = time.time()
         try:
-            got = await _download(ctx, api, uri, rel)
+            got = await _download(ctx, uri, rel)
         except ApiError as exc:
             raise DownloadFailed(str(exc)) from None
         side = {
@@ -86,11 +82,11 @@ async def save_outputs(ctx: RunContext, api: ApiClient, w: Any, view: TaskView,
             "recipe": ctx.provenance.get("recipe"),
             "git": ctx.provenance.get("git"),
             "app": ctx.app_ref,
-            "input": intent.get("input"),
-            "input_files": intent.get("files") or {},
+            "input": None if intent is None else dict(intent.input),
+            "input_files": {} if intent is None else dict(intent.files),
             "task_id": view.id,
             "billed_usd": usd_decimal(billed),
-            "timings": {"submitted_at": intent.get("at"), "downloaded_at": time.time(),
+            "timings": {"submitted_at": None if intent is None else intent.at, "downloaded_at": time.time(),
                         "download_seconds": round(time.time() - started, 3)},
             "source_uri": uri,
             "run_id": ctx.run_id,
@@ -99,6 +95,5 @@ async def save_outputs(ctx: RunContext, api: ApiClient, w: Any, view: TaskView,
         writes.append(FileWrite(dest, got.data, got.spilled))
         # Compact JSON: json's indenting encoder is pure Python and costs more than the download.
         writes.append(FileWrite(sidecar_path(dest), (json.dumps(side, ensure_ascii=False) + "\n").encode()))
-        saved.append({"path": rel, "sha256": got.sha256, "size": got.size, "content_type": got.content_type,
-                      "uri": uri, "sidecar": rel + ".json"})
+        saved.append(OutputEntry(rel, got.sha256, got.size, got.content_type, uri, rel + ".json"))
     return saved, writes
