@@ -29,7 +29,6 @@ from kling_pipeline.store.records import (
 )
 from kling_pipeline.store.state import JobState, ManifestState
 
-
 DONE = DoneRecord("k", "job", "t1", "failed", 0, "boom", at=1.0)
 
 
@@ -37,7 +36,7 @@ def lines(*records: dict[str, Any]) -> bytes:
     return b"".join(encode(r) for r in records)
 
 
-# --- read_raw: the lines as written ----------------------------------------------------------------------------------------------
+# --- read_raw: the lines as written ----------------------------------------------------------------------
 
 def test_missing_manifest_is_empty(tmp_path: Path) -> None:
     assert read_raw(tmp_path / "manifest.jsonl") == []
