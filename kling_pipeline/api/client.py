@@ -334,8 +334,9 @@ class ApiClient:
         raise DownloadFailed(f"download {name}: more than {MAX_REDIRECTS} redirects")
 
     async def download(self, uri: str, name: str, spill_dir: Path, *, max_bytes: int = MAX_DOWNLOAD_BYTES,
-                       accept: tuple[str, ...] = ("image/",)) -> Downloaded:
-        """Fetch ``uri`` (an output file), checking its type and size and hashing it.
+                       accept: tuple[str, ...] = ("image/",), kind: str = "image") -> Downloaded:
+        """Fetch ``uri`` (an output file), checking its type (one of ``accept``, the content
+        types a file of ``kind`` may have; empty: any) and size, and hashing it.
 
         The bytes stay in memory (images are small) and are put in place later by the
         manifest's writer thread; past ``SPILL_BYTES`` they go to a temp file in
@@ -352,7 +353,8 @@ class ApiClient:
                         raise DownloadFailed(f"download {name}: HTTP {response.status}")
                     ctype = (response.header("content-type") or "").split(";")[0].strip().lower()
                     if accept and not ctype.startswith(accept):
-                        raise DownloadFailed(f"download {name}: expected an image, got {ctype or 'no type'}",
+                        article = "an" if kind[:1] in "aeiou" else "a"
+                        raise DownloadFailed(f"download {name}: expected {article} {kind}, got {ctype or 'no type'}",
                                              permanent=True)
                     declared = response.header("content-length")
                     if declared and declared.isdigit() and int(declared) > max_bytes:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..api.client import ApiClient
+from ..core.outputs import OutputSpec
 from ..core.planning import Plan
 from ..core.schemas import Pricing
 from ..store.journal import FileWrite, Journal
@@ -73,6 +74,7 @@ class RunContext:
     events: Events
     uploader: Uploader
     slots: Slots
+    outputs: OutputSpec  # what the app returns, from its output schema
     provenance: Mapping[str, Any]
     run_id: str
     webhook_token: str = ""

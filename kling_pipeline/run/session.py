@@ -26,6 +26,7 @@ from .. import __version__
 from ..api.client import ApiClient, ClientPool, Secret
 from ..api.pacing import Pacing
 from ..api.preflight import check_app
+from ..core.outputs import OutputSpec
 from ..core.planning import Plan
 from ..store.journal import MANIFEST_NAME, Journal, read_records
 from ..store.lock import LOCK_NAME, LockError, OutputLock
@@ -123,6 +124,7 @@ class OpenRun:
         ctx = RunContext(plan=self.plan, options=self.options, api=api, journal=self._journal, state=self.state,
                          record=record, gate=BudgetGate(self.ledger, stop), stop=stop, events=events,
                          uploader=Uploader(api, self.state.uploads, record), slots=Slots(self.options.concurrency),
+                         outputs=OutputSpec.from_schema(self.plan.app.output_schema),
                          provenance=prov, run_id=run_id or uuid.uuid4().hex[:12],
                          webhook_token=self.state.webhook_token or secrets.token_urlsafe(24), claimed=claimed)
         if record_run:
