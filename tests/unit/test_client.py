@@ -13,7 +13,7 @@ import anyio
 import httpx
 import pytest
 
-from kling_pipeline.api import client as client_module
+from kling_pipeline.api import downloads as downloads_module
 from kling_pipeline.api.apierrors import (
     ApiError,
     AuthFailed,
@@ -455,7 +455,7 @@ async def test_download_accepts_other_types_when_asked(tmp_path: Path) -> None:
 
 
 async def test_download_spills_large_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client_module, "SPILL_BYTES", 100)
+    monkeypatch.setattr(downloads_module, "SPILL_BYTES", 100)
     api = file_api(body=Body([PNG[i:i + 70] for i in range(0, len(PNG), 70)]))
     got = await api.client.download("https://files.test/1.png", "sub/a.png", tmp_path / "out")
     assert got.data is None and got.spilled is not None
@@ -467,7 +467,7 @@ async def test_download_spills_large_files(tmp_path: Path, monkeypatch: pytest.M
 
 async def test_download_failure_after_spilling_removes_the_temp_file(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client_module, "SPILL_BYTES", 100)
+    monkeypatch.setattr(downloads_module, "SPILL_BYTES", 100)
 
     class Cut(Body):
         async def __aiter__(self) -> AsyncIterator[bytes]:
