@@ -1,7 +1,8 @@
 """What a run has to do for each job, decided from the plan and the manifest.
 
-Pure: a plan, the replayed manifest and the user's flags in; a list of
-``Work`` items (and the jobs left alone, with why) out.
+A plan, the replayed manifest and the user's flags in; a list of ``Work`` items
+(and the jobs left alone, with why) out. The only I/O: ``outputs_present`` looks
+at the sizes of a completed job's files on disk (a missing file is fetched again).
 """
 
 from __future__ import annotations
