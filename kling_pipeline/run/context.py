@@ -23,6 +23,7 @@ from ..store.state import ManifestState
 from .events import Events
 from .gate import BudgetGate
 from .options import RunOptions
+from .reconciler import Reconciler
 from .slots import Inflight, Slots
 from .stop import Reachability, Stop
 from .uploads import Uploader
@@ -54,9 +55,11 @@ class Recorder:
 
 @dataclass(frozen=True, slots=True)
 class Staged:
-    """A job ready to send: its money reserved, its files uploaded, its intent on disk."""
+    """A job ready to send: its money reserved, its files uploaded (its intent is written
+    when its turn to be sent comes, so an intent on disk always means "maybe sent")."""
 
     request: dict[str, Any]
+    files: dict[str, Any]
     attempt: int
     reserved: int
 
@@ -74,6 +77,7 @@ class RunContext:
     events: Events
     uploader: Uploader
     slots: Slots
+    reconciler: Reconciler
     outputs: OutputSpec  # what the app returns, from its output schema
     provenance: Mapping[str, Any]
     run_id: str

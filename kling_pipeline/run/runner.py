@@ -6,6 +6,8 @@ The steps live beside: ``submit`` (reserve, stage, send, reconcile a lost answer
 
 from __future__ import annotations
 
+import time
+
 from .context import RunContext
 from .follow import finish, redownload
 from .outcome import JobResult
@@ -29,7 +31,10 @@ async def run_work(ctx: RunContext, w: Work) -> JobResult:
         return await finish(ctx, w, state.task_id, state.reserved, state.attempts)
     if w.action is Action.RECONCILE:
         assert state is not None and state.intent is not None
-        got = await reconcile(ctx, w, state.intent.input, state.intent.at, state.reserved, state.attempts)
+        # an intent of an earlier run: the listing has had the time since it was written
+        now, left = ctx.reconciler.now(), state.intent.at + ctx.options.reconcile_window - time.time()
+        got = await reconcile(ctx, w, state.intent.input, reserved=state.reserved, attempt=state.attempts,
+                              lost_at=now, deadline=now + max(0.0, left), intent_at=state.intent.at)
         if isinstance(got, JobResult):
             if got.status == "unknown" and w.retry_unknown and w.job is not None:
                 sent = await submit(ctx, w, attempt)

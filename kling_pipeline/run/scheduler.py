@@ -17,7 +17,6 @@ import anyio.abc
 
 from ..api.apierrors import ApiError
 from ..core.errors import KlingError
-from ..store.records import NotCreatedRecord
 from .context import RunContext
 from .outcome import JobResult, RunSummary
 from .runner import run_work
@@ -98,7 +97,12 @@ async def schedule(ctx: RunContext, work: list[Work], summary: RunSummary) -> No
             async with anyio.create_task_group() as workers:
                 outer.start_soon(_watch_signals, ctx, workers.cancel_scope, outer)
                 outer.start_soon(stager.run)
+                outer.start_soon(ctx.reconciler.run)
                 for w in work:
+                    if w.action is Action.RECONCILE:  # it waits for the listing first, without a slot
+                        ctx.gate.job_started(w.key)
+                        workers.start_soon(one, w)
+                        continue
                     await ctx.slots.acquire(w.key)
                     ended = await stager.take(w)
                     if ended is None and _held_back(ctx, w):
@@ -117,10 +121,10 @@ async def schedule(ctx: RunContext, work: list[Work], summary: RunSummary) -> No
 
 
 class _Stager:
-    """Stages submits ahead of free slots: money reserved, files uploaded, intent fsync'd,
-    so a freed slot sends its next request at once. At most ``depth`` jobs are staged and
-    not yet started; their intents share fsyncs. A staged job never started (a stop, a
-    crash) gives its money back here, or is reconciled by the next run like any intent."""
+    """Stages submits ahead of free slots: money reserved, files uploaded, so a freed slot
+    sends its next request at once. At most ``depth`` jobs are staged and not yet started.
+    No intent is written while staged (it is written in the job's turn to be sent): a staged
+    job never started (a stop, a crash) only gives its money back."""
 
     def __init__(self, ctx: RunContext, submits: list[Work], depth: int) -> None:
         self.ctx = ctx
@@ -178,9 +182,6 @@ class _Stager:
         return self.ended.pop(w.key, None)
 
     def abandon(self) -> None:
-        """Staged jobs left unsent (the run was cancelled): money back, a record saying so."""
+        """Staged jobs left unsent (the run was cancelled): their money back."""
         for key in list(self.ctx.staged):
-            staged = self.ctx.staged.pop(key)
-            self.ctx.gate.release(staged.reserved)
-            with contextlib.suppress(KlingError):
-                self.ctx.journal.post(NotCreatedRecord(key, "never sent: the run stopped"))
+            self.ctx.gate.release(self.ctx.staged.pop(key).reserved)

@@ -38,6 +38,7 @@ from .events import Events
 from .gate import BudgetGate
 from .options import RunOptions
 from .outcome import RunSummary
+from .reconciler import Reconciler
 from .scheduler import schedule
 from .slots import Slots
 from .stop import Stop
@@ -125,6 +126,8 @@ class OpenRun:
                          record=record, gate=BudgetGate(self.ledger, stop), stop=stop, events=events,
                          uploader=Uploader(api, self.state.uploads, record), slots=Slots(self.options.concurrency),
                          outputs=OutputSpec.from_schema(self.plan.app.output_schema),
+                         reconciler=Reconciler(api, self.options, str(self.plan.recipe.app), claimed,
+                                               on_change=events.listing),
                          provenance=prov, run_id=run_id or uuid.uuid4().hex[:12],
                          webhook_token=self.state.webhook_token or secrets.token_urlsafe(24), claimed=claimed)
         if record_run:

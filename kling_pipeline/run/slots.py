@@ -29,6 +29,11 @@ class Slots:
             self._held.discard(key)
             self._limiter.release_on_behalf_of(key)
 
+    def suspend(self, key: str) -> None:
+        """Job ``key`` waits for something that is not a task of its own (the task listing):
+        its slot goes to another job meanwhile; it ``acquire``s one again to go on."""
+        self._release(key)
+
     def task_ended(self, key: str) -> None:
         """Job ``key``'s task has completed: its slot goes to the next job while it downloads."""
         if key in self._held and len(self.downloading) < self.concurrency:

@@ -20,7 +20,6 @@ from typing import Any
 import anyio
 
 from ..api.apierrors import ApiError, ConnectFailed, RateLimited, ResponseLost, Unavailable
-from ..api.retry import LISTING, NotListedYet, attempts
 from ..core.errors import KlingError
 from ..store.records import AcceptedRecord, AdoptedRecord, IntentRecord, NotCreatedRecord, UnknownRecord
 from .context import RunContext, Staged
@@ -31,7 +30,8 @@ __all__ = ["reconcile", "stage", "submit", "unstage"]
 
 
 async def stage(ctx: RunContext, w: Work, attempt: int, *, reserved: bool = False) -> Staged | JobResult:
-    """Reserve the job's price (unless the caller did), upload its files, write its intent (fsync'd)."""
+    """Reserve the job's price (unless the caller did) and upload its files. Its intent is
+    written later, in its turn to be sent: a crash before then leaves nothing to reconcile."""
     assert w.job is not None
     if not reserved:
         if ctx.stop.is_set():
@@ -49,18 +49,24 @@ async def stage(ctx: RunContext, w: Work, attempt: int, *, reserved: bool = Fals
     except (KlingError, OSError) as exc:  # a reference image changed or vanished since the plan
         ctx.gate.release(w.cost)
         return JobResult(w.key, w.job_id, "failed", error=str(exc))
-    job = w.job
-    await ctx.record(IntentRecord(w.key, w.job_id, attempt, request, w.cost, w.units, w.output_name,
-                                  dict(job.combination.labels), job.repeat_index, files, ctx.run_id, ctx.app_ref,
-                                  ctx.webhook_for(w.key)))
-    return Staged(request, attempt, w.cost)
+    return Staged(request, files, attempt, w.cost)
 
 
-async def unstage(ctx: RunContext, w: Work, why: str) -> JobResult:
-    """A staged job that will not be sent: give its money back, say so in the manifest."""
+async def unstage(ctx: RunContext, w: Work, why: str, *, intent_written: bool = False) -> JobResult:
+    """A staged job that will not be sent: give its money back (and, if its intent was
+    already written, say in the manifest that nothing was created)."""
     ctx.gate.release(w.cost)
-    await ctx.record(NotCreatedRecord(w.key, f"never sent: {why}"))
+    if intent_written:
+        await ctx.record(NotCreatedRecord(w.key, f"never sent: {why}"))
     return JobResult(w.key, w.job_id, "not_run", error=why)
+
+
+def _intent(ctx: RunContext, w: Work, staged: Staged) -> IntentRecord:
+    assert w.job is not None
+    job = w.job
+    return IntentRecord(w.key, w.job_id, staged.attempt, staged.request, w.cost, w.units, w.output_name,
+                        dict(job.combination.labels), job.repeat_index, staged.files, ctx.run_id, ctx.app_ref,
+                        ctx.webhook_for(w.key))
 
 
 async def submit(ctx: RunContext, w: Work, attempt: int) -> str | JobResult:
@@ -83,14 +89,19 @@ async def _send(ctx: RunContext, w: Work, staged: Staged) -> str | JobResult:
     ``connect_grace`` runs out. Anything else ends here (or in reconciliation)."""
     request, attempt = staged.request, staged.attempt
     runs = ctx.api.pacing.runs
+    written = False
     for tries in itertools.count():
         turn = await runs.acquire()
         with turn:
             # A budget stop does not hold back a job whose money is already reserved: it fits.
             if ctx.stop.is_set() and ctx.stop.reason != "budget":  # nothing was sent for it
                 turn.abandon()
-                return await unstage(ctx, w, f"stopped: {ctx.stop.reason}")
+                return await unstage(ctx, w, f"stopped: {ctx.stop.reason}", intent_written=written)
+            if not written:  # durable before the request leaves: an intent on disk means "maybe sent"
+                await ctx.record(_intent(ctx, w, staged))
+                written = True
             ctx.events.submitting(w, tries)
+            sent_at = ctx.reconciler.now()
             try:
                 try:
                     view = await ctx.api.submit(ctx.app_ref, request, ctx.webhook_for(w.key), turn=turn)
@@ -100,10 +111,11 @@ async def _send(ctx: RunContext, w: Work, staged: Staged) -> str | JobResult:
                     raise ResponseLost(f"submit: unexpected {type(exc).__name__}: {exc}") from exc
             except ApiError as exc:
                 if exc.created is None:  # the request may have created a task: never re-send blindly
-                    lost_at = time.time()
-                    await ctx.record(UnknownRecord(w.key, str(exc), lost_at))
+                    await ctx.record(UnknownRecord(w.key, str(exc)))
                     ctx.events.unknown(w, str(exc))
-                    return await reconcile(ctx, w, request, lost_at, w.cost, attempt)
+                    lost_at = ctx.reconciler.now()
+                    return await reconcile(ctx, w, request, reserved=w.cost, attempt=attempt, lost_at=lost_at,
+                                           deadline=lost_at + ctx.options.reconcile_window, intent_at=time.time())
                 if isinstance(exc, RateLimited):  # the turn's answer has already slowed the pacer down
                     ctx.events.throttled(w, exc, runs.gate_wait())
                     continue
@@ -125,72 +137,36 @@ async def _send(ctx: RunContext, w: Work, staged: Staged) -> str | JobResult:
                     ctx.stop("fatal", exc)
                 return JobResult(w.key, w.job_id, "failed", error=str(exc))
         ctx.reach.reachable()
+        ctx.reconciler.note_sent(view.id, sent_at)
         await ctx.record(AcceptedRecord(w.key, view.id))
         ctx.events.accepted(w, view.id)
         return view.id
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _input_matches(sent: Mapping[str, Any], seen: Any) -> bool:
-    return isinstance(seen, dict) and all(k in seen and seen[k] == v for k, v in sent.items())
-
-
-async def _find_task(ctx: RunContext, sent: Mapping[str, Any], since: float, webhook: str | None) -> str | None:
-    """The oldest listed task with this input (and webhook) that no job has claimed."""
-    since_iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(since - ctx.options.reconcile_margin))
-    found: list[tuple[str, str]] = []
-    cursor = None
-    for _ in range(ctx.options.reconcile_pages):
-        items, cursor = await ctx.api.list_tasks(since_iso, cursor)
-        for task in items:
-            tid = task.get("id")
-            if not isinstance(tid, str) or tid in ctx.claimed or not _input_matches(sent, task.get("input")):
-                continue
-            if webhook and task.get("webhook") not in (None, webhook):
-                continue
-            app = str(task.get("app") or "")
-            if app and app.split("@", maxsplit=1)[0] != ctx.app_ref.split("@")[0]:
-                continue
-            found.append((str(task.get("created_at") or ""), tid))
-        if cursor is None:
-            break
-    if not found:
-        return None
-    tid = min(found)[1]
-    ctx.claimed.add(tid)
-    return tid
-
-
-async def reconcile(ctx: RunContext, w: Work, sent: Mapping[str, Any] | None, since: float, reserved: int,
-                    attempt: int) -> str | JobResult:
-    """Find the task a lost submit created (``sent`` at ``since``). Adopt it; or, once the
-    listing has had time to catch up and shows nothing, release ``reserved`` and submit
-    again: the request provably created nothing."""
+async def reconcile(ctx: RunContext, w: Work, sent: Mapping[str, Any] | None, *, reserved: int, attempt: int,
+                    lost_at: float, deadline: float, intent_at: float) -> str | JobResult:
+    """Find the task a lost submit created (see ``reconciler``), without holding a slot
+    meanwhile. Adopt it; or, once the listing shows the submit created nothing, release
+    ``reserved`` and submit again."""
     if not ctx.options.reconcile or sent is None:
         return _unknown(w, "submit answer lost; reconciliation is off (--retry-unknown re-sends)")
-    window = max(0.0, since + ctx.options.reconcile_window - time.time())
-    tid: str | None = None
-    try:
-        async for look in attempts(LISTING, timeout=window or None, initial=ctx.options.reconcile_poll):
-            with look:
-                tid = await _find_task(ctx, sent, since, ctx.webhook_for(w.key))
-                if tid is None and window:
-                    raise NotListedYet
-    except NotListedYet:
-        pass  # the listing had its time and shows nothing
-    except ApiError as exc:
-        return _unknown(w, f"submit answer lost and the task listing failed ({exc}); "
-                           "run again to reconcile, or --retry-unknown to re-send")
-    if tid is not None:
-        await ctx.record(AdoptedRecord(w.key, tid, "listing"))
-        ctx.events.accepted(w, tid)
-        return tid
+    ctx.slots.suspend(w.key)
+    verdict = await ctx.reconciler.resolve(w.key, sent, ctx.webhook_for(w.key), lost_at=lost_at, deadline=deadline,
+                                           intent_at=intent_at)
+    await ctx.slots.acquire(w.key)
+    if verdict.outcome == "unknown":
+        return _unknown(w, f"submit answer lost and {verdict.why}; run again to reconcile, "
+                           "or --retry-unknown to re-send")
+    if verdict.outcome == "found" and verdict.task_id is not None:
+        await ctx.record(AdoptedRecord(w.key, verdict.task_id, "listing"))
+        ctx.events.accepted(w, verdict.task_id)
+        return verdict.task_id
     ctx.gate.release(reserved)
-    after = f"{ctx.options.reconcile_window:g}s"
     if w.job is None:  # the recipe no longer has this job: nothing was created, nothing to do
-        await ctx.record(NotCreatedRecord(w.key, f"not in the task listing after {after}; no longer in the recipe"))
+        await ctx.record(NotCreatedRecord(w.key, f"{verdict.why}; no longer in the recipe"))
         return JobResult(w.key, w.job_id, "not_run", error="no longer in the recipe")
-    await ctx.record(NotCreatedRecord(w.key, f"not in the task listing {after} after the submit"))
+    await ctx.record(NotCreatedRecord(w.key, verdict.why))
     if ctx.options.mode == "collect":  # collect never sends anything: the next run does
         return JobResult(w.key, w.job_id, "not_run", error="its submit created no task; the next run sends it")
     ctx.events.resubmit(w)

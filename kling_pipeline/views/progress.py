@@ -26,6 +26,8 @@ class Counters:
         self.total = total
         self.ledger: Callable[[], LedgerSnapshot] = lambda: LedgerSnapshot(None, 0, 0)
         self.pacing: Pacing | None = None
+        self.listing_waiting = 0  # lost submits waiting for the task listing
+        self.listing_until: float | None = None  # (monotonic) when the last of them stops waiting
         self.started = self.finished = self.completed = self.failed = self.images = self.accepted = 0
         self.progress: dict[str, float] = {}
         self.t0 = time.monotonic()
@@ -65,9 +67,13 @@ class Counters:
         running = self.started - self.finished
         pace = self.runs_pace()
         paced = f" · paced by the service: {per_minute_text(pace.per_minute)} runs/min" if pace else ""
+        listing = ""
+        if self.listing_waiting:
+            left = max(0, round((self.listing_until or 0) - time.monotonic()))
+            listing = f" · {self.listing_waiting} waiting for the task listing (at most {left}s)"
         return (f"jobs {self.finished}/{self.total} · {running} running · {self.failed} failed · "
                 f"{self.images} images · {format_usd(s.settled)} spent + {format_usd(s.reserved)} reserved{cap}"
-                f"{paced} · ETA {self.eta()}")
+                f"{paced}{listing} · ETA {self.eta()}")
 
 
 class PlainEvents:
@@ -110,6 +116,9 @@ class PlainEvents:
 
     def unknown(self, w: Work, reason: str) -> None:
         self._say(f"unknown   {w.job_id}: {reason} — reconciling through the task listing")
+
+    def listing(self, waiting: int, until: float | None) -> None:
+        self.c.listing_waiting, self.c.listing_until = waiting, until
 
     def resubmit(self, w: Work) -> None:
         self._say(f"resubmit  {w.job_id}: the lost submit created no task")
@@ -207,6 +216,12 @@ class JsonEvents:
 
     def unknown(self, w: Work, reason: str) -> None:
         self._emit("unknown", job=w.job_id, reason=reason)
+
+    def listing(self, waiting: int, until: float | None) -> None:
+        """Lost submits waiting for the task listing, and at most how long (seconds) they wait."""
+        self.c.listing_waiting, self.c.listing_until = waiting, until
+        left = None if until is None else round(max(0.0, until - time.monotonic()), 1)
+        self._emit("listing", waiting=waiting, at_most_seconds=left)
 
     def resubmit(self, w: Work) -> None:
         self._emit("resubmit", job=w.job_id)
