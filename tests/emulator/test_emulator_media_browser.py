@@ -20,17 +20,19 @@ const media = document.querySelector('video, audio');
 const report = (extra) => done(Object.assign({duration: media.duration, width: media.videoWidth || 0,
                                               height: media.videoHeight || 0, error: media.error && media.error.code},
                                              extra));
-const frame = () => {
+const frame = (tries) => {  // a decoded frame may reach the canvas a little after loadeddata
   if (!media.videoWidth) return report({});
   const canvas = document.createElement('canvas');
   canvas.width = media.videoWidth; canvas.height = media.videoHeight;
   const context = canvas.getContext('2d', {willReadFrequently: true});
   context.drawImage(media, 0, 0);
-  report({ready: media.readyState, pixel: Array.from(context.getImageData(1, 1, 1, 1).data)});
+  const pixel = Array.from(context.getImageData(1, 1, 1, 1).data);
+  if (pixel[3] === 0 && tries > 0) return setTimeout(() => frame(tries - 1), 100);
+  report({ready: media.readyState, pixel: pixel});
 };
 if (media.error) report({});
-else if (media.readyState >= 2) frame();
-else { media.addEventListener('loadeddata', frame); media.addEventListener('error', () => report({})); }
+else if (media.readyState >= 2) frame(50);
+else { media.addEventListener('loadeddata', () => frame(50)); media.addEventListener('error', () => report({})); }
 """
 
 
