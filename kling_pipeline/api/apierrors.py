@@ -40,6 +40,7 @@ __all__ = [
     "ServerError",
     "TransportError",
     "Unavailable",
+    "Unreachable",
     "from_problem",
     "is_provider_limit",
     "translate_transport",
@@ -125,6 +126,12 @@ class ResponseLost(TransportError):
     """The request was (maybe) sent but no complete answer came back."""
 
     created = None
+
+
+class Unreachable(ApiError):
+    """The API could not be reached for longer than the run allows (``--connect-grace``)."""
+
+    fatal = True
 
 
 class DownloadFailed(KlingError):

@@ -40,8 +40,10 @@ def transient_download(exc: Exception) -> bool:
 
 def not_there_yet(exc: Exception) -> bool:
     """Following a task: it is still running, or a stream or a read failed — any API error but
-    "no such task" (reads cost nothing; the task's own deadline bounds the looking)."""
-    return isinstance(exc, StillRunning) or (isinstance(exc, ApiError) and not isinstance(exc, NotFound))
+    "no such task" and the fatal ones (reads cost nothing; the task's own deadline, and
+    ``--connect-grace`` for an unreachable API, bound the looking)."""
+    return isinstance(exc, StillRunning) or (isinstance(exc, ApiError) and not isinstance(exc, NotFound)
+                                               and not exc.fatal)
 
 
 def not_listed_yet(exc: Exception) -> bool:

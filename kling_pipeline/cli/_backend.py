@@ -12,6 +12,7 @@ import anyio
 
 from ..api.client import Secret
 from ..core.errors import UsageError
+from ._flags import http_url
 
 __all__ = ["DEFAULT_BASE_URL", "backend", "run_async"]
 
@@ -31,9 +32,14 @@ def backend(args: argparse.Namespace, err: TextIO) -> Iterator[tuple[str, Secret
         return
     key = os.environ.get("INFERENCE_API_KEY", "").strip()
     if not key:
-        raise UsageError("INFERENCE_API_KEY is not set: export your inference.sh API key, "
-                         "or pass --emulator to try the sweep against the bundled emulator")
+        hint = (", or pass --emulator to try the sweep against the bundled emulator" if "emulator" in vars(args)
+                else " (and --base-url for an emulator you started: any key is accepted there)")
+        raise UsageError(f"INFERENCE_API_KEY is not set: export your inference.sh API key{hint}")
     base = getattr(args, "base_url", None) or os.environ.get("INFERENCE_BASE_URL") or DEFAULT_BASE_URL
+    try:
+        base = http_url(base)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"INFERENCE_BASE_URL: {exc}") from None
     yield base, Secret(key)
 
 

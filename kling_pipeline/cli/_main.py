@@ -3,41 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import io
+import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TextIO
+from typing import TextIO, cast
 
 from .. import __version__
-from ..core.sweep import DEFAULT_MAX_JOBS
 from . import _plan, _report, _run, _status, _webhook
 from ._exit import report
+from ._flags import add_max_jobs, http_url
 
 __all__ = ["build_parser", "main"]
 
 Command = Callable[[argparse.Namespace, TextIO, TextIO], int]
 
 
-def _job_count(text: str) -> int:
-    digits = text.strip().replace(",", "").replace("_", "")
-    if digits.isdigit() and len(digits) > 18:
-        return 10**18  # more jobs than any machine plans: no limit
-    try:
-        value = int(digits)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of jobs: {text[:40]!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _max_jobs_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--max-jobs", type=_job_count, metavar="N",
-                   help=f"refuse a sweep of more than N jobs, counted before it is expanded "
-                        f"(default {DEFAULT_MAX_JOBS:,})")
-
-
 def _recipe_args(p: argparse.ArgumentParser) -> None:
-    _max_jobs_arg(p)
+    add_max_jobs(p)
     p.add_argument("--only", action="append", default=[], metavar="AXIS=VALUE",
                    help="keep only combinations where AXIS has VALUE (repeatable; same axis = any of)")
     p.add_argument("--budget", metavar="USD", help="spend cap in USD (the lower of this and the recipe's wins)")
@@ -55,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check recipes (YAML, shape, templates, API schema, files); exit 2 if invalid")
     p.add_argument("recipes", nargs="+", metavar="RECIPE")
-    _max_jobs_arg(p)
+    add_max_jobs(p)
     p.set_defaults(func=_plan.cmd_validate)
 
     p = sub.add_parser("plan", help="list the jobs, the exact cost and the budget verdict; nothing is sent")
@@ -69,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check-prices", action="store_true",
                    help="compare the price table with the service's estimate endpoint (exit 1 if they differ)")
     p.add_argument("--emulator", action="store_true", help="with --check-prices: ask the bundled emulator")
-    p.add_argument("--base-url", metavar="URL", help="with --check-prices: the API endpoint")
+    p.add_argument("--base-url", metavar="URL", type=http_url, help="with --check-prices: the API endpoint")
     p.set_defaults(func=_plan.cmd_plan)
 
     p = sub.add_parser("run", help="run the sweep: concurrent, budget-capped, resumable, never paying twice")
@@ -82,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", metavar="RECIPE|OUTDIR")
     p.add_argument("--out", metavar="DIR", help="output directory (with a RECIPE)")
     p.add_argument("--budget", metavar="USD", help="spend cap in USD")
-    _max_jobs_arg(p)
+    add_max_jobs(p)
     _run.add_run_arguments(p, collect=True)
     p.set_defaults(func=_run.cmd_collect, only=[])
 
@@ -118,9 +101,39 @@ def _emulator(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return code
 
 
+class _ClosedPipeTolerant(io.TextIOBase):
+    """Standard output that may be closed early by its reader (``plan ... | head -1``): the
+    rest is dropped, and the command goes on to return the exit code it would have."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._gone = False
+
+    def write(self, text: str) -> int:
+        if not self._gone:
+            try:
+                self._stream.write(text)
+            except BrokenPipeError:
+                self._gone = True
+                # later writes (and the interpreter's flush at exit) go nowhere instead of failing
+                os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._gone = True
+                os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Run one command; return its exit code. Never raises for a user error."""
-    out = out or sys.stdout
+    out = out or cast(TextIO, _ClosedPipeTolerant(sys.stdout))
     err = err or sys.stderr
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -132,7 +145,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
         return func(args, out, err)
     except SystemExit as exc:  # argparse: --help, --version, bad usage (exit 2)
         return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
-    except BrokenPipeError:  # `kling-pipeline plan ... | head`
+    except BrokenPipeError:  # a stream other than standard output was closed early
         return 0
     except BaseException as exc:
         return report(exc, err)

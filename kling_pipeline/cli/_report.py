@@ -12,6 +12,7 @@ from ..core.planning import Plan, plan_file
 from ..store.journal import MANIFEST_NAME
 from ..views.report import STATUS_TEXT, ReportData, collect, render_report, report_path, write_html, write_report
 from ._exit import EXIT_OK
+from ._flags import add_max_jobs
 from ._plan import make_plan
 
 __all__ = ["add_report_parser", "cmd_report", "report_after_run"]
@@ -28,6 +29,7 @@ def add_report_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--cols", metavar="AXIS", help="the matrix axis across the grid (default: the next one)")
     p.add_argument("-o", "--output", metavar="FILE", help="where to write the page (default: OUTDIR/report.html)")
     p.add_argument("--out", metavar="DIR", help="output directory of the run (with a RECIPE whose run used --out)")
+    add_max_jobs(p)
     p.set_defaults(func=cmd_report, only=[], budget=None)
 
 

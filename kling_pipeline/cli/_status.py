@@ -14,6 +14,7 @@ from ..store.records import RunRecord
 from ..store.sharding import manifest_name, parse_shard
 from ..store.state import ManifestState
 from ..views.status import compute_status, status_document, status_lines
+from ._flags import add_max_jobs
 from ._plan import make_plan
 
 __all__ = ["add_status_parser", "cmd_status", "resolve_target"]
@@ -46,6 +47,7 @@ def add_status_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--budget", metavar="USD", help="the cap to compare against (the lower of this and the recipe's)")
     p.add_argument("--shard", metavar="I/N", help="this shard's jobs and manifest")
     p.add_argument("--json", action="store_true", help="one JSON document (format kling-pipeline.status/1)")
+    add_max_jobs(p)
     p.set_defaults(func=cmd_status, only=[])
 
 

@@ -7,10 +7,12 @@ from typing import TextIO
 
 from ..api.client import ClientPool
 from ..core.errors import UsageError
+from ..run.options import RunOptions
 from ..run.webhooks import Receiver, serve
 from ..store.sharding import lock_name, manifest_name, parse_shard
 from ..views.progress import Counters, PlainEvents
 from ._backend import backend, run_async
+from ._flags import add_max_jobs, http_url, port, seconds
 from ._status import resolve_target
 
 __all__ = ["add_webhook_parser", "cmd_webhook"]
@@ -20,12 +22,16 @@ def add_webhook_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p = sub.add_parser("webhook-receiver",
                        help="receive webhook deliveries of a run (--webhook), check them, collect the tasks")
     p.add_argument("target", metavar="RECIPE|OUTDIR")
-    p.add_argument("--port", type=int, required=True, help="port to listen on (0: a free one, printed)")
+    p.add_argument("--port", type=port, required=True, help="port to listen on (0: a free one, printed)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--base-url", metavar="URL", help="API endpoint to confirm tasks with")
+    p.add_argument("--base-url", metavar="URL", type=http_url, help="API endpoint to confirm tasks with")
     p.add_argument("--out", metavar="DIR", help="output directory (with a RECIPE)")
     p.add_argument("--budget", metavar="USD", help="spend cap in USD")
     p.add_argument("--shard", metavar="I/N", help="this shard's manifest")
+    add_max_jobs(p)
+    p.add_argument("--connect-grace", type=seconds, default=30.0, metavar="S",
+                   help="give a delivery up (503: the service sends it again) when the API cannot be reached "
+                        "for this long (default 30)")
     p.set_defaults(func=cmd_webhook, only=[])
 
 
@@ -34,9 +40,8 @@ def cmd_webhook(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if plan is None:
         raise UsageError(f"{args.target}: the recipe of this output directory is not known; give the recipe file")
     shard = parse_shard(args.shard)
-    if not (out_dir / manifest_name(shard)).is_file():
-        raise UsageError(f"{out_dir}: no {manifest_name(shard)} yet: run with --webhook first")
     events = PlainEvents(err, Counters(0))
+    options = RunOptions(concurrency=4, mode="collect", connect_grace=args.connect_grace)
 
     def ready(url: str) -> None:
         out.write(f"Webhook receiver listening on {url} for {out_dir} (Ctrl-C to stop)\n")
@@ -46,7 +51,8 @@ def cmd_webhook(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
         async def main() -> None:
             async with ClientPool(base_url, key, 4) as pool:
-                receiver = Receiver(plan, pool, events, manifest=manifest_name(shard), lock=lock_name(shard))
+                receiver = Receiver(plan, pool, events, manifest=manifest_name(shard), lock=lock_name(shard),
+                                    options=options)
                 await serve(receiver, args.host, args.port, ready)
 
         try:

@@ -8,8 +8,9 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 
 MICROCENTS_PER_USD = 100_000_000
+MAX_USD = 1_000_000_000  # no amount in a recipe or on a command line is more than this
 
-__all__ = ["MICROCENTS_PER_USD", "format_usd", "parse_usd", "usd_decimal"]
+__all__ = ["MAX_USD", "MICROCENTS_PER_USD", "format_usd", "parse_usd", "usd_decimal"]
 
 
 def parse_usd(value: object) -> int:
@@ -27,6 +28,8 @@ def parse_usd(value: object) -> int:
         raise ValueError(f"not an amount in USD: {value!r}") from None
     if not amount.is_finite() or amount < 0:
         raise ValueError(f"not a non-negative amount in USD: {value!r}")
+    if amount > MAX_USD:
+        raise ValueError(f"more than $1,000,000,000: {str(value)[:20]}{'...' if len(str(value)) > 20 else ''}")
     micro = amount * MICROCENTS_PER_USD
     if micro != micro.to_integral_value():
         raise ValueError(f"more precision than a microcent: {value!r}")

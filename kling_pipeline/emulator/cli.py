@@ -48,6 +48,16 @@ def _fault_type(name: str) -> type:
     return float
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number (0-65535), got {text!r}")
+    return value
+
+
 def _latency(text: str) -> Latency:
     try:
         return Latency.parse(text)
@@ -115,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
         "several images, audio), with fault injection.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"0 picks a free port (default: {DEFAULT_PORT})")
+    parser.add_argument("--port", type=_port, default=DEFAULT_PORT,
+                        help=f"0 picks a free port (default: {DEFAULT_PORT})")
     parser.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
     parser.add_argument(
         "--latency",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..api.apierrors import ApiError, DownloadFailed, NotFound, is_provider_limit
+from ..api.apierrors import ApiError, ConnectFailed, DownloadFailed, NotFound, Unreachable, is_provider_limit
 from ..api.retry import FOLLOW, StillRunning, attempts
 from ..api.wire import Status, TaskView, billed_units
 from ..store.records import DoneRecord
@@ -10,14 +10,29 @@ from .context import RunContext
 from .outcome import JobResult
 from .outputs import save_outputs
 from .submit import submit
-from .work import Work
+from .work import Work, retryable_failure
 
 __all__ = ["finish", "redownload"]
 
 
 async def _observe(ctx: RunContext, w: Work, task_id: str, stream: bool) -> TaskView:
     """The task once it is terminal: from its stream, else from ``GET /tasks/{id}``;
-    ``StillRunning`` when neither shows the end yet."""
+    ``StillRunning`` when neither shows the end yet; ``Unreachable`` once the API could not be
+    reached for ``connect_grace`` seconds."""
+    if isinstance(ctx.stop.fatal, Unreachable):  # another job found out: stop looking too
+        raise ctx.stop.fatal
+    try:
+        view = await _look(ctx, w, task_id, stream)
+    except ConnectFailed as exc:
+        if ctx.reach.unreachable_for() > ctx.options.connect_grace:
+            raise Unreachable(f"{exc}; gave up after {ctx.options.connect_grace:g}s without reaching the API") \
+                from None
+        raise
+    ctx.reach.reachable()
+    return view
+
+
+async def _look(ctx: RunContext, w: Work, task_id: str, stream: bool) -> TaskView:
     if stream:
         try:
             async for view in ctx.api.follow(task_id):
@@ -44,6 +59,10 @@ async def _wait_terminal(ctx: RunContext, w: Work, task_id: str) -> TaskView | J
                 return await _observe(ctx, w, task_id, stream=tries <= ctx.options.stream_attempts)
     except NotFound:
         return JobResult(w.key, w.job_id, "unknown", task_id=task_id, error=f"task {task_id} not found")
+    except Unreachable as exc:
+        ctx.stop("fatal", exc)
+        return JobResult(w.key, w.job_id, "unknown", task_id=task_id,
+                         error=f"could not follow task {task_id}: {exc}; `collect` or a new run re-attaches to it")
     except (StillRunning, ApiError):
         pass
     return JobResult(w.key, w.job_id, "unknown", task_id=task_id,
@@ -80,8 +99,9 @@ async def finish(ctx: RunContext, w: Work, task_id: str, reserved: int, attempt:
         if view.status is Status.REJECTED:
             reason = view.error or "no reason given"
             ctx.stop("fatal", ApiError(f"task {task_id} was rejected by the service: {reason}"))
-        if view.status is Status.FAILED and is_provider_limit(view.error) and w.job is not None \
-                and attempt < ctx.options.provider_retries and not ctx.stop.is_set():
+        state = ctx.state.jobs.get(w.key)
+        if state is not None and w.job is not None and not ctx.stop.is_set() \
+                and retryable_failure(state, ctx.options.provider_retries):
             delay = ctx.api.pacing.runs.backoff(None, slower=True)
             ctx.events.throttled(w, ApiError(view.error or "provider limit"), delay)
             result = await submit(ctx, w, attempt + 1)

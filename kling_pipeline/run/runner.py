@@ -11,6 +11,7 @@ import time
 from .context import RunContext
 from .follow import finish, redownload
 from .outcome import JobResult
+from .reconciler import PROOF_MARGIN
 from .submit import reconcile, submit
 from .work import Action, Work
 
@@ -31,10 +32,11 @@ async def run_work(ctx: RunContext, w: Work) -> JobResult:
         return await finish(ctx, w, state.task_id, state.reserved, state.attempts)
     if w.action is Action.RECONCILE:
         assert state is not None and state.intent is not None
-        # an intent of an earlier run: the listing has had the time since it was written
+        # An intent of an earlier run, whose process has ended (this one holds the lock it held):
+        # any task this run sends comes after it. The listing has had the time since it was written.
         now, left = ctx.reconciler.now(), state.intent.at + ctx.options.reconcile_window - time.time()
         got = await reconcile(ctx, w, state.intent.input, reserved=state.reserved, attempt=state.attempts,
-                              lost_at=now, deadline=now + max(0.0, left), intent_at=state.intent.at)
+                              lost_at=now - PROOF_MARGIN, deadline=now + max(0.0, left), intent_at=state.intent.at)
         if isinstance(got, JobResult):
             if got.status == "unknown" and w.retry_unknown and w.job is not None:
                 sent = await submit(ctx, w, attempt)

@@ -75,7 +75,7 @@ def prepare(plan: Plan, options: RunOptions, manifest: str = MANIFEST_NAME) -> t
 
 def _decide(plan: Plan, state: ManifestState, options: RunOptions) -> Decision:
     return decide(plan, state, retry_failed=options.retry_failed, retry_unknown=options.retry_unknown,
-                  reconcile=options.reconcile, mode=options.mode)
+                  reconcile=options.reconcile, mode=options.mode, provider_retries=options.provider_retries)
 
 
 class OpenRun:

@@ -110,6 +110,8 @@ class Receiver:
             if not work or work[0].action not in (Action.REATTACH, Action.REDOWNLOAD):
                 return JobResult(key, job.job_id, job.state, error="nothing to collect")
             result = await run_work(ctx, work[0])
+            if ctx.stop.fatal is not None:  # e.g. the API cannot be reached: answer 503, the service retries
+                raise ctx.stop.fatal
             self.events.finished(work[0], result)
             return result
 

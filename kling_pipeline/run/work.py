@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
+from ..api.apierrors import is_provider_limit
 from ..core.jobs import Job
 from ..core.planning import Plan
 from ..store.state import JobState, ManifestState
@@ -82,10 +83,22 @@ def _from_state(action: Action, state: JobState, retry_unknown: bool = False) ->
                 intent.reserved_microcents, intent.units, None, state, retry_unknown)
 
 
+PROVIDER_RETRIES = 5  # sends of a job after its first, while its task fails on the provider's own limit
+
+
+def retryable_failure(state: JobState, provider_retries: int = PROVIDER_RETRIES) -> bool:
+    """A task that failed on the provider's concurrency limit (nothing billed) is sent again,
+    by this run or the next, until it has been sent ``1 + provider_retries`` times in all."""
+    return state.state == "failed" and is_provider_limit(state.error) and state.attempts <= provider_retries
+
+
 def decide(plan: Plan, manifest: ManifestState, *, retry_failed: bool = False, retry_unknown: bool = False,
-           reconcile: bool = True, jobs: Iterable[Job] | None = None, mode: str = "run") -> Decision:
+           reconcile: bool = True, jobs: Iterable[Job] | None = None, mode: str = "run",
+           provider_retries: int = PROVIDER_RETRIES) -> Decision:
     """Decide each job's action. Jobs in the manifest but not in the plan (the recipe
     changed) are still followed when a task of theirs may be running or unfinished.
+    A job whose task was cancelled (Ctrl-C with ``--cancel-inflight``) is sent again, and
+    so is one that failed on the provider's limit within its retries (see ``retryable_failure``).
 
     ``mode`` "detach" keeps only new submits (the rest waits for ``collect``);
     "collect" keeps everything but new submits (those wait for the next ``run``).
@@ -97,15 +110,15 @@ def decide(plan: Plan, manifest: ManifestState, *, retry_failed: bool = False, r
         state = manifest.jobs.get(job.key)
         fresh = Work(Action.SUBMIT, job.key, job.id, job.output_name, job.combination.labels, job.cost, job.units,
                      job, state)
-        if state is None or state.state in ("new", "not_created", "rejected"):
+        if state is None or state.state in ("new", "not_created", "rejected", "cancelled"):
             out.work.append(fresh)
         elif state.state == "completed":
             if outputs_present(state, plan.output_dir):
                 out.done.append(state)
             else:
                 out.work.append(_with(fresh, Action.REDOWNLOAD))
-        elif state.state in ("failed", "cancelled"):
-            if retry_failed:
+        elif state.state == "failed":
+            if retry_failed or retryable_failure(state, provider_retries):
                 out.work.append(fresh)
             else:
                 out.failed.append(state)

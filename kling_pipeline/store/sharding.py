@@ -2,8 +2,8 @@
 
 A job belongs to shard ``I`` of ``N`` when its content key, read as a number,
 is ``I - 1`` modulo ``N``: deterministic, independent of order, stable when the
-recipe grows. Each shard gets ``cap / N`` of the recipe's budget unless given
-its own (``--budget``), and writes its own manifest
+recipe grows. Each shard gets a share of the recipe's budget in proportion to its planned cost
+unless given its own (``--budget``), and writes its own manifest
 (``manifest.shard-I-of-N.jsonl``) so shard outputs can be copied into one
 directory without clashing; ``merge`` then folds them into ``manifest.jsonl``
 for ``status`` and ``report``.
@@ -57,16 +57,43 @@ def lock_name(shard: Shard | None) -> str:
     return ".kling-pipeline.lock" if shard is None else f".kling-pipeline.shard-{shard.index}-of-{shard.count}.lock"
 
 
+CENT = 1_000_000  # microcents
+
+
+def cap_shares(cap: int, costs: list[int]) -> list[int]:
+    """``cap`` split in proportion to ``costs`` (evenly when they are all 0), in whole cents
+    as far as the cap allows; the shares sum to the cap exactly (largest remainders first,
+    a sub-cent rest of the cap to the first share)."""
+    n = len(costs)
+    weights = costs if sum(costs) > 0 else [1] * n
+    total = sum(weights)
+    cents = cap // CENT
+    exact = [cents * w / total for w in weights]
+    shares = [int(x) for x in exact]
+    order = sorted(range(n), key=lambda i: (-(exact[i] - shares[i]), i))
+    for i in order[:cents - sum(shares)]:
+        shares[i] += 1
+    out = [s * CENT for s in shares]
+    out[0] += cap - cents * CENT
+    return out
+
+
 def shard_plan(plan: Plan, shard: Shard | None, own_budget: int | None) -> Plan:
-    """The plan restricted to ``shard``'s jobs, with its share of the budget."""
+    """The plan restricted to ``shard``'s jobs, with its share of the budget: the recipe's cap
+    split in proportion to each shard's planned cost (so a sweep that fits, fits shard by shard)."""
     if shard is None:
         return plan
     jobs = tuple(j for j in plan.jobs if shard.owns(j.key))
     recipe_cap = plan.recipe.budget_microcents
     if own_budget is not None:
         cap: int | None = own_budget if recipe_cap is None else min(own_budget, recipe_cap)
+    elif recipe_cap is None:
+        cap = None
     else:
-        cap = None if recipe_cap is None else recipe_cap // shard.count
+        costs = [0] * shard.count
+        for j in plan.jobs:
+            costs[int(j.key[:16], 16) % shard.count] += j.cost
+        cap = cap_shares(recipe_cap, costs)[shard.index - 1]
     return replace(
         plan, jobs=jobs, budget_microcents=cap, total_cost=sum(j.cost for j in jobs),
         total_units=sum(j.units for j in jobs),

@@ -36,7 +36,7 @@ class JobState:
     task_id: str | None = None
     reserved: int = 0  # outstanding reservation of the current attempt
     billed: int = 0  # settled over all attempts
-    attempts: int = 0
+    attempts: int = 0  # requests sent for it, in all runs (an intent is written only when one is sent)
     intent: IntentRecord | None = None  # the latest intent
     done: DoneRecord | None = None  # the latest terminal record
     error: str | None = None
@@ -98,7 +98,7 @@ class ManifestState:
             case IntentRecord():
                 j = self.job(r.key)
                 j.job_id, j.state, j.task_id, j.error = r.job, "intent", None, None
-                j.reserved, j.attempts, j.intent = r.reserved_microcents, r.attempt, r
+                j.reserved, j.attempts, j.intent = r.reserved_microcents, j.attempts + 1, r
             case AcceptedRecord() | AdoptedRecord():
                 j = self.job(r.key)
                 j.state, j.task_id = "submitted", r.task

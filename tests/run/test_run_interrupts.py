@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -100,7 +101,7 @@ def test_a_second_ctrl_c_quits_at_once_and_the_next_run_reattaches(cli, emulator
     assert {t for j in running for t in [j.task_id]} <= {c["task_id"] for c in emu.ledger()["charges"]}
 
 
-def test_ctrl_c_with_cancel_inflight_cancels_running_tasks(emulator, sweep):
+def test_ctrl_c_with_cancel_inflight_cancels_running_tasks(cli, emulator, sweep):
     emu = emulator(latency=5.0)
     path = sweep(6, concurrency=3)
     out = path.parent / "out"
@@ -113,6 +114,10 @@ def test_ctrl_c_with_cancel_inflight_cancels_running_tasks(emulator, sweep):
     assert sorted(r["status"] for r in done) == ["cancelled"] * 3
     assert emu.ledger()["charges"] == []
     assert manifest(out).settled == 0
+    assert "failed:" not in stderr and "None" not in stderr
+    assert "cancelled: " in stderr and "a plain re-run sends them again" in stderr
+    status = cli("status", str(path), "--json")
+    assert json.loads(status.out)["resume"]["submit"] == 6  # the 3 cancelled are sent again, with the rest
 
 
 def _kill_when(proc: subprocess.Popen[str], out: Path, done: int) -> None:

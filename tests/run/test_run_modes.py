@@ -143,7 +143,12 @@ def test_shards_cover_every_job_exactly_once_and_merge_round_trips(cli, emulator
     keys = [{j["key"] for j in p["jobs"]} for p in plans]
     full = {j["key"] for j in json.loads(cli("plan", str(path), "--json").out)["jobs"]}
     assert set.union(*keys) == full and sum(len(k) for k in keys) == 12
-    assert all(p["budget"]["max_usd"] == "0.33333333" for p in plans)  # cap / N each, rounded down
+    # the $1.00 cap split in proportion to each shard's cost, in whole cents, summing to the cap
+    shares = [p["budget"]["max_usd"] for p in plans]
+    assert all(len(s.split(".")[1]) == 2 for s in shares)
+    assert sum(round(float(s) * 100) for s in shares) == 100
+    for p, share in zip(plans, shares, strict=True):
+        assert abs(float(share) - float(p["totals"]["cost_usd"]) / 0.336) <= 0.01
     for i in (1, 2, 3):
         result = cli("run", str(path), "--base-url", emu.base_url, "--shard", f"{i}/3")
         assert result.code == 0, result.err

@@ -130,10 +130,9 @@ def test_completed_without_its_images_is_downloaded_again(plan: Plan, kind: str)
     assert d.done == []
 
 
-@pytest.mark.parametrize("status", ["failed", "cancelled"])
-def test_failed_jobs_wait_for_retry_failed(plan: Plan, status: str) -> None:
+def test_failed_jobs_wait_for_retry_failed(plan: Plan) -> None:
     cat = job(plan, "cat")
-    state = replay([intent(cat), accepted(cat, "t1"), done(cat, "t1", status, error="boom")])
+    state = replay([intent(cat), accepted(cat, "t1"), done(cat, "t1", "failed", error="boom")])
     d = decide(plan, state, jobs=[cat])
     assert (d.work, d.failed) == ([], [state.jobs[cat.key]])
     assert d.nothing_to_do
@@ -225,3 +224,29 @@ def test_jobs_argument_limits_the_plan(plan: Plan) -> None:
     owl = job(plan, "owl")
     d = decide(plan, ManifestState(), jobs=[owl])
     assert actions(d) == [(Action.SUBMIT, "owl")]
+
+
+def test_a_cancelled_task_is_sent_again_by_a_plain_run(plan: Plan) -> None:
+    cat = job(plan, "cat")
+    state = replay([intent(cat), accepted(cat, "t1"), done(cat, "t1", "cancelled")])
+    d = decide(plan, state, jobs=[cat])
+    assert (actions(d), d.failed) == ([(Action.SUBMIT, "cat")], [])
+
+
+@pytest.mark.parametrize(("sends", "action"), [(1, Action.SUBMIT), (5, Action.SUBMIT), (6, None)])
+def test_a_provider_limit_failure_is_sent_again_within_its_retries(plan: Plan, sends: int, action: Action | None
+                                                                   ) -> None:
+    cat = job(plan, "cat")
+    records = []
+    for n in range(sends):
+        records += [intent(cat, n + 1), accepted(cat, f"t{n}"),
+                    done(cat, f"t{n}", "failed", error="Kling 1303: concurrency limit reached")]
+    d = decide(plan, replay(records), jobs=[cat])
+    assert [w.action for w in d.work] == ([action] if action else [])
+    assert len(d.failed) == (0 if action else 1)
+
+
+def test_other_failures_wait_for_retry_failed(plan: Plan) -> None:
+    cat = job(plan, "cat")
+    state = replay([intent(cat), accepted(cat, "t1"), done(cat, "t1", "failed", error="content policy")])
+    assert decide(plan, state, jobs=[cat]).work == []
