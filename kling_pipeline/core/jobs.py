@@ -48,7 +48,7 @@ def content_key(app: str, request: Mapping[str, Any], repeat_index: int) -> str:
 
 
 def job_id(combination: Combination, repeat_index: int, repeat: int) -> str:
-    parts = [slug(label) for label in combination.labels.values()] or ["job"]
+    parts = [slug(p.label) for p in combination.picks] or ["job"]
     if repeat > 1:
         parts.append(f"r{repeat_index}")
     return "-".join(parts)
@@ -74,7 +74,8 @@ class Job:
     @property
     def label(self) -> str:
         """``[subject=mug, style=noir]``, with ``repeat=1`` when the recipe repeats."""
-        items = [f"{k}={v}" for k, v in self.combination.labels.items()]
+        combo = self.combination
+        items = [f"{k}={p.label}" for k, p in zip(combo.keys, combo.picks, strict=True)]
         if self.show_repeat:
             items.append(f"repeat={self.repeat_index}")
         return "[" + ", ".join(items) + "]"

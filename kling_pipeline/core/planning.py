@@ -103,7 +103,8 @@ class Plan:
         table: dict[tuple[str, str], list[int]] = {}  # (axis, value) -> jobs, units, cost
         for job in self.jobs:
             units, cost = job.units, job.cost
-            for item in job.combination.labels.items():
+            combo = job.combination
+            for item in zip(combo.keys, [p.label for p in combo.picks], strict=True):
                 row = table.get(item)
                 if row is None:
                     table[item] = [1, units, cost]
@@ -122,7 +123,8 @@ def _context(recipe: Recipe, combo: Combination, repeat_index: int) -> dict[str,
 
 
 def _value_origin(recipe: Recipe, combo: Combination, name: str) -> Position | None:
-    return combo.origins.get(name) or recipe.var_origins.get(name)
+    pick = combo.pick(name)
+    return pick.pos if pick is not None else recipe.var_origins.get(name)
 
 
 def parse_only(items: Sequence[str]) -> dict[str, set[str]]:
@@ -296,10 +298,11 @@ class _Builder:
         filtered = 0
         for combo in combos:
             if only:
+                labels = combo.labels
                 for a in only:  # every value an --only axis takes, to refuse a value it never takes
-                    if a in combo.labels:
-                        self.only_values.setdefault(a, {})[combo.labels[a]] = None
-                if not all(combo.labels.get(a) in vals for a, vals in only.items()):
+                    if a in labels:
+                        self.only_values.setdefault(a, {})[labels[a]] = None
+                if not all(labels.get(a) in vals for a, vals in only.items()):
                     filtered += 1
                     continue
             for r in range(self.recipe.repeat):
@@ -346,7 +349,8 @@ class _Builder:
         if first is not None:
             self.collapsed += 1
             # point at the value that makes this combination differ from the first (it has no effect)
-            where = next((p for k, p in combo.origins.items() if first.combination.origins.get(k) != p),
+            firsts = first.combination.origins
+            where = next((p for k, p in combo.origins.items() if firsts.get(k) != p),
                          recipe.input_pos)
             self.warnings.add(where, f"identical to {first.id} {first.label}: same request, run once", label)
             return
