@@ -53,7 +53,13 @@ def escaping_names(out_dir: Path, names: Iterable[str], pos: Position | None) ->
     """Names that would leave the output directory through a symlink (``pos``: the filename template)."""
     root = Path(os.path.realpath(out_dir))  # realpath: a symlink loop gives a path, not an error
     out = []
-    for parent in sorted({os.path.dirname(n) for n in names}):
+    parents = set()
+    for n in names:
+        if "/" in n:
+            parents.add(os.path.dirname(n))
+        elif "" not in parents:
+            parents.add("")  # the directory itself
+    for parent in sorted(parents):
         target = Path(os.path.realpath(out_dir / parent))
         if target != root and root not in target.parents:
             out.append(Diagnostic(pos, f"output.filename puts files in {parent!r}, which resolves to {target} "

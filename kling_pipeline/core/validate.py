@@ -238,6 +238,20 @@ class RequestValidator:
             memo[(type(value), value)] = found
         return found
 
+    @property
+    def checks_whole(self) -> bool:
+        """Whether requests are also checked whole (the schema has top-level constraints)."""
+        return self._whole is not None
+
+    def acceptor(self, name: str) -> Callable[[Any], bool]:
+        """``value -> check_field(name, value) == ()``, as fast as the field allows."""
+        fast = self._fast.get(name)
+        check = self.check_field
+        if fast is None:
+            return lambda value: not check(name, value)
+        accept = fast
+        return lambda value: accept(value) or not check(name, value)
+
     def check(self, request: Mapping[str, Any]) -> list[FieldProblem]:
         """Every problem with one request's values."""
         problems = [FieldProblem((name,), msg) for name, value in request.items()
