@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -100,35 +103,24 @@ class Plan:
 
     def breakdown(self) -> dict[str, list[AxisCost]]:
         """Jobs, units and cost per value of every matrix key, in first-seen order."""
-        table = _tally_by_pick(self.jobs)
+        table = _tally(self.jobs)
         out: dict[str, list[AxisCost]] = {}
         for (axis, value), row in table.items():
             out.setdefault(axis, []).append(AxisCost(value, *row))
         return out
 
 
-def _tally_by_pick(jobs: Sequence[Job]) -> dict[tuple[str, str], list[int]]:
-    """(key, value label) -> [jobs, units, cost], in first-seen order, added up per picked
-    value first (many jobs share each), then per label."""
-    tally: dict[int, list[Any]] = {}  # id(pick) -> [key, pick, jobs, units, cost]
-    for job in jobs:
-        combo, units, cost = job.combination, job.units, job.cost
-        for key, pick in zip(combo.keys, combo.picks, strict=True):
-            row = tally.get(id(pick))
-            if row is None:
-                row = tally[id(pick)] = [key, pick, 0, 0, 0]
-            elif row[0] != key:  # one value object picked for two keys (combinations made by hand)
-                return _tally_by_label(jobs)
-            row[2] += 1
-            row[3] += units
-            row[4] += cost
-    table: dict[tuple[str, str], list[int]] = {}
-    for key, pick, count, units, cost in tally.values():
-        row = table.setdefault((key, pick.label), [0, 0, 0])
-        row[0] += count
-        row[1] += units
-        row[2] += cost
-    return table
+def _tally(jobs: Sequence[Job]) -> dict[tuple[str, str], list[int]]:
+    """(key, value label) -> [jobs, units, cost], in first-seen order. When every job costs
+    the same (the usual case), the pairs are counted without a Python loop per job."""
+    units, costs = set(map(attrgetter("units"), jobs)), set(map(attrgetter("cost"), jobs))
+    if len(units) != 1 or len(costs) != 1:
+        return _tally_by_label(jobs)
+    (unit,), (cost,) = units, costs
+    combos = list(map(attrgetter("combination"), jobs))
+    keys = chain.from_iterable(map(attrgetter("keys"), combos))
+    labels = map(attrgetter("label"), chain.from_iterable(map(attrgetter("picks"), combos)))
+    return {item: [n, n * unit, n * cost] for item, n in Counter(zip(keys, labels, strict=True)).items()}
 
 
 def _tally_by_label(jobs: Sequence[Job]) -> dict[tuple[str, str], list[int]]:

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from kling_pipeline import RecipeError, plan_file
 from kling_pipeline.core import build
 from kling_pipeline.core.kernel import Kernel
+from kling_pipeline.core.planning import _tally, _tally_by_label
 
 from .conftest import WriteRecipe
 from .util import HEAD
@@ -100,6 +101,7 @@ def outcome(path: Path) -> Any:
         return ("error", [str(d) for d in exc.diagnostics], exc.total)
     jobs = [(j.id, j.key, j.output_name, j.units, j.cost, j.repeat_index, j.label, j.combination.values,
              j.combination.origins) for j in p.jobs]
+    assert list(_tally(p.jobs).items()) == list(_tally_by_label(p.jobs).items())  # the shortcut, against a loop
     return ("plan", jobs, [str(w) for w in p.warnings], p.total_cost, p.total_units, p.collapsed, p.breakdown())
 
 
