@@ -102,7 +102,7 @@ class Kernel:
             found = self._bindings[keys]
         else:
             try:
-                found = _Binding(self, keys)
+                found = _Compiler(self, keys).binding()
             except _Bail:
                 found = None
             self._bindings[keys] = found
@@ -141,33 +141,48 @@ class Kernel:
 
 
 class _Binding:
-    """A kernel's fields, units and file name compiled for one tuple of matrix keys.
-    Raises ``_Bail`` when no job of these keys is plain."""
+    """A kernel's fields, units and file name compiled for one tuple of matrix keys."""
+
+    __slots__ = ("filename", "pieces", "units", "units_of", "varying")
+
+    def __init__(self, pieces: list[str], varying: list[tuple[int, Field]], units: int | Units,
+                 filename: Text | None) -> None:
+        # the request's '"name":<json>' pieces in key order: the constant ones written in, the others made per job
+        self.pieces, self.varying = pieces, varying
+        self.units, self.units_of = (units, _no_units) if isinstance(units, int) else (-1, units)
+        self.filename = filename
+
+
+class _Compiler:
+    """Compiles a kernel's templates for one tuple of matrix keys (see ``binding``)."""
 
     def __init__(self, kernel: Kernel, keys: tuple[str, ...]) -> None:
         self.kernel = kernel
         self.index = {k: i for i, k in enumerate(keys)}
         self.values: dict[str, Any] = {}  # field -> its value, when it is the same for every job
-        # the request's '"name":<json>' pieces in key order: the constant ones written in, the others made per job
-        self.pieces: list[str] = []
-        self.varying: list[tuple[int, Field]] = []
+
+    def binding(self) -> _Binding:
+        """The binding; raises ``_Bail`` when no job of these keys is plain."""
+        kernel = self.kernel
+        pieces: list[str] = []
+        varying: list[tuple[int, Field]] = []
         for name, leaf in kernel.fields:
             piece = self._field(name, leaf)
             if piece is None:  # refused for every job: the general path says why
                 raise _Bail(name)
             if isinstance(piece, str):
-                self.pieces.append(piece)
+                pieces.append(piece)
             else:
-                self.varying.append((len(self.pieces), piece))
-                self.pieces.append("")
+                varying.append((len(pieces), piece))
+                pieces.append("")
         units = self._units()
-        self.units, self.units_of = (units, _no_units) if isinstance(units, int) else (-1, units)
-        if self.units > kernel.returned:  # every job warns
+        if isinstance(units, int) and units > kernel.returned:  # every job warns
             raise _Bail(kernel.pricing.quantity_field)
         try:
-            self.filename: Text | None = self._filename(kernel.filename_leaf)
+            filename: Text | None = self._filename(kernel.filename_leaf)
         except _Bail:
-            self.filename = None
+            filename = None
+        return _Binding(pieces, varying, units, filename)
 
     # --- request fields ---
 
