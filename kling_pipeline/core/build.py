@@ -18,7 +18,7 @@ from .kernel import Kernel
 from .localfiles import FileChecker, FileProblem, FileResolver, classify
 from .matrix import Combination
 from .money import format_usd
-from .outnames import name_problem
+from .outnames import name_problem, plain_name
 from .recipe import Recipe
 from .render import RenderError, TemplateSet
 from .schemas import AppSpec
@@ -86,8 +86,10 @@ class Builder:
 
     def run(self, combos: Iterable[Combination], only: Mapping[str, set[str]]) -> int:
         filtered = 0
-        repeat = self.recipe.repeat
+        repeats = range(self.recipe.repeat)
         kernel = self.kernel
+        keys, binding = None, None  # the kernel's binding for the last combination's keys
+        seen_keys = self.seen_keys
         for combo in combos:
             if only:
                 labels = combo.labels
@@ -97,11 +99,13 @@ class Builder:
                 if not all(labels.get(a) in vals for a, vals in only.items()):
                     filtered += 1
                     continue
-            binding = kernel.binding(combo.keys) if kernel is not None else None
-            for r in range(repeat):
+            if kernel is not None and combo.keys is not keys:
+                keys = combo.keys
+                binding = kernel.binding(keys)
+            for r in repeats:
                 if binding is not None:
                     fast = kernel.request(combo.picks, r, binding)  # type: ignore[union-attr]
-                    if fast is not None and fast[0] not in self.seen_keys:
+                    if fast is not None and fast[0] not in seen_keys:
                         self.finish(combo, r, fast[0], fast[1], None, binding.filename)
                         continue
                 self.job(combo, r)
@@ -178,7 +182,12 @@ class Builder:
     def finish(self, combo: Combination, r: int, key: str, units: int, ctx: dict[str, Any] | None,
                fast_name: Callable[[tuple[Any, ...], int, str, str], str | None] | None) -> None:
         """Name a job whose request is valid and new, and keep it."""
-        jid = self.job_id(combo, r)
+        try:  # job_id(combo, r, repeat), each pick's part worked out once (see job_id below)
+            jid = "-".join([self._slugs[id(pick)] for pick in combo.picks]) if not self.show_repeat else ""
+        except KeyError:
+            jid = ""
+        if not jid:
+            jid = self.job_id(combo, r)
         if jid in self.seen_ids:
             jid = f"{jid}~{key[:6]}"
         self.seen_ids.add(jid)
@@ -193,12 +202,13 @@ class Builder:
                 self.problems.add(exc.pos, exc.message, self.label(combo, r))
                 self.stopped = exc.fatal
                 return
-        why = name_problem(name)
-        if why:
-            self.problems.add(self.fname_leaf.pos, f"output.filename {why}", self.label(combo, r))
-            return
-        if "//" in name or "/./" in name or name.startswith("./"):
-            name = os.path.normpath(name)
+        if not plain_name(name):  # (a plain name, one path part, needs no check)
+            why = name_problem(name)
+            if why:
+                self.problems.add(self.fname_leaf.pos, f"output.filename {why}", self.label(combo, r))
+                return
+            if "//" in name or "/./" in name or name.startswith("./"):
+                name = os.path.normpath(name)
         other = self.names.get(name)
         if other is not None:
             self.problems.add(self.fname_leaf.pos, f"output.filename renders {name!r} for {other.label} too; "

@@ -270,8 +270,8 @@ class _Compiler:
     # --- text: literals and references ---
 
     def _text(self, parts: tuple[str | tuple[str, ...], ...], filename: bool) -> tuple[Text, list[int] | None]:
-        """A renderer of text parts (``str()`` of each reference), and the picks it reads when
-        nothing else in it varies."""
+        """A renderer of text parts (``str()`` of each reference; stripped in a file name), and
+        the picks it reads when nothing else in it varies."""
         out: list[str] = []  # the literals (and constant references), with a slot for each part that varies
         picked: list[tuple[int, int, tuple[str, ...], dict[int, tuple[AxisValue, str | None]]]] = []
         per_job: list[tuple[int, str, tuple[str, ...]]] = []
@@ -293,7 +293,7 @@ class _Compiler:
                     raise _Bail(part)
                 out.append(str(value))
         if not picked and not any(attrs for _slot, _name, attrs in per_job):
-            return _job_text(out, per_job), None
+            return _job_text(out, per_job, strip=filename), None
 
         def text(picks: Picks, r: int, job_id: str, key: str) -> str | None:
             filled = out.copy()
@@ -311,7 +311,7 @@ class _Compiler:
                 if value is _NOT_PLAIN:
                     return None
                 filled[slot] = str(value)
-            return "".join(filled)
+            return "".join(filled).strip() if filename else "".join(filled)
 
         return text, (None if per_job else [i for _slot, i, _attrs, _known in picked])
 
@@ -322,30 +322,28 @@ class _Compiler:
             return lambda _picks, _r, _job_id, _key: name
         if leaf.parts is None:
             raise _Bail(leaf.source)
-        text, _reads = self._text(leaf.parts, filename=True)
-
-        def filename(picks: Picks, r: int, job_id: str, key: str) -> str | None:
-            found = text(picks, r, job_id, key)
-            return None if found is None else found.strip()
-
-        return filename
+        return self._text(leaf.parts, filename=True)[0]
 
 
 def _no_units(_picks: Picks, _r: int) -> int:  # pragma: no cover - the units are a constant then
     raise AssertionError("constant units")
 
 
-def _job_text(out: list[str], per_job: list[tuple[int, str, tuple[str, ...]]]) -> Text:
+def _job_text(out: list[str], per_job: list[tuple[int, str, tuple[str, ...]]], strip: bool) -> Text:
     """Text of literals and the job's own values (the default file name, ``{{ job_id }}_{{ short_key }}_0``)."""
-    names = {slot: name for slot, name, _attrs in per_job}
-    template = "".join("{" + names[i] + "}" if i in names else part.replace("{", "{{").replace("}", "}}")
+    fields = {"job_id": "{0}", "short_key": "{1}", "repeat_index": "{2}"}
+    names = {slot: fields[name] for slot, name, _attrs in per_job}
+    template = "".join(names[i] if i in names else part.replace("{", "{{").replace("}", "}}")
                        for i, part in enumerate(out))
-    fill = template.format_map
+    fill = template.format
 
     def text(_picks: Picks, r: int, job_id: str, key: str) -> str:
-        return fill({"job_id": job_id, "short_key": key[:10], "repeat_index": r})
+        return fill(job_id, key[:10], r)
 
-    return text
+    def stripped(_picks: Picks, r: int, job_id: str, key: str) -> str:
+        return fill(job_id, key[:10], r).strip()
+
+    return stripped if strip else text
 
 
 def _while_same(field: Field, reads: list[int]) -> Field:

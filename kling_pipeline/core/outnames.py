@@ -15,7 +15,7 @@ from pathlib import Path
 from .errors import Diagnostic, Position
 from .recipe import Recipe
 
-__all__ = ["escaping_names", "name_problem", "output_dir"]
+__all__ = ["escaping_names", "name_problem", "output_dir", "plain_name"]
 
 
 def output_dir(recipe: Recipe, out: str | os.PathLike[str] | None) -> Path:
@@ -30,11 +30,12 @@ def output_dir(recipe: Recipe, out: str | os.PathLike[str] | None) -> Path:
 
 
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_+=-][A-Za-z0-9_+=~.-]*")  # one path part, no leading '.' or '~'
+plain_name = _PLAIN_NAME.fullmatch  # the usual case (job ids): nothing to check, nothing to normalise
 
 
 def name_problem(name: str) -> str | None:
     """Why a rendered output name is refused, or None when it is fine."""
-    if _PLAIN_NAME.fullmatch(name):  # the usual case (job ids): nothing to check
+    if plain_name(name):
         return None
     if not name:
         return "renders to an empty file name"
