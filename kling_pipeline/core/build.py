@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .errors import Diagnostic, Position
-from .jobs import Job, content_key, job_id, slug
+from .jobs import Job, content_key, job_id, make_job, slug
 from .kernel import Kernel
 from .localfiles import FileChecker, FileProblem, FileResolver, classify
 from .matrix import Combination
@@ -218,7 +218,7 @@ class Builder:
         cost = self._costs.get(units)
         if cost is None:
             cost = self._costs[units] = units * self.app.pricing.microcents_per_unit
-        job = Job(jid, key, combo, r, units, cost, name, self.show_repeat)
+        job = make_job(jid, key, combo, r, units, cost, name, self.show_repeat)
         self.names[name] = job
         self.seen_keys[key] = job
         self.jobs.append(job)

@@ -104,9 +104,9 @@ class Combination:
     def of(cls, keys: tuple[str, ...], picks: tuple[AxisValue, ...], added: bool = False) -> Combination:
         """A combination of the values ``picks`` for ``keys`` (as many of each)."""
         combo = _new(cls)
-        _set(combo, "keys", keys)
-        _set(combo, "picks", picks)
-        _set(combo, "added", added)
+        _set_keys(combo, keys)  # the slots themselves: __setattr__ refuses
+        _set_picks(combo, picks)
+        _set_added(combo, added)
         return combo
 
     @property
@@ -156,6 +156,7 @@ class Combination:
 
 _new = object.__new__
 _set = object.__setattr__
+_set_keys, _set_picks, _set_added = (vars(Combination)[name].__set__ for name in ("keys", "picks", "added"))
 
 
 def same_value(a: Any, b: Any) -> bool:

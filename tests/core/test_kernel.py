@@ -193,3 +193,18 @@ def test_the_kernel_is_not_built_for_templates_jinja_must_run(write: WriteRecipe
     kernel = Kernel.build(recipe.name, recipe.vars, templates, name.leaves[("filename",)],
                           RequestValidator(app.input_schema), app.pricing, str(recipe.app))
     assert kernel is None
+
+
+def test_make_job_makes_the_job_the_dataclass_makes() -> None:
+    import dataclasses
+
+    from kling_pipeline.core.jobs import MADE_FIELDS, Job, make_job
+    from kling_pipeline.core.matrix import Combination
+
+    assert tuple(f.name for f in dataclasses.fields(Job)) == MADE_FIELDS
+    combo = Combination({"s": "mug"}, {"s": None}, {"s": "mug"})  # type: ignore[dict-item]
+    args = ("mug", "ab" * 32, combo, 1, 2, 5_600_000, "mug_abababab_0", True)
+    made, built = make_job(*args), Job(*args)
+    assert made == built and repr(made) == repr(built)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.id = "x"  # type: ignore[misc]
