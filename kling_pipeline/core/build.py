@@ -104,7 +104,7 @@ class Builder:
                 binding = kernel.binding(keys)
             for r in repeats:
                 if binding is not None:
-                    fast = kernel.request(combo.picks, r, binding)  # type: ignore[union-attr]
+                    fast = binding.request(combo.picks, r)
                     if fast is not None and fast[0] not in seen_keys:
                         self.finish(combo, r, fast[0], fast[1], None, binding.filename)
                         continue
