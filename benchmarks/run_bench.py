@@ -66,7 +66,7 @@ def child_ours(url: str, n: int, c: int, work: Path) -> dict[str, Any]:
     from kling_pipeline.api.client import Secret
     from kling_pipeline.cli._backend import run_async
     from kling_pipeline.core.planning import plan_file
-    from kling_pipeline.run.context import RunOptions
+    from kling_pipeline.run.options import RunOptions
     from kling_pipeline.run.session import run_plan
     from kling_pipeline.views.progress import Counters, PlainEvents
 

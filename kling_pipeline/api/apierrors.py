@@ -41,8 +41,19 @@ __all__ = [
     "TransportError",
     "Unavailable",
     "from_problem",
+    "is_provider_limit",
     "translate_transport",
 ]
+
+PROVIDER_LIMIT_MARKERS = ("1303", "concurrency limit", "rate limit", "too many requests")
+"""How a provider's own concurrency limit shows in a failed task's error text (Kling code 1303):
+there is no code field for it, only the text the provider wrote."""
+
+
+def is_provider_limit(error: str | None) -> bool:
+    """Did the task fail on the provider's concurrency/rate limit (retryable, not billed)?"""
+    text = (error or "").lower()
+    return any(marker in text for marker in PROVIDER_LIMIT_MARKERS)
 
 
 class ApiError(KlingError):
@@ -51,7 +62,6 @@ class ApiError(KlingError):
     created: bool | None = False  # may this failure have created a task?
     fatal: bool = False  # stop submitting anything else
     retryable: bool = False  # safe to send the same request again
-    exit_code = 1
 
     def __init__(self, message: str, *, status: int | None = None, code: str = "",
                  retry_after: float | None = None) -> None:
@@ -63,7 +73,6 @@ class ApiError(KlingError):
 
 class AuthFailed(ApiError):
     fatal = True
-    exit_code = 2
 
 
 class PaymentRequired(ApiError):
@@ -76,7 +85,6 @@ class RequirementsNotMet(ApiError):
 
 class AppGone(ApiError):
     fatal = True
-    exit_code = 2
 
 
 class NotFound(ApiError):
@@ -120,7 +128,12 @@ class ResponseLost(TransportError):
 
 
 class DownloadFailed(KlingError):
-    """An output file could not be fetched or failed a check."""
+    """An output file could not be fetched or failed a check. ``permanent``: fetching it
+    again cannot help (it is too big, or not of the kind the app's output schema says)."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 def from_problem(problem: Problem, retry_after: float | None, what: str) -> ApiError:

@@ -11,44 +11,28 @@ into a message.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import secrets
 import ssl
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any
 
 import anyio
-import anyio.to_thread
 import httpx
 
 from ..core.schemas import LimitClass
-from .apierrors import (
-    ApiError,
-    BadRequest,
-    DownloadFailed,
-    ResponseLost,
-    from_problem,
-    parse_retry_after,
-    translate_transport,
-)
+from .apierrors import ApiError, BadRequest, ResponseLost, from_problem, parse_retry_after, translate_transport
+from .downloads import MAX_DOWNLOAD_BYTES, USER_AGENT, Downloaded, FileFetcher
 from .http11 import Http11Transport
 from .pacing import Pacing, Turn
+from .transports import HttpxWire, Response, Wire, proxy_for
 from .wire import TaskView, parse_problem, unwrap
 
-__all__ = ["ApiClient", "ClientPool", "Downloaded", "Secret", "Timeouts"]
+__all__ = ["ApiClient", "ClientPool", "Downloaded", "HttpxWire", "Secret", "Timeouts"]
 
-MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
-SPILL_BYTES = 1024 * 1024
 STREAM_DRAIN_SECONDS = 1.0
-USER_AGENT = "kling-pipeline"
-MAX_REDIRECTS = 5
 
 
 class Secret:
@@ -76,71 +60,13 @@ class Timeouts:
     download: float = 60.0
 
 
-@dataclass(frozen=True, slots=True)
-class Downloaded:
-    """A fetched file: its bytes, or (when large) the temp file holding them."""
-
-    data: bytes | None
-    spilled: Path | None
-    sha256: str
-    size: int
-    content_type: str
-
-
-class Response(Protocol):
-    """What ``ApiClient`` needs of an HTTP response (``http11.RawResponse`` is one)."""
-
-    status: int
-
-    def header(self, name: str) -> str | None: ...
-    def aiter(self) -> AsyncIterator[bytes]: ...
-    async def read(self) -> bytes: ...
-    async def aclose(self) -> None: ...
-
-
-class Wire(Protocol):
-    async def send(self, method: str, url: str, headers: Sequence[tuple[bytes, bytes]], body: bytes | None = None,
-                   *, connect_timeout: float | None = ..., read_timeout: float | None = ...) -> Response: ...
-
-
-class _HttpxResponse:
-    def __init__(self, response: httpx.Response) -> None:
-        self._r = response
-        self.status = response.status_code
-
-    def header(self, name: str) -> str | None:
-        value: str | None = self._r.headers.get(name)
-        return value
-
-    def aiter(self) -> AsyncIterator[bytes]:
-        return self._r.aiter_bytes()
-
-    async def read(self) -> bytes:
-        return await self._r.aread()
-
-    async def aclose(self) -> None:
-        await self._r.aclose()
-
-
-class HttpxWire:
-    """Any httpx transport (``httpx.MockTransport`` in unit tests, httpx's own behind a proxy)."""
-
-    def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
-        self.transport = transport
-
-    async def send(self, method: str, url: str, headers: Sequence[tuple[bytes, bytes]], body: bytes | None = None,
-                   *, connect_timeout: float | None = 10.0, read_timeout: float | None = 30.0) -> Response:
-        timeout = {"connect": connect_timeout, "read": read_timeout, "write": read_timeout, "pool": read_timeout}
-        request = httpx.Request(method, url, headers=list(headers), content=body, extensions={"timeout": timeout})
-        return _HttpxResponse(await self.transport.handle_async_request(request))
-
-
 class ApiClient:
     """The API calls. The API key goes only into the ``Authorization`` header of API calls."""
 
     def __init__(self, wire: Wire, base_url: str, key: Secret, timeouts: Timeouts,
                  pacing: Pacing | None = None) -> None:
         self._wire = wire
+        self._files = FileFetcher(wire, timeouts.connect, timeouts.download)
         self.pacing = pacing or Pacing()
         self._base = base_url.rstrip("/")
         self._auth = [(b"Authorization", f"Bearer {key.reveal()}".encode()),
@@ -320,105 +246,17 @@ class ApiClient:
                            f"{': ' + detail if detail else ''}", status=put.status)
         return str(entry["uri"])
 
-    async def _fetch(self, uri: str, name: str) -> Response:
-        """GET a file, following up to ``MAX_REDIRECTS`` redirects (file hosts and CDNs use them).
-        No API key goes with these requests: they are not API calls."""
-        for _ in range(MAX_REDIRECTS + 1):
-            response = await self._send("GET", uri, [(b"User-Agent", USER_AGENT.encode())], None,
-                                        self._t.download)
-            location = response.header("location")
-            if response.status not in (301, 302, 303, 307, 308) or not location:
-                return response
-            await response.aclose()
-            uri = urllib.parse.urljoin(uri, location)
-        raise DownloadFailed(f"download {name}: more than {MAX_REDIRECTS} redirects")
-
     async def download(self, uri: str, name: str, spill_dir: Path, *, max_bytes: int = MAX_DOWNLOAD_BYTES,
-                       accept: tuple[str, ...] = ("image/",)) -> Downloaded:
-        """Fetch ``uri`` (an output file), checking its type and size and hashing it.
-
-        The bytes stay in memory (images are small) and are put in place later by the
-        manifest's writer thread; past ``SPILL_BYTES`` they go to a temp file in
-        ``spill_dir`` instead, written from a worker thread. ``name`` is for messages.
-        """
-        spool = _Spool(spill_dir, name)
-        digest = hashlib.sha256()
-        size = 0
-        try:
-            with translate_transport(f"download {name}"):
-                response = await self._fetch(uri, name)
-                async with _closing(response):
-                    if response.status >= 400:
-                        raise DownloadFailed(f"download {name}: HTTP {response.status}")
-                    ctype = (response.header("content-type") or "").split(";")[0].strip().lower()
-                    if accept and not ctype.startswith(accept):
-                        raise DownloadFailed(f"download {name}: expected an image, got {ctype or 'no type'}")
-                    declared = response.header("content-length")
-                    if declared and declared.isdigit() and int(declared) > max_bytes:
-                        raise DownloadFailed(f"download {name}: {declared} bytes is over the {max_bytes} cap")
-                    async for chunk in response.aiter():
-                        size += len(chunk)
-                        if size > max_bytes:
-                            raise DownloadFailed(f"download {name}: more than {max_bytes} bytes")
-                        digest.update(chunk)
-                        await spool.add(chunk)
-            if size == 0:
-                raise DownloadFailed(f"download {name}: empty file")
-            return await spool.finish(digest.hexdigest(), size, ctype)
-        except BaseException:
-            if spool.tmp_used:
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(spool.discard)
-            raise
-
-
-class _Spool:
-    """A download in memory, spilling to a temp file (from a worker thread) past ``SPILL_BYTES``."""
-
-    def __init__(self, directory: Path, name: str) -> None:
-        self.directory, self.name = directory, name
-        self.tmp: Path | None = None  # named on the first spill: most downloads never need it
-        self.buf = bytearray()
-        self.fh: BinaryIO | None = None
-        self.tmp_used = False
-
-    def _spill(self, data: bytes) -> None:
-        if self.fh is None:
-            self.tmp = self.directory / f".{self.name.replace('/', '_')}.{os.getpid()}.{secrets.token_hex(4)}.part"
-            self.tmp.parent.mkdir(parents=True, exist_ok=True)
-            self.fh = self.tmp.open("wb")
-            self.tmp_used = True
-        self.fh.write(data)
-
-    async def add(self, chunk: bytes) -> None:
-        self.buf += chunk
-        if len(self.buf) >= SPILL_BYTES:
-            data, self.buf = bytes(self.buf), bytearray()
-            await anyio.to_thread.run_sync(self._spill, data)
-
-    def _close(self, rest: bytes) -> None:
-        self._spill(rest)
-        assert self.fh is not None
-        self.fh.close()
-
-    async def finish(self, sha256: str, size: int, content_type: str) -> Downloaded:
-        if not self.tmp_used:
-            return Downloaded(bytes(self.buf), None, sha256, size, content_type)
-        await anyio.to_thread.run_sync(self._close, bytes(self.buf))
-        return Downloaded(None, self.tmp, sha256, size, content_type)
-
-    def discard(self) -> None:
-        if self.fh is not None:
-            self.fh.close()
-        if self.tmp is not None:
-            self.tmp.unlink(missing_ok=True)
+                       accept: tuple[str, ...] = ("image/",), kind: str = "image") -> Downloaded:
+        """Fetch an output file (see ``downloads.FileFetcher.download``); no key goes with it."""
+        return await self._files.download(uri, name, spill_dir, max_bytes=max_bytes, accept=accept, kind=kind)
 
 
 class ClientPool:
     """The run's connection layer: one ``Http11Transport`` (idle connections kept in
     per-origin stacks, O(1) to take at any concurrency) shared by every worker.
 
-    ``api(slot)`` gives worker slot ``slot`` its client. With an explicit ``transport``
+    ``api`` is the client every worker shares. With an explicit ``transport``
     (tests use ``httpx.MockTransport``) that transport is used instead; behind an
     HTTP(S) proxy from the environment, httpx's own transport is (it speaks proxies).
     """
@@ -428,7 +266,7 @@ class ClientPool:
         self.timeouts = timeouts or Timeouts()
         if transport is None:
             tls = ssl.create_default_context()
-            proxy = _proxy_for(base_url)
+            proxy = proxy_for(base_url)
             transport = (httpx.AsyncHTTPTransport(proxy=proxy, verify=tls) if proxy
                          else Http11Transport(ssl_context=tls, max_idle_per_origin=2 * concurrency + 16))
         self._transport = transport
@@ -436,7 +274,9 @@ class ClientPool:
         self.pacing = pacing or Pacing()
         self._api = ApiClient(wire, base_url, key, self.timeouts, self.pacing)
 
-    def api(self, slot: int) -> ApiClient:
+    @property
+    def api(self) -> ApiClient:
+        """The client every worker shares (one connection pool, one pacing)."""
         return self._api
 
     async def aclose(self) -> None:
@@ -447,17 +287,6 @@ class ClientPool:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-
-def _proxy_for(base_url: str) -> str | None:
-    """The proxy the environment sets for ``base_url`` (never for loopback)."""
-    url = httpx.URL(base_url)
-    if url.host in ("127.0.0.1", "localhost", "::1"):
-        return None
-    proxies = urllib.request.getproxies()
-    if urllib.request.proxy_bypass(url.host):
-        return None
-    return proxies.get(url.scheme) or proxies.get("all") or None
 
 
 async def _with_final_newline(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -489,12 +318,3 @@ def _merge(task: dict[str, Any], event: dict[str, Any]) -> bool:
     return True
 
 
-class _closing:
-    def __init__(self, response: Response) -> None:
-        self.response = response
-
-    async def __aenter__(self) -> Response:
-        return self.response
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.response.aclose()

@@ -21,7 +21,6 @@ class AppUnavailable(ApiError):
     """The service has no such app, or not the pinned version: nothing was sent."""
 
     fatal = True
-    exit_code = 2
 
 
 def _versions(app: dict[str, Any]) -> set[str]:

@@ -18,7 +18,6 @@ __all__ = [
     "Status",
     "TaskView",
     "billed_units",
-    "output_files",
     "parse_problem",
     "parse_status",
     "unwrap",
@@ -102,28 +101,6 @@ def parse_problem(status: int, body: bytes) -> Problem:
     errors = payload.get("errors")
     items = tuple(e for e in errors if isinstance(e, dict)) if isinstance(errors, list) else ()
     return Problem(status, code, str(detail)[:500], items)
-
-
-def _file_uri(item: Any) -> tuple[str, str | None] | None:
-    if isinstance(item, str) and item:
-        return item, None
-    if isinstance(item, dict) and isinstance(item.get("uri"), str) and item["uri"]:
-        ctype = item.get("content_type")
-        return item["uri"], ctype if isinstance(ctype, str) else None
-    return None
-
-
-def output_files(output: Any) -> list[tuple[str, str | None]]:
-    """The image files of an output: ``image`` (one file) and/or ``images`` (a list)."""
-    if not isinstance(output, dict):
-        return []
-    found: dict[str, str | None] = {}  # uri -> content type: one file, however often it is listed
-    images = output.get("images")
-    for item in [output.get("image"), *(images if isinstance(images, list) else ())]:
-        f = _file_uri(item)
-        if f and f[0] not in found:
-            found[f[0]] = f[1]
-    return list(found.items())
 
 
 def billed_units(task: Mapping[str, Any], unit: str) -> int | None:

@@ -11,7 +11,10 @@ import os
 import traceback
 from typing import TextIO
 
+from ..api.apierrors import AppGone, AuthFailed
+from ..api.preflight import AppUnavailable
 from ..core.errors import KlingError, RecipeError, UsageError
+from ..store.lock import LockError
 
 __all__ = ["EXIT_BUDGET", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_INVALID", "EXIT_OK", "report"]
 
@@ -22,14 +25,21 @@ EXIT_BUDGET = 3
 EXIT_INTERRUPTED = 130
 
 
+# The one map from error classes to exit codes (first match in this order wins).
+EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
+    (KeyboardInterrupt, EXIT_INTERRUPTED),
+    (RecipeError, EXIT_INVALID),
+    (UsageError, EXIT_INVALID),
+    (LockError, EXIT_INVALID),  # the output directory is in use: nothing was done
+    (AuthFailed, EXIT_INVALID),  # the key was refused: fix it and run again
+    (AppGone, EXIT_INVALID),  # the pinned version is retired: re-pin
+    (AppUnavailable, EXIT_INVALID),  # no such app or version at the service: nothing was sent
+)
+
+
 def exit_code(exc: BaseException) -> int:
-    if isinstance(exc, KeyboardInterrupt):
-        return EXIT_INTERRUPTED
-    if isinstance(exc, RecipeError | UsageError):
-        return EXIT_INVALID
-    for cls in type(exc).__mro__:
-        code = getattr(cls, "exit_code", None)
-        if isinstance(code, int):
+    for cls, code in EXIT_CODES:
+        if isinstance(exc, cls):
             return code
     return EXIT_FAILED
 

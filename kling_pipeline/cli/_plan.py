@@ -112,7 +112,7 @@ def _prices_agree(args: argparse.Namespace, p: Plan, err: TextIO) -> bool:
 
         async def main() -> list[Any]:
             async with ClientPool(base_url, key, 1) as pool:
-                return await check_prices(p, pool.api(0))
+                return await check_prices(p, pool.api)
 
         checks = run_async(main)
     for check in checks:

@@ -9,7 +9,7 @@ from typing import TextIO
 from ..core.errors import KlingError, UsageError
 from ..core.money import format_usd
 from ..core.planning import Plan, plan_file
-from ..store.manifest import MANIFEST_NAME
+from ..store.journal import MANIFEST_NAME
 from ..views.report import STATUS_TEXT, ReportData, collect, render_report, report_path, write_html, write_report
 from ._exit import EXIT_OK
 from ._plan import make_plan

@@ -10,8 +10,9 @@ from typing import TextIO
 from ..core.errors import UsageError
 from ..core.money import format_usd
 from ..core.planning import Plan
-from ..run.context import RunOptions
-from ..run.session import RunSummary, git_provenance, prepare, run_plan
+from ..run.options import Mode, RunOptions
+from ..run.outcome import RunSummary
+from ..run.session import git_provenance, prepare, run_plan
 from ..store.sharding import lock_name, manifest_name, parse_shard
 from ..views.planview import warning_lines
 from ..views.progress import Counters, LiveEvents, make_events
@@ -136,7 +137,7 @@ def cmd_collect(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return execute(args, plan, "collect", out, err)
 
 
-def execute(args: argparse.Namespace, plan: Plan, run_mode: str, out: TextIO, err: TextIO) -> int:
+def execute(args: argparse.Namespace, plan: Plan, run_mode: Mode, out: TextIO, err: TextIO) -> int:
     """Run, detach or collect ``plan`` (the shared body of those commands)."""
     options = replace(_options(args, plan), mode=run_mode)
     shard = parse_shard(getattr(args, "shard", None))

@@ -9,8 +9,10 @@ from typing import TextIO
 
 from ..core.errors import UsageError
 from ..core.planning import Plan
-from ..store.manifest import ManifestState, read_records
+from ..store.journal import read_records
+from ..store.records import RunRecord
 from ..store.sharding import manifest_name, parse_shard
+from ..store.state import ManifestState
 from ..views.status import compute_status, status_document, status_lines
 from ._plan import make_plan
 
@@ -26,8 +28,8 @@ def resolve_target(args: argparse.Namespace, target: str) -> tuple[Plan | None, 
         if not manifest.is_file():
             raise UsageError(f"{target}: no {manifest.name} here; give a recipe file or an output directory "
                              "of a kling-pipeline run")
-        runs = [r for r in read_records(manifest) if r.get("t") == "run"]
-        recipe = runs[-1].get("recipe_path") if runs else None
+        runs = [r for r in read_records(manifest) if isinstance(r, RunRecord)]
+        recipe = runs[-1].recipe_path if runs else None
         if isinstance(recipe, str) and Path(recipe).is_file():
             args.recipe, args.out = recipe, str(path)
             return make_plan(args), path

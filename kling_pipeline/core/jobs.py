@@ -56,7 +56,7 @@ def job_id(combination: Combination, repeat_index: int, repeat: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """One planned request. The rendered input is re-derived on demand (see ``Plan.request``)."""
+    """One planned request. The rendered input is re-derived on demand (see ``Plan.render``)."""
 
     id: str
     key: str

@@ -9,10 +9,11 @@ wheel as ``kling_pipeline/_schemas``; from a source checkout the top-level
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from .errors import KlingError, SchemaDataError
 from .money import parse_usd
@@ -20,13 +21,17 @@ from .money import parse_usd
 __all__ = [
     "AppRef",
     "AppSpec",
+    "Confidence",
     "LimitClass",
     "Pricing",
+    "QuantityOf",
+    "Rate",
     "ServiceLimits",
     "UnknownAppError",
     "known_apps",
     "load_app",
     "parse_app_ref",
+    "parse_pricing",
     "schemas_root",
     "service_limits",
 ]
@@ -60,30 +65,103 @@ def parse_app_ref(text: str) -> AppRef:
     return AppRef(name=name, version=version or None)
 
 
+Confidence = Literal["exact", "range", "unknown"]
+"""How well a price is known (the words of the estimate endpoint)."""
+QuantityOf = Literal["value", "length"]
+"""What of the quantity field is counted: its value (``n``, ``duration``) or its length (a text's characters)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """A unit price that applies when every field in ``when`` has one of its values."""
+
+    when: tuple[tuple[str, tuple[Any, ...]], ...]
+    """(field, accepted values) pairs; a ``None`` value accepts a missing or null field."""
+    microcents_per_unit: int
+
+    def matches(self, request: Mapping[str, Any], defaults: Mapping[str, Any]) -> bool:
+        return all(request.get(name, defaults.get(name)) in accepted for name, accepted in self.when)
+
+
 @dataclass(frozen=True, slots=True)
 class Pricing:
-    """Price of one task: ``microcents_per_unit`` x the value of ``quantity_field``."""
+    """Price of one task: a unit price x a quantity read from the request.
+
+    Read from ``pricing`` in ``app.json``. Keys (only ``usd_per_unit`` and ``unit`` are
+    needed for an exact price; everything else has a default):
+
+    - ``usd_per_unit`` (decimal string): the unit price, and the price when no rate applies.
+    - ``unit``: what is billed, singular: ``image``, ``second``, ``character``, ``token``, ``run``.
+    - ``quantity_field``: the input field giving the number of units (``n``, ``duration``,
+      ``text``); absent or null: one unit per task (per-run pricing).
+    - ``quantity_of``: ``value`` (default: the field's integer value) or ``length`` (the
+      number of characters of a text field, divided by ``length_per_unit``, rounded up:
+      ``length_per_unit: 4`` counts about-4-character tokens).
+    - ``quantity_default``: units when the field is absent (default: the schema's default, else 1).
+    - ``rates``: ``[{"when": {field: value | [values]}, "usd_per_unit": "..."}]``, first match
+      wins; ``null`` matches a missing or null field; fields the request leaves out take
+      their schema defaults.
+    - ``confidence``: ``exact`` (default), ``range`` (then ``min`` and ``max``, USD per unit,
+      bound the real price) or ``unknown`` (``usd_per_unit`` may then be left out: 0).
+    - ``images_returned_per_task`` (default 1: what image-o1 returns whatever ``n``), ``note``
+      (how the price is made up), ``source`` and ``read_on`` (where and when it was read).
+
+    ``cost`` is the table's price (for a range: the typical price ``usd_per_unit``);
+    ``cost_range`` gives the bounds a budget should reserve, or None when unknown.
+    """
 
     microcents_per_unit: int
     unit: str
     quantity_field: str
+    """Empty for a price per run (the quantity is then always 1)."""
     quantity_default: int
     images_returned_per_task: int
     source: str
     read_on: str
+    quantity_of: QuantityOf = "value"
+    length_per_unit: int = 1
+    rates: tuple[Rate, ...] = ()
+    confidence: Confidence = "exact"
+    min_microcents_per_unit: int | None = None
+    max_microcents_per_unit: int | None = None
+    note: str = ""
+    defaults: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    """The input schema's defaults, for fields a request leaves out."""
 
     def quantity(self, request: Mapping[str, Any]) -> int:
-        """Billed units for one request (e.g. ``n`` images)."""
+        """Billed units for one request (e.g. ``n`` images, ``duration`` seconds, characters)."""
+        if not self.quantity_field:
+            return 1
         value = request.get(self.quantity_field, self.quantity_default)
+        if self.quantity_of == "length":
+            return math.ceil(len(value) / self.length_per_unit) if isinstance(value, str) else self.quantity_default
         if isinstance(value, float) and value.is_integer():  # JSON Schema counts 2.0 as an integer
             return int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             return self.quantity_default
         return value
 
+    def unit_price(self, request: Mapping[str, Any]) -> int:
+        """Microcents per unit for this request: the first rate that matches, else the base price."""
+        for rate in self.rates:
+            if rate.matches(request, self.defaults):
+                return rate.microcents_per_unit
+        return self.microcents_per_unit
+
     def cost(self, request: Mapping[str, Any]) -> int:
-        """Exact price of one request in microcents."""
-        return self.microcents_per_unit * self.quantity(request)
+        """Price of one request in microcents (exact, or the typical price of a range)."""
+        return self.unit_price(request) * self.quantity(request)
+
+    def cost_range(self, request: Mapping[str, Any]) -> tuple[int, int] | None:
+        """(lowest, highest) price of one request in microcents; None when the price is unknown."""
+        if self.confidence == "unknown":
+            return None
+        units, price = self.quantity(request), self.unit_price(request)
+        if self.confidence == "exact":
+            return price * units, price * units
+        low = price if self.min_microcents_per_unit is None else self.min_microcents_per_unit
+        high = price if self.max_microcents_per_unit is None else self.max_microcents_per_unit
+        return low * units, high * units
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,12 +176,18 @@ class AppSpec:
     pricing: Pricing
     output_pixels: Mapping[str, Mapping[str, tuple[int, int]]]
     directory: Path
+    emulator: Mapping[str, Any] = field(default_factory=dict)
+    """How the bundled emulator fakes this app's outputs (``app.json``'s ``emulator``; read by the emulator only)."""
+    source: Mapping[str, Any] = field(default_factory=dict)
+    """Where the schemas were read (``app.json``'s ``source``: repository, paths, commits, date)."""
 
     def with_price(self, microcents_per_unit: int) -> AppSpec:
-        """A copy priced differently (a recipe's ``price`` override)."""
-        from dataclasses import replace
-
-        return replace(self, pricing=replace(self.pricing, microcents_per_unit=microcents_per_unit))
+        """A copy priced differently (a recipe's ``price`` override): that one exact unit price."""
+        pricing = replace(
+            self.pricing, microcents_per_unit=microcents_per_unit, rates=(), confidence="exact",
+            min_microcents_per_unit=None, max_microcents_per_unit=None,
+        )
+        return replace(self, pricing=pricing)
 
 
 def schemas_root() -> Path:
@@ -141,16 +225,7 @@ def load_app(app: str | AppRef, root: Path | None = None) -> AppSpec:
         raise UnknownAppError(f"no bundled schema for app {ref.name!r} (known apps: {known})")
     meta = _read_json(meta_path)
     try:
-        price = meta["pricing"]
-        pricing = Pricing(
-            microcents_per_unit=parse_usd(price["usd_per_unit"]),
-            unit=str(price["unit"]),
-            quantity_field=str(price["quantity_field"]),
-            quantity_default=int(price.get("quantity_default", 1)),
-            images_returned_per_task=int(price.get("images_returned_per_task", 1)),
-            source=str(price.get("source", "")),
-            read_on=str(price.get("read_on", "")),
-        )
+        input_schema = _read_json(directory / meta["input_schema"])
         pixels = {
             res: {ratio: (int(wh[0]), int(wh[1])) for ratio, wh in table.items()}
             for res, table in meta.get("output_pixels", {}).items()
@@ -159,14 +234,69 @@ def load_app(app: str | AppRef, root: Path | None = None) -> AppSpec:
             name=str(meta["app"]),
             title=str(meta.get("title", meta["app"])),
             pinned_version=meta.get("pinned_version"),
-            input_schema=_read_json(directory / meta["input_schema"]),
+            input_schema=input_schema,
             output_schema=_read_json(directory / meta["output_schema"]),
-            pricing=pricing,
+            pricing=parse_pricing(meta["pricing"], input_schema),
             output_pixels=pixels,
             directory=directory,
+            emulator=dict(meta.get("emulator") or {}),
+            source=dict(meta.get("source") or {}),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise SchemaDataError(f"{meta_path}: malformed app data: {exc!r}") from exc
+
+
+def _accepted(value: Any) -> tuple[Any, ...]:
+    values = tuple(value) if isinstance(value, list) else (value,)
+    if not all(v is None or isinstance(v, str | int | float) for v in values):
+        raise ValueError(f"a rate condition takes JSON scalars or a list of them, got {value!r}")
+    return values
+
+
+def parse_pricing(price: Mapping[str, Any], input_schema: Mapping[str, Any]) -> Pricing:
+    """A ``Pricing`` from ``app.json``'s ``pricing`` object (see ``Pricing`` for the keys);
+    ``ValueError``/``KeyError``/``TypeError`` when it is malformed."""
+    confidence = str(price.get("confidence", "exact"))
+    if confidence not in get_args(Confidence):
+        raise ValueError(f"confidence must be one of {', '.join(get_args(Confidence))}, got {confidence!r}")
+    base = price.get("usd_per_unit")
+    if base is None and confidence != "unknown":
+        raise KeyError("usd_per_unit")
+    quantity_of = str(price.get("quantity_of", "value"))
+    if quantity_of not in get_args(QuantityOf):
+        raise ValueError(f"quantity_of must be 'value' or 'length', got {quantity_of!r}")
+    bounds = {k: parse_usd(price[k]) if price.get(k) is not None else None for k in ("min", "max")}
+    if confidence == "range" and None in bounds.values():
+        raise ValueError("a range price needs both min and max (USD per unit)")
+    properties = input_schema.get("properties", {})
+    defaults = {k: prop["default"] for k, prop in properties.items() if isinstance(prop, dict) and "default" in prop}
+    quantity_field = str(price.get("quantity_field") or "")
+    schema_default = defaults.get(quantity_field)
+    fallback = schema_default if isinstance(schema_default, int) and not isinstance(schema_default, bool) else 1
+    length_per_unit = int(price.get("length_per_unit", 1))
+    if length_per_unit < 1:
+        raise ValueError(f"length_per_unit must be >= 1, got {length_per_unit}")
+    rates = tuple(
+        Rate(tuple((str(k), _accepted(v)) for k, v in dict(r["when"]).items()), parse_usd(r["usd_per_unit"]))
+        for r in price.get("rates", ())
+    )
+    return Pricing(
+        microcents_per_unit=parse_usd(base) if base is not None else 0,
+        unit=str(price["unit"]),
+        quantity_field=quantity_field,
+        quantity_default=int(price.get("quantity_default", fallback)),
+        images_returned_per_task=int(price.get("images_returned_per_task", 1)),
+        source=str(price.get("source", "")),
+        read_on=str(price.get("read_on", "")),
+        quantity_of="length" if quantity_of == "length" else "value",
+        length_per_unit=length_per_unit,
+        rates=rates,
+        confidence="range" if confidence == "range" else "unknown" if confidence == "unknown" else "exact",
+        min_microcents_per_unit=bounds["min"],
+        max_microcents_per_unit=bounds["max"],
+        note=str(price.get("note", "")),
+        defaults=defaults,
+    )
 
 
 LimitClass = Literal["runs", "reads", "uploads"]

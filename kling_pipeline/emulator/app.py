@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
+from typing import Any
 
 from . import routes_admin as admin
+from . import routes_apps as apps
 from . import routes_files as files
 from . import routes_tasks as api
 from .asgi import Message, Receive, Request, Route, Scope, Send, send_problem
@@ -33,9 +35,9 @@ def _table() -> list[tuple[str, str, StateHandler, LimitClass | None]]:
     surface), which are not limited."""
     return [
         ("POST", "/apps/run", api.run, "runs"),
-        ("GET", "/apps/{namespace}/{name}", api.get_app, "reads"),
-        ("POST", "/store/apps/{app_id}/estimate", api.estimate, "reads"),
-        ("POST", "/store/apps/{namespace}/{name}/estimate", api.estimate, "reads"),
+        ("GET", "/apps/{namespace}/{name}", apps.get_app, "reads"),
+        ("POST", "/store/apps/{app_id}/estimate", apps.estimate, "reads"),
+        ("POST", "/store/apps/{namespace}/{name}/estimate", apps.estimate, "reads"),
         ("POST", "/tasks/list", api.list_tasks, "reads"),
         ("GET", "/tasks/{task_id}", api.get_task, "reads"),
         ("DELETE", "/tasks/{task_id}", api.delete_task, "reads"),
@@ -53,6 +55,8 @@ def _table() -> list[tuple[str, str, StateHandler, LimitClass | None]]:
         ("POST", "/_emulator/faults", admin.post_faults, None),
         ("GET", "/_emulator/limits", admin.get_limits, None),
         ("POST", "/_emulator/limits", admin.post_limits, None),
+        ("GET", "/_emulator/apps", apps.get_apps, None),
+        ("POST", "/_emulator/apps/{namespace}/{name}", apps.edit_app, None),
     ]
 
 
@@ -80,6 +84,12 @@ class EmulatorApp:
 
     def set_limits(self, limits: RateLimits) -> None:
         self.state.limiters.set(limits)
+
+    def edit_app(self, name: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Serve a changed app (see ``AppRegistry.edit``); the new app document. ``LookupError``
+        for an app not served, ``ValueError`` for a malformed change."""
+        served = self.state.apps.edit(name, changes)
+        return apps.app_document(served, self.state.apps.versions(name))
 
     def close(self) -> None:
         """Stop timers and end every open stream (used at shutdown)."""

@@ -111,7 +111,8 @@ def limits_from_args(args: argparse.Namespace) -> RateLimits:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m kling_pipeline.emulator",
-        description="A local emulator of the inference.sh API (app klingai/image-o1), with fault injection.",
+        description="A local emulator of the inference.sh API (every bundled app: klingai/image-o1, video, "
+        "several images, audio), with fault injection.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"0 picks a free port (default: {DEFAULT_PORT})")

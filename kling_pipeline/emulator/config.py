@@ -163,7 +163,9 @@ class EmulatorConfig:
 
     latency: Latency = field(default_factory=lambda: Latency.fixed(0.5))
     app: str = "klingai/image-o1"
-    """The bundled app (from ``schemas/``) the emulator serves."""
+    """The first-class app: always served, listed first."""
+    apps: tuple[str, ...] | None = None
+    """The other bundled apps (from ``schemas/``) served beside ``app``; None: every one."""
     seed: int = 0
     api_key: str | None = field(default=None, repr=False)
     """When set, only this bearer key is accepted; otherwise any non-empty key is."""

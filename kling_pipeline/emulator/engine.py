@@ -9,24 +9,20 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from functools import partial
 from typing import Any
 
-from ..core.schemas import AppSpec
+from .apps import ServedApp
 from .config import EmulatorConfig, Faults, Latency
-from .files import FileStore
 from .ident import Clock, Dice, new_id
-from .images import ImageKey, ImageMaker
 from .ledger import Ledger
 from .problems import Problem
+from .produce import OutputMaker
 from .tasks import Status, Task
 from .validation import RunRequest
 from .webhooks import WebhookSender
 
 __all__ = ["Engine"]
 
-MODEL = "kling-image-o1"
-"""The ``model`` of the task's usage events."""
 UPLOAD_FRACTION = 0.9
 """Share of the run spent before the 'uploading' status."""
 
@@ -45,23 +41,17 @@ class Engine:
     def __init__(
         self,
         cfg: EmulatorConfig,
-        spec: AppSpec,
-        app_id: str,
         *,
         clock: Clock,
         ledger: Ledger,
-        files: FileStore,
-        images: ImageMaker,
+        outputs: OutputMaker,
         webhooks: WebhookSender,
     ) -> None:
         self.cfg = cfg
-        self.spec = spec
-        self.app_id = app_id
         self.clock = clock
         self.dice = Dice(cfg.seed)
         self.ledger = ledger
-        self.files = files
-        self.images = images
+        self.outputs = outputs
         self.webhooks = webhooks
         self.faults: Faults = cfg.faults
         self.latency: Latency = cfg.latency
@@ -71,7 +61,6 @@ class Engine:
         self._attempts: dict[str, int] = {}
         self._running: dict[str, int] = {}
         self._queued: dict[str, deque[Task]] = {}
-        self._defaults = {k: v.get("default") for k, v in spec.input_schema.get("properties", {}).items()}
 
     # ---- submission -------------------------------------------------------
     def next_attempt(self, input_sha: str) -> int:
@@ -84,6 +73,7 @@ class Engine:
         self,
         *,
         key_id: str,
+        served: ServedApp,
         request: RunRequest,
         input_sha: str,
         attempt: int,
@@ -96,9 +86,9 @@ class Engine:
             task_id=new_id(),
             seq=self._seq,
             key_id=key_id,
-            app=self.spec.name,
-            app_id=self.app_id,
-            version_id=request.version or self.spec.pinned_version,
+            app=served.name,
+            app_id=served.app_id,
+            version_id=request.version or served.version,
             function=request.function,
             input=request.input,
             input_sha=input_sha,
@@ -110,6 +100,7 @@ class Engine:
             created_at=self.clock.stamp(now),
         )
         task.attempt = attempt
+        task.served = served
         task.image_check = image_check
         self.tasks[task.id] = task
         self.ledger.submitted(task)
@@ -211,42 +202,19 @@ class Engine:
         self._schedule_next(task)
 
     # ---- ending -----------------------------------------------------------
-    def _image_key(self, task: Task) -> ImageKey:
-        def field(name: str) -> str:
-            return str(task.input.get(name) or self._defaults.get(name))
-
-        return (task.input_sha, task.sample_index, field("resolution"), field("aspect_ratio"))
-
     def _complete(self, task: Task) -> None:
-        """Complete and bill. The PNG is drawn on its first download (then kept), so a client
-        that never downloads costs no drawing."""
-        key = self._image_key(task)
-        prompt = str(task.input.get("prompt", ""))
-        width, height = self.images.size_for(key[2], key[3])
+        """Complete and bill by the app's unit. Output files are drawn on their first
+        download (then kept), so a client that never downloads costs no drawing."""
+        served = task.served
+        if served is None:  # every task is created with its app
+            raise RuntimeError(f"task {task.id} has no app")
+        pricing = served.spec.pricing
+        quantity = pricing.quantity(task.input)
         stamp = self.clock.stamp(self.clock.now())
-        stored = self.files.add_output(
-            task_id=task.id,
-            filename=f"{task.id}.png",
-            content_type="image/png",
-            render=partial(self.images.render_bytes, key, prompt),
-            large=self.images.is_large(key),
-            stamp=stamp,
-        )
-        pricing = self.spec.pricing
-        images = pricing.quantity(task.input)
-        task.output = {
-            "image": {
-                "uri": f"{task.base_url}/files/{stored.id}",
-                "content_type": "image/png",
-                "filename": stored.filename,
-                "width": width,
-                "height": height,
-            },
-            "output_meta": {"outputs": [{"type": "image", "count": images, "extra": {}}]},
-        }
-        task.usage_events = [{"type": "image", "model": MODEL, "quantity": images, "unit": pricing.unit}]
+        task.output = self.outputs.make(served.plan, task, quantity, stamp)
+        task.usage_events = [served.plan.usage_event(task.input, quantity, pricing.unit)]
         task.progress = 100
-        self.ledger.charge(task, images=images, microcents=pricing.cost(task.input), stamp=stamp)
+        self.ledger.charge(task, quantity=quantity, unit=pricing.unit, microcents=pricing.cost(task.input), stamp=stamp)
         self._finish(task, Status.COMPLETED)
 
     def cancel(self, task: Task) -> None:
@@ -276,7 +244,7 @@ class Engine:
             self._finish(task, Status.CANCELLED)
         del self.tasks[task.id]
         if files:
-            self.files.delete_task_files(task.id)
+            self.outputs.files.delete_task_files(task.id)
 
     # ---- runtime changes and shutdown ---------------------------------------
     def set_faults(self, faults: Faults) -> None:

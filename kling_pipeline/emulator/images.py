@@ -2,8 +2,9 @@
 
 Each image is a vertical gradient between two colours taken from a hash of the
 prompt, crossed by diagonal stripes whose width and phase come from a hash of the
-whole input and the sample index (the k-th submission of an identical input gets
-sample index k). Same (input, sample index, scale) -> identical bytes.
+image's seed: the whole input and the sample index (the k-th submission of an
+identical input gets sample index k), plus the image's place among several. Same
+(seed, prompt, size) -> identical bytes.
 
 Rows are built directly in PNG 'Sub' filter form and compressed at zlib level 1, so
 a default-size image (image scale 8) takes a fraction of a millisecond; the engine
@@ -18,12 +19,9 @@ import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-__all__ = ["ImageKey", "ImageMaker", "PngImage", "encode_png", "image_problem", "jpeg_size", "png_size"]
+__all__ = ["ImageMaker", "PngImage", "encode_png", "image_problem", "jpeg_size", "png_size"]
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-ImageKey = tuple[str, int, str, str]
-"""(input sha256, sample index, resolution, aspect ratio)"""
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -164,34 +162,29 @@ def _sub_filtered_rows(width: int, height: int, prompt_hash: bytes, sample_hash:
 
 
 class ImageMaker:
-    """Draws the PNG of a task's output (pure: safe in a worker thread)."""
+    """Draws output PNGs at a size divided by the image scale (pure: safe in a worker thread)."""
 
-    def __init__(self, pixels: Mapping[str, Mapping[str, tuple[int, int]]], scale: int) -> None:
-        self._pixels = pixels
+    def __init__(self, scale: int) -> None:
         self._scale = scale
 
-    def size_for(self, resolution: str, aspect_ratio: str) -> tuple[int, int]:
-        """The contract's pixel size for (resolution, aspect ratio), divided by the scale."""
-        try:
-            width, height = self._pixels[resolution][aspect_ratio]
-        except KeyError:
-            raise ValueError(f"no output size for resolution {resolution!r}, aspect {aspect_ratio!r}") from None
+    def scaled(self, width: int, height: int) -> tuple[int, int]:
+        """A nominal pixel size divided by the scale (rounded, at least 1 px)."""
         return max(1, round(width / self._scale)), max(1, round(height / self._scale))
 
-    def render(self, key: ImageKey, prompt: str) -> PngImage:
-        """Draw the image (pure: safe to run in a worker thread)."""
-        input_sha, sample_index, resolution, aspect_ratio = key
-        width, height = self.size_for(resolution, aspect_ratio)
+    @staticmethod
+    def render(width: int, height: int, seed: str, prompt: str, comment: str) -> PngImage:
+        """Draw the image: its colours from ``prompt``, its stripes from ``seed``."""
         prompt_hash = hashlib.sha256(prompt.encode("utf-8")).digest()
-        sample_hash = hashlib.sha256(f"{input_sha}:{sample_index}".encode()).digest()
-        text = {"Software": "kling-pipeline emulator", "Comment": f"input {input_sha} sample {sample_index}"}
+        sample_hash = hashlib.sha256(seed.encode()).digest()
+        text = {"Software": "kling-pipeline emulator", "Comment": comment}
         rows = _sub_filtered_rows(width, height, prompt_hash, sample_hash)
         data = encode_png(width, height, rows, text, filter_type=1, level=1)
         return PngImage(data, width, height)
 
-    def render_bytes(self, key: ImageKey, prompt: str) -> bytes:
-        return self.render(key, prompt).data
+    @classmethod
+    def render_bytes(cls, width: int, height: int, seed: str, prompt: str, comment: str) -> bytes:
+        return cls.render(width, height, seed, prompt, comment).data
 
-    def is_large(self, key: ImageKey) -> bool:
-        width, height = self.size_for(key[2], key[3])
+    @staticmethod
+    def is_large(width: int, height: int) -> bool:
         return width * height > 400_000

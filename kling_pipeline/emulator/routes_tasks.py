@@ -1,10 +1,10 @@
-"""The API proper: run, apps, estimate, and the task endpoints (except the stream)."""
+"""The API proper: run and the task endpoints (except the stream; apps and estimates are in routes_apps)."""
 
 from __future__ import annotations
 
 import math
 
-from ..core.money import format_usd
+from .apps import ServedApp
 from .asgi import JSON_TYPE, Request, send_bytes, send_json
 from .ident import input_sha256
 from .images import image_problem
@@ -18,8 +18,6 @@ from .validation import parse_run_body
 __all__ = [
     "cancel_task",
     "delete_task",
-    "estimate",
-    "get_app",
     "get_task",
     "get_task_status",
     "list_tasks",
@@ -35,7 +33,7 @@ def _seconds(value: float) -> str:
 async def run(st: EmulatorState, req: Request, key: str) -> None:
     """``POST /apps/run`` (the ``runs`` limit was checked before this is called)."""
     body = await req.json_object(st.cfg.max_json_bytes)
-    request = parse_run_body(body, st.spec, st.checker, req.netloc, st.file_ready)
+    served, request = parse_run_body(body, st.apps.lookup, req.netloc, st.file_ready)
     sha = input_sha256(request.input)
     attempt = st.engine.next_attempt(sha)
     faults, dice = st.faults, st.dice
@@ -49,11 +47,12 @@ async def run(st: EmulatorState, req: Request, key: str) -> None:
         raise Problem(500, "entitlement_unavailable", "Entitlement unavailable", "transient error, retry")
     task = st.engine.create(
         key_id=key,
+        served=served,
         request=request,
         input_sha=sha,
         attempt=attempt,
         base_url=req.base_url,
-        image_check=_reference_image_problem(st, request.input, req.netloc),
+        image_check=_reference_image_problem(st, served, request.input, req.netloc),
     )
     payload = _enveloped(task)
     if dice.chance(faults.response_lost_rate, "response_lost", sha, attempt):
@@ -62,13 +61,14 @@ async def run(st: EmulatorState, req: Request, key: str) -> None:
     await send_bytes(req.send, 200, payload, JSON_TYPE)
 
 
-def _reference_image_problem(st: EmulatorState, value: dict[str, object], netloc: str) -> str | None:
-    """What Kling would refuse in an uploaded reference image (the task then fails after
-    acceptance, as Kling checks it). The emulator's own outputs are valid by construction:
-    they are only drawn smaller than their nominal size (``image_scale``)."""
-    for name, file_id, limits in st.checker.own_files(value, netloc):
+def _reference_image_problem(st: EmulatorState, served: ServedApp, value: dict[str, object], netloc: str) -> str | None:
+    """What Kling would refuse in an uploaded reference image of a field with ``x-file``
+    limits (the task then fails after acceptance, as Kling checks it). The emulator's own
+    outputs are valid by construction: they are only drawn smaller than their nominal size
+    (``image_scale``)."""
+    for name, file_id, limits in served.checker.own_files(value, netloc):
         stored = st.files.get(file_id)
-        if stored is not None and stored.task_id is None:
+        if limits and stored is not None and stored.task_id is None:
             problem = image_problem(stored.data or b"", limits)
             if problem:
                 return f"{name}: {problem}"
@@ -120,59 +120,4 @@ async def list_tasks(st: EmulatorState, req: Request, key: str) -> None:
     now, lag = st.clock.now(), st.faults.index_lag
     mine = [t for t in st.engine.tasks.values() if t.key_id == key]
     data = run_list_query(query, mine, lambda t: t.created_mono + lag <= now)
-    await send_json(req.send, {"data": data})
-
-
-def _app_document(st: EmulatorState, namespace: str, name: str) -> dict[str, object]:
-    spec = st.spec
-    return {
-        "id": st.app_id,
-        "namespace": namespace,
-        "name": name,
-        "title": spec.title,
-        "version_id": spec.pinned_version,
-        # The versions a pin may name (``app@version``): the emulator serves one.
-        "versions": [{"id": v} for v in (spec.pinned_version,) if v],
-        "version": {
-            "id": spec.pinned_version,
-            "input_schema": spec.input_schema,
-            "output_schema": spec.output_schema,
-        },
-        "input_schema": spec.input_schema,
-        "output_schema": spec.output_schema,
-        "pricing": {
-            "microcents_per_unit": spec.pricing.microcents_per_unit,
-            "unit": spec.pricing.unit,
-            "quantity_field": spec.pricing.quantity_field,
-        },
-    }
-
-
-async def get_app(st: EmulatorState, req: Request, key: str) -> None:
-    namespace, name = req.params["namespace"], req.params["name"]
-    if f"{namespace}/{name}" != st.spec.name:
-        raise Problem(404, "not_found", "App not found", f"no app named '{namespace}/{name}'")
-    await send_json(req.send, {"data": _app_document(st, namespace, name)})
-
-
-async def estimate(st: EmulatorState, req: Request, key: str) -> None:
-    app_ref = req.params.get("app_id") or f"{req.params.get('namespace')}/{req.params.get('name')}"
-    if app_ref not in (st.app_id, st.spec.name):
-        raise Problem(404, "not_found", "App not found", f"no app with id {app_ref!r}")
-    body = await req.json_object(st.cfg.max_json_bytes)
-    unknown = sorted(set(body) - {"input", "function"})
-    if unknown:
-        raise Problem(400, "invalid_request", "Unknown request keys", f"unknown key(s): {', '.join(unknown)}")
-    value = body.get("input", {})
-    errors = st.checker.violations(value, req.netloc, None)
-    if errors or not isinstance(value, dict):
-        detail = "; ".join(f"{e['path'] or '(input)'}: {e['message']}" for e in errors) or "input must be an object"
-        raise Problem(422, "invalid_input", "Input does not match the app's schema", detail, errors=errors)
-    pricing = st.spec.pricing
-    unit_price = format_usd(pricing.microcents_per_unit)
-    data = {
-        "confidence": "exact",
-        "microcents": pricing.cost(value),
-        "pricing_description": f"{unit_price} per {pricing.unit} x {pricing.quantity_field}",
-    }
     await send_json(req.send, {"data": data})

@@ -218,6 +218,18 @@ class EmulatorServer:
         """Enforce ``limits`` from now on (keys keep their state, clamped to the new limits)."""
         self.call(lambda: self.app.set_limits(limits))
 
+    def edit_app(self, name: str, **changes: Any) -> dict[str, Any]:
+        """Change what the app serves from now on: ``version``, ``title``, ``input_schema``,
+        ``output_schema``, ``pricing`` (merged into the current table, as in ``app.json``),
+        ``emulator``. A new ``version`` is added beside the old ones; without one the current
+        version changes in place. Returns the new ``GET /apps/{namespace}/{name}`` document;
+        ``LookupError``/``ValueError`` as ``POST /_emulator/apps/...`` answers 404/400."""
+        return self.call(lambda: self.app.edit_app(name, changes))
+
+    def apps(self) -> list[str]:
+        """The served apps (``namespace/name``), the first-class one first."""
+        return self.call(self.app.state.apps.names)
+
     def limits(self) -> RateLimits:
         return self.call(lambda: self.app.state.limiters.limits)
 

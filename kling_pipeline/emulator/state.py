@@ -1,13 +1,14 @@
-"""Everything one emulator instance holds, created per app (no module-level state)."""
+"""Everything one emulator instance holds (no module-level state)."""
 
 from __future__ import annotations
 
-import hashlib
 import hmac
+from collections.abc import Iterable
 from dataclasses import asdict
 from typing import Any
 
-from ..core.schemas import AppSpec, load_app
+from ..core.schemas import AppSpec, known_apps, load_app
+from .apps import AppRegistry, app_id_for
 from .config import EmulatorConfig, Faults
 from .engine import Engine
 from .files import FileStore
@@ -15,39 +16,35 @@ from .ident import Clock, Dice, key_id
 from .images import ImageMaker
 from .ledger import Ledger
 from .problems import Problem
+from .produce import OutputMaker
 from .ratelimit import Limiters
-from .validation import InputChecker
 from .webhooks import WebhookSender
 
 __all__ = ["EmulatorState", "app_id_for"]
 
 
-def app_id_for(name: str) -> str:
-    """The app's opaque, stable id (what ``app_id`` filters and the estimate path take)."""
-    return "app_" + hashlib.sha256(f"kling-emulator-app\x00{name}".encode()).hexdigest()[:20]
+def served_specs(cfg: EmulatorConfig) -> list[AppSpec]:
+    """``cfg.app`` first, then the other apps ``cfg.apps`` names (by default every bundled one)."""
+    names = [cfg.app, *(cfg.apps if cfg.apps is not None else known_apps())]
+    return [load_app(name) for name in dict.fromkeys(names)]
 
 
 class EmulatorState:
-    def __init__(self, cfg: EmulatorConfig, spec: AppSpec | None = None) -> None:
+    def __init__(self, cfg: EmulatorConfig, specs: Iterable[AppSpec] | None = None) -> None:
         self.cfg = cfg
-        self.spec = spec or load_app(cfg.app)
-        self.app_id = app_id_for(self.spec.name)
+        self.apps = AppRegistry(served_specs(cfg) if specs is None else specs)
         self.clock = Clock()
         self.dice = Dice(cfg.seed)
         self.ledger = Ledger()
         self.files = FileStore()
-        self.checker = InputChecker(self.spec)
         self.webhooks = WebhookSender(
             attempts=cfg.webhook_attempts, timeout=cfg.webhook_timeout, backoff=cfg.webhook_backoff
         )
         self.engine = Engine(
             cfg,
-            self.spec,
-            self.app_id,
             clock=self.clock,
             ledger=self.ledger,
-            files=self.files,
-            images=ImageMaker(self.spec.output_pixels, cfg.image_scale),
+            outputs=OutputMaker(self.files, ImageMaker(cfg.image_scale)),
             webhooks=self.webhooks,
         )
         self.limiters = Limiters(cfg.limits, clock=self.clock.unix)

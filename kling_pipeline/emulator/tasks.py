@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 from enum import IntEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .apps import ServedApp
 
 __all__ = ["Status", "Task"]
 
@@ -75,6 +78,7 @@ class Task:
         "run_seconds",
         "sample_index",
         "seq",
+        "served",
         "session_id",
         "status",
         "step_index",
@@ -135,6 +139,8 @@ class Task:
         self.timer: asyncio.TimerHandle | None = None
         self.waiters: set[asyncio.Event] = set()
         self.stream_opens = 0
+        self.served: ServedApp | None = None
+        """The app version that runs the task (its output plan and price)."""
         self.image_check: str | None = None
         """Why Kling would refuse the reference image (the task then fails), if it would."""
         self.attempt = 0

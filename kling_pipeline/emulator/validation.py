@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from jsonschema import Draft202012Validator, ValidationError
 
 from ..core.schemas import AppSpec
 from .ident import new_id
+from .outputs import resolve_ref
 from .problems import Problem
+
+if TYPE_CHECKING:
+    from .apps import ServedApp
 
 __all__ = ["RUN_KEYS", "InputChecker", "RunRequest", "is_loopback_url", "parse_run_body"]
 
@@ -80,19 +84,51 @@ def _describe(error: ValidationError, known: frozenset[str]) -> list[dict[str, s
     return [{"path": path, "message": error.message}]
 
 
+def _file_like(node: Any, root: Mapping[str, Any]) -> bool:
+    """A schema for one file: ``format: file``, ``x-file`` limits, or a branch that is one
+    (a URI string, or an object with a ``uri``)."""
+    node = resolve_ref(node, root)
+    if not isinstance(node, Mapping):
+        return False
+    if node.get("format") == "file" or "x-file" in node:
+        return True
+    branches = [resolve_ref(b, root) for b in (*node.get("anyOf", ()), *node.get("oneOf", ()))]
+    return any(
+        isinstance(b, Mapping) and (b.get("format") == "file" or "uri" in (b.get("properties") or {}))
+        for b in branches
+    )
+
+
+def _file_shape(prop: Any, root: Mapping[str, Any]) -> str | None:
+    """``one`` for a file field, ``many`` for a list of files, else None."""
+    if _file_like(prop, root):
+        return "one"
+    node = resolve_ref(prop, root)
+    branches = [node, *(resolve_ref(b, root) for b in node.get("anyOf", ()))] if isinstance(node, Mapping) else []
+    arrays = [b for b in branches if isinstance(b, Mapping) and b.get("type") == "array"]
+    return "many" if any(_file_like(b.get("items"), root) for b in arrays) else None
+
+
 class InputChecker:
-    """Validates an input against the app's schema, then the ``image`` reference."""
+    """Validates an input against the app's schema, then its file references (single or lists)."""
 
     def __init__(self, spec: AppSpec) -> None:
-        self._validator = Draft202012Validator(dict(spec.input_schema))
-        properties = spec.input_schema.get("properties", {})
+        schema = dict(spec.input_schema)
+        self._validator = Draft202012Validator(schema)
+        properties = schema.get("properties", {})
         self._known = frozenset(properties)
         self._limits: dict[str, Mapping[str, Any]] = {name: prop.get("x-file", {}) for name, prop in properties.items()}
-        self._file_fields = tuple(
-            name
-            for name, prop in properties.items()
-            if "x-file" in prop or any(a.get("format") == "file" for a in prop.get("anyOf", []))
-        )
+        shapes = {name: _file_shape(prop, schema) for name, prop in properties.items()}
+        self._file_fields = tuple((name, shape) for name, shape in shapes.items() if shape is not None)
+
+    def _references(self, value: Mapping[str, Any]) -> Iterator[tuple[str, str, str]]:
+        """(path, field, reference) of each file reference given as a string."""
+        for name, shape in self._file_fields:
+            ref = value.get(name)
+            if shape == "one" and isinstance(ref, str):
+                yield name, name, ref
+            elif shape == "many" and isinstance(ref, list):
+                yield from ((f"{name}[{i}]", name, r) for i, r in enumerate(ref) if isinstance(r, str))
 
     def violations(
         self, value: object, own_netloc: str, file_ready: Callable[[str], bool] | None
@@ -103,25 +139,21 @@ class InputChecker:
         for error in self._validator.iter_errors(value):
             errors.extend(_describe(error, self._known))
         if isinstance(value, dict) and file_ready is not None:
-            for name in self._file_fields:
-                ref = value.get(name)
-                if isinstance(ref, str):
-                    problem = self._file_problem(ref, own_netloc, file_ready)
-                    if problem:
-                        errors.append({"path": name, "message": problem})
+            for path, _, ref in self._references(value):
+                problem = self._file_problem(ref, own_netloc, file_ready)
+                if problem:
+                    errors.append({"path": path, "message": problem})
         errors.sort(key=lambda e: (e["path"], e["message"]))
         return errors
 
     def own_files(self, value: Mapping[str, Any], own_netloc: str) -> list[tuple[str, str, Mapping[str, Any]]]:
-        """(field, file id, the field's ``x-file`` limits) for each input file this server stores."""
+        """(path, file id, the field's ``x-file`` limits) for each input file this server stores."""
         found = []
-        for name in self._file_fields:
-            ref = value.get(name)
-            if isinstance(ref, str):
-                parts = urlsplit(ref)
-                match = _FILE_PATH.match(parts.path)
-                if parts.netloc == own_netloc and match is not None:
-                    found.append((name, match.group(1), self._limits.get(name, {})))
+        for path, name, ref in self._references(value):
+            parts = urlsplit(ref)
+            match = _FILE_PATH.match(parts.path)
+            if parts.netloc == own_netloc and match is not None:
+                found.append((path, match.group(1), self._limits.get(name, {})))
         return found
 
     @staticmethod
@@ -142,12 +174,12 @@ class InputChecker:
 
 def parse_run_body(
     body: Mapping[str, Any],
-    spec: AppSpec,
-    checker: InputChecker,
+    lookup: Callable[[str, str | None], ServedApp],
     own_netloc: str,
     file_ready: Callable[[str], bool],
-) -> RunRequest:
-    """The run request, or a ``Problem`` (400/404/422) saying what is wrong."""
+) -> tuple[ServedApp, RunRequest]:
+    """The app version a run names and its request, or a ``Problem`` (400/404/422) saying
+    what is wrong; ``lookup`` answers 404 for an unknown app or version."""
     unknown = sorted(set(body) - RUN_KEYS)
     if unknown:
         raise Problem(400, "invalid_request", "Unknown request keys", f"unknown key(s): {', '.join(unknown)}")
@@ -158,10 +190,7 @@ def parse_run_body(
     function = body.get("function")
     if ":" in version:
         version, _, function = version.partition(":")
-    if name != spec.name:
-        raise Problem(404, "not_found", "App not found", f"no app named {name!r}")
-    if "@" in app and version != spec.pinned_version:
-        raise Problem(404, "not_found", "App version not found", f"app {name!r} has no version {version!r}")
+    served = lookup(name, version if "@" in app else None)
     if function not in (None, "", "run"):
         raise Problem(404, "not_found", "Function not found", f"app {name!r} has no function {function!r}")
     webhook = body.get("webhook")
@@ -173,7 +202,7 @@ def parse_run_body(
             "the emulator delivers webhooks only to loopback http(s) URLs (127.0.0.1, localhost, ::1)",
         )
     value = body.get("input", {})
-    errors = checker.violations(value, own_netloc, file_ready)
+    errors = served.checker.violations(value, own_netloc, file_ready)
     if errors:
         detail = "; ".join(f"{e['path'] or '(input)'}: {e['message']}" for e in errors)
         raise Problem(422, "invalid_input", "Input does not match the app's schema", detail, errors=errors)
@@ -185,4 +214,4 @@ def parse_run_body(
         session_id = session
     if not isinstance(value, dict):  # the schema's "type": "object" already said so
         raise Problem(422, "invalid_input", "Input does not match the app's schema", "input must be an object")
-    return RunRequest(version or None, "run", value, webhook, session_id)
+    return served, RunRequest(version or None, "run", value, webhook, session_id)

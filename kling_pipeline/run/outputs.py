@@ -1,8 +1,9 @@
-"""Saving a completed task's images, each with a provenance sidecar.
+"""Saving a completed task's files, each with a provenance sidecar.
 
-Names come from the plan (the recipe's ``output.filename``), plus the
-extension of the downloaded type. Files are written to a temp name and
-renamed; the sidecar ``<image>.json`` says where the image came from.
+Which fields hold files, of what kind, comes from the app's output schema
+(``core.outputs``). Names come from the plan (the recipe's ``output.filename``),
+plus the extension of the downloaded type. Files are written to a temp name and
+renamed; the sidecar ``<file>.json`` says where the file came from.
 """
 
 from __future__ import annotations
@@ -10,95 +11,103 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
 
-import anyio
-
-from ..api.apierrors import ApiError, ConnectFailed, DownloadFailed, ResponseLost
-from ..api.client import ApiClient, Downloaded
-from ..api.wire import TaskView, output_files
+from ..api.apierrors import ApiError, DownloadFailed
+from ..api.client import Downloaded
+from ..api.retry import DOWNLOAD, attempts
+from ..api.wire import TaskView
 from ..core.money import usd_decimal
-from ..store.manifest import FileWrite
+from ..core.outputs import OutputFile, suffix_for
+from ..store.journal import FileWrite
+from ..store.records import OutputEntry
+from .context import RunContext
+from .work import Work
 
-if TYPE_CHECKING:
-    from .context import RunContext
-
-__all__ = ["IMAGE_SUFFIXES", "save_outputs", "sidecar_path"]
-
-IMAGE_SUFFIXES = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif"}
-DOWNLOAD_ATTEMPTS = 4
+__all__ = ["file_name", "save_outputs", "sidecar_path"]
 
 
-def sidecar_path(image: Path) -> Path:
-    return image.with_name(image.name + ".json")
+def sidecar_path(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
 
 
-def _name(base: str, index: int, content_type: str | None, uri: str) -> str:
-    """``base`` (+ ``-index`` after the first image) + the extension of the type."""
-    stem = base if index == 0 else f"{base}-{index}"
-    if PurePosixPath(stem).suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".gif"):
+def file_name(base: str, f: OutputFile, first: bool, fields: int) -> str:
+    """The saved name of one output file: ``base`` for the first; then ``base-N`` within one
+    field, ``base-FIELD[-N]`` when the app returns files in several fields; plus the
+    extension of its type (unless the recipe's name already has one)."""
+    if first:
+        stem = base
+    elif fields > 1:
+        stem = f"{base}-{f.field.name}" + (f"-{f.index}" if f.index else "")
+    else:
+        stem = f"{base}-{f.index}"
+    kind = f.field.kind or "file"
+    given = PurePosixPath(stem).suffix.lower()
+    if given and given == suffix_for(kind, f.content_type, f.uri):
         return stem
-    ext = IMAGE_SUFFIXES.get((content_type or "").lower())
-    ext = ext or PurePosixPath(uri.split("?", maxsplit=1)[0]).suffix.lower()
-    return stem + (ext if ext in (".png", ".jpg", ".jpeg", ".webp", ".gif") else ".png")
+    return stem + suffix_for(kind, f.content_type, f.uri)
 
 
-async def _download(ctx: RunContext, api: ApiClient, uri: str, name: str) -> Downloaded:
-    for attempt in range(DOWNLOAD_ATTEMPTS):
-        try:
-            return await api.download(uri, name, ctx.out_dir, max_bytes=ctx.options.max_download_bytes)
-        except (ConnectFailed, ResponseLost, DownloadFailed):
-            if attempt == DOWNLOAD_ATTEMPTS - 1:
-                raise
-            await anyio.sleep(0.5 * 2 ** attempt)
-    raise AssertionError("unreachable")  # pragma: no cover
+async def _download(ctx: RunContext, f: OutputFile, name: str) -> Downloaded:
+    got: Downloaded | None = None
+    async for attempt in attempts(DOWNLOAD):  # a download costs nothing: safe to repeat
+        with attempt:
+            got = await ctx.api.download(f.uri, name, ctx.out_dir, max_bytes=ctx.options.max_download_bytes,
+                                         accept=f.field.accept, kind=f.field.kind or "file")
+    assert got is not None
+    return got
 
 
-async def save_outputs(ctx: RunContext, api: ApiClient, w: Any, view: TaskView,
-                       billed: int) -> tuple[list[dict[str, Any]], list[FileWrite]]:
-    """Download every image of a completed task.
+async def save_outputs(ctx: RunContext, w: Work, view: TaskView,
+                       billed: int) -> tuple[list[OutputEntry], list[FileWrite]]:
+    """Download every file of a completed task, as its app's output schema describes them.
 
-    Returns the manifest's ``outputs`` entries and the files to write (each image and
-    its provenance sidecar); the caller hands both to the manifest writer together
-    with the ``done`` record, so they land on disk in one batch, files first.
+    Returns the manifest's ``outputs`` entries and the files to write (each file and its
+    provenance sidecar); the caller hands both to the manifest writer together with the
+    ``done`` record, so they land on disk in one batch, files first.
     """
-    files = output_files(view.output)
+    files = ctx.outputs.files(view.output)
     if not files:
-        raise DownloadFailed(f"task {view.id} completed without an image in its output")
-    intent = ctx.manifest.jobs[w.key].intent if w.key in ctx.manifest.jobs else {}
-    saved: list[dict[str, Any]] = []
+        wanted = ", ".join(f.name for f in ctx.outputs.file_fields) or "a file"
+        raise DownloadFailed(f"task {view.id} completed without a file in its output (expected {wanted})")
+    fields = len({f.field.name for f in files})
+    job = ctx.state.jobs.get(w.key)
+    intent = job.intent if job is not None else None
+    saved: list[OutputEntry] = []
     writes: list[FileWrite] = []
-    for index, (uri, ctype) in enumerate(files):
-        rel = _name(w.output_name, index, ctype, uri)
+    for number, f in enumerate(files):
+        rel = file_name(w.output_name, f, number == 0, fields)
         dest = ctx.out_dir / rel
         started = time.time()
         try:
-            got = await _download(ctx, api, uri, rel)
+            got = await _download(ctx, f, rel)
         except ApiError as exc:
             raise DownloadFailed(str(exc)) from None
         side = {
-            "image": rel,
+            "file": rel,
+            "field": f.field.name,
+            "kind": f.field.kind,
+            "index": f.index,
             "sha256": got.sha256,
             "size": got.size,
             "content_type": got.content_type,
-            "image_index": index,
             "job": {"id": w.job_id, "key": w.key, "combination": dict(w.labels)},
             "recipe": ctx.provenance.get("recipe"),
             "git": ctx.provenance.get("git"),
             "app": ctx.app_ref,
-            "input": intent.get("input"),
-            "input_files": intent.get("files") or {},
+            "input": None if intent is None else dict(intent.input),
+            "input_files": {} if intent is None else dict(intent.files),
             "task_id": view.id,
             "billed_usd": usd_decimal(billed),
-            "timings": {"submitted_at": intent.get("at"), "downloaded_at": time.time(),
+            "timings": {"submitted_at": None if intent is None else intent.at, "downloaded_at": time.time(),
                         "download_seconds": round(time.time() - started, 3)},
-            "source_uri": uri,
+            "source_uri": f.uri,
             "run_id": ctx.run_id,
             "tool": ctx.provenance.get("tool"),
         }
+        if f.field.kind == "image":  # the name earlier versions gave it
+            side["image"] = rel
         writes.append(FileWrite(dest, got.data, got.spilled))
         # Compact JSON: json's indenting encoder is pure Python and costs more than the download.
         writes.append(FileWrite(sidecar_path(dest), (json.dumps(side, ensure_ascii=False) + "\n").encode()))
-        saved.append({"path": rel, "sha256": got.sha256, "size": got.size, "content_type": got.content_type,
-                      "uri": uri, "sidecar": rel + ".json"})
+        saved.append(OutputEntry(rel, got.sha256, got.size, got.content_type, f.uri, rel + ".json"))
     return saved, writes

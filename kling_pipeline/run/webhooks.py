@@ -14,23 +14,25 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-import anyio
-
 from ..api.apierrors import ApiError
 from ..api.client import ClientPool
 from ..core.errors import KlingError
 from ..core.planning import Plan
-from ..store.manifest import LOCK_NAME, MANIFEST_NAME, Journal, LockError, ManifestState, OutputLock, read_records
-from .budget import BudgetLedger
-from .context import Events, RunContext, RunOptions
-from .runner import JobResult, run_work
-from .work import Action, decide
+from ..store.journal import MANIFEST_NAME, read_records
+from ..store.lock import LOCK_NAME
+from ..store.records import AdoptedRecord
+from ..store.state import ManifestState
+from .events import Events
+from .options import RunOptions
+from .outcome import JobResult
+from .runner import run_work
+from .session import OpenRun
+from .work import Action
 
 __all__ = ["MAX_BODY", "Receiver", "serve"]
 
@@ -52,17 +54,18 @@ class Receiver:
         self.plan = plan
         self.pool = pool
         self.events = events
+        self.manifest = manifest
         self.manifest_path = plan.output_dir / manifest
         self.lock = lock
         self.options = options or RunOptions(concurrency=4, mode="collect")
         self._busy: set[str] = set()
 
-    def _state(self, repair: bool = False) -> ManifestState:
-        return ManifestState.replay(read_records(self.manifest_path, repair=repair))
+    def _state(self) -> ManifestState:
+        return ManifestState.replay(read_records(self.manifest_path))
 
     async def deliver(self, query: Mapping[str, list[str]], body: bytes) -> Answer:
         state = self._state()
-        tokens = {r.get("webhook_token") for r in state.runs if r.get("webhook_token")}
+        tokens = {r.webhook_token for r in state.runs if r.webhook_token}
         if (query.get("kp") or [""])[0] not in tokens:
             return Answer(403, "unknown or missing token")
         prefix = (query.get("job") or [""])[0]
@@ -90,46 +93,25 @@ class Receiver:
             self._busy.discard(keys[0])
         return Answer(200, result.status)
 
-    async def _lock(self) -> OutputLock:
-        lock = OutputLock(self.plan.output_dir, self.lock)
-        deadline = time.monotonic() + LOCK_WAIT
-        while True:
-            try:
-                lock.acquire()
-                return lock
-            except LockError:
-                if time.monotonic() > deadline:
-                    raise
-                await anyio.sleep(0.05)
-
     async def _collect(self, key: str, task_id: str) -> JobResult:
-        lock = await self._lock()
-        try:
-            state = self._state(repair=True)
-            job = state.jobs[key]
-            journal = Journal(self.manifest_path)
-            try:
-                ledger = BudgetLedger(self.plan.budget_microcents, settled=state.settled, reserved=state.reserved)
-                ctx = RunContext(plan=self.plan, pool=self.pool, journal=journal, manifest=state, ledger=ledger,
-                                 options=self.options, events=self.events, provenance={},
-                                 run_id="webhook", claimed=state.claimed_task_ids())
-                if job.task_id is None:  # its submit answer was lost: the delivery says which task it made
-                    view = await self.pool.api(0).get_task(task_id)
-                    sent = job.intent.get("input") or {}
-                    seen = view.task.get("input")
-                    if not isinstance(seen, dict) or any(seen.get(k) != v for k, v in sent.items()):
-                        return JobResult(key, job.job_id, "unknown", error="delivered task does not match the job")
-                    await ctx.record({"t": "adopted", "key": key, "task": task_id, "how": "webhook"})
-                work = [w for w in decide(self.plan, state, mode="collect").work if w.key == key]
-                if not work or work[0].action not in (Action.REATTACH, Action.REDOWNLOAD):
-                    return JobResult(key, job.job_id, job.state, error="nothing to collect")
-                result = await run_work(ctx, 0, work[0])
-                self.events.finished(work[0], result)
-                return result
-            finally:
-                journal.close()
-        finally:
-            lock.release()
+        """Take the directory (waiting for a run that holds it), then follow and settle the task."""
+        async with OpenRun(self.plan, self.options, manifest=self.manifest, lock=self.lock,
+                           lock_wait=LOCK_WAIT) as opened:
+            job = opened.state.jobs[key]
+            ctx = await opened.start(self.pool.api, self.events, run_id="webhook", record_run=False)
+            if job.task_id is None:  # its submit answer was lost: the delivery says which task it made
+                view = await self.pool.api.get_task(task_id)
+                sent = job.intent.input if job.intent is not None else {}
+                seen = view.task.get("input")
+                if not isinstance(seen, dict) or any(seen.get(k) != v for k, v in sent.items()):
+                    return JobResult(key, job.job_id, "unknown", error="delivered task does not match the job")
+                await ctx.record(AdoptedRecord(key, task_id, "webhook"))
+            work = [w for w in opened.decide().work if w.key == key]
+            if not work or work[0].action not in (Action.REATTACH, Action.REDOWNLOAD):
+                return JobResult(key, job.job_id, job.state, error="nothing to collect")
+            result = await run_work(ctx, work[0])
+            self.events.finished(work[0], result)
+            return result
 
 
 Handler = Callable[[Mapping[str, list[str]], bytes], Awaitable[Answer]]

@@ -1,7 +1,8 @@
 """What a run has to do for each job, decided from the plan and the manifest.
 
-Pure: a plan, the replayed manifest and the user's flags in; a list of
-``Work`` items (and the jobs left alone, with why) out.
+A plan, the replayed manifest and the user's flags in; a list of ``Work`` items
+(and the jobs left alone, with why) out. The only I/O: ``outputs_present`` looks
+at the sizes of a completed job's files on disk (a missing file is fetched again).
 """
 
 from __future__ import annotations
@@ -10,11 +11,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
 
 from ..core.jobs import Job
 from ..core.planning import Plan
-from ..store.manifest import JobState, ManifestState
+from ..store.state import JobState, ManifestState
 
 __all__ = ["Action", "Decision", "Work", "decide"]
 
@@ -60,13 +60,13 @@ class Decision:
 
 
 def outputs_present(state: JobState, out_dir: Path) -> bool:
-    outputs = state.done.get("outputs") or []
-    if state.done.get("download_pending") or not outputs:
+    done = state.done
+    if done is None or done.download_pending or not done.outputs:
         return False
-    for item in outputs:
-        path = out_dir / str(item.get("path", ""))
+    for item in done.outputs:
+        path = out_dir / item.path
         try:
-            if path.stat().st_size != int(item.get("size", -1)):
+            if path.stat().st_size != item.size:
                 return False
         except OSError:
             return False
@@ -74,10 +74,12 @@ def outputs_present(state: JobState, out_dir: Path) -> bool:
 
 
 def _from_state(action: Action, state: JobState, retry_unknown: bool = False) -> Work:
-    intent: dict[str, Any] = state.intent
-    return Work(action, state.key, state.job_id or intent.get("job", state.key[:10]),
-                str(intent.get("output", state.key[:10])), dict(intent.get("combination") or {}),
-                int(intent.get("reserved_microcents", 0)), int(intent.get("units", 1)), None, state, retry_unknown)
+    intent = state.intent
+    if intent is None:
+        return Work(action, state.key, state.job_id or state.key[:10], state.key[:10], {}, 0, 1, None, state,
+                    retry_unknown)
+    return Work(action, state.key, state.job_id or intent.job, intent.output, dict(intent.combination),
+                intent.reserved_microcents, intent.units, None, state, retry_unknown)
 
 
 def decide(plan: Plan, manifest: ManifestState, *, retry_failed: bool = False, retry_unknown: bool = False,

@@ -18,7 +18,9 @@ from pathlib import Path
 
 from ..core.errors import UsageError
 from ..core.planning import Plan
-from .manifest import MANIFEST_NAME, OutputLock, encode, read_records
+from .journal import MANIFEST_NAME, read_records
+from .lock import OutputLock
+from .records import encode
 
 __all__ = ["Shard", "lock_name", "manifest_name", "merge_manifests", "parse_shard", "shard_plan"]
 

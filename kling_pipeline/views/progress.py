@@ -13,6 +13,8 @@ from ..api.pacing import PaceReport, Pacing, per_minute_text
 from ..api.wire import TaskView
 from ..core.money import format_usd, usd_decimal
 from ..run.budget import LedgerSnapshot
+from ..run.outcome import JobResult
+from ..run.work import Work
 
 __all__ = ["Counters", "JsonEvents", "LiveEvents", "PlainEvents", "make_events"]
 
@@ -24,16 +26,18 @@ class Counters:
         self.total = total
         self.ledger: Callable[[], LedgerSnapshot] = lambda: LedgerSnapshot(None, 0, 0)
         self.pacing: Pacing | None = None
+        self.listing_waiting = 0  # lost submits waiting for the task listing
+        self.listing_until: float | None = None  # (monotonic) when the last of them stops waiting
         self.started = self.finished = self.completed = self.failed = self.images = self.accepted = 0
         self.progress: dict[str, float] = {}
         self.t0 = time.monotonic()
 
-    def finish(self, w: Any, result: Any) -> None:
+    def finish(self, w: Work, result: JobResult) -> None:
         self.finished += 1
         self.progress.pop(w.key, None)
         if result.status == "completed":
             self.completed += 1
-            self.images += len(result.images)
+            self.images += len(result.files)
         elif result.status not in ("not_run", "interrupted"):
             self.failed += 1
 
@@ -63,9 +67,13 @@ class Counters:
         running = self.started - self.finished
         pace = self.runs_pace()
         paced = f" · paced by the service: {per_minute_text(pace.per_minute)} runs/min" if pace else ""
+        listing = ""
+        if self.listing_waiting:
+            left = max(0, round((self.listing_until or 0) - time.monotonic()))
+            listing = f" · {self.listing_waiting} waiting for the task listing (at most {left}s)"
         return (f"jobs {self.finished}/{self.total} · {running} running · {self.failed} failed · "
                 f"{self.images} images · {format_usd(s.settled)} spent + {format_usd(s.reserved)} reserved{cap}"
-                f"{paced} · ETA {self.eta()}")
+                f"{paced}{listing} · ETA {self.eta()}")
 
 
 class PlainEvents:
@@ -82,13 +90,13 @@ class PlainEvents:
         self.c.ledger = ledger
         self.c.pacing = pacing
 
-    def started(self, w: Any) -> None:
+    def started(self, w: Work) -> None:
         self.c.started += 1
 
-    def submitting(self, w: Any, retry: int) -> None:
+    def submitting(self, w: Work, retry: int) -> None:
         pass
 
-    def accepted(self, w: Any, task_id: str) -> None:
+    def accepted(self, w: Work, task_id: str) -> None:
         self.c.accepted += 1
 
     def pacing(self, report: PaceReport) -> None:
@@ -98,25 +106,28 @@ class PlainEvents:
         else:
             self._say(f"no longer paced by the service's limit on {report.kind}")
 
-    def progress(self, w: Any, view: TaskView) -> None:
+    def progress(self, w: Work, view: TaskView) -> None:
         if view.progress is not None:
             self.c.progress[w.key] = view.progress
 
-    def throttled(self, w: Any, exc: ApiError, delay: float) -> None:
+    def throttled(self, w: Work, exc: ApiError, delay: float) -> None:
         what = "rate limited" if exc.status == 429 else "held back"
         self._say(f"{what}: {exc} — nothing was created; submits wait {delay:.1f}s, then go one by one")
 
-    def unknown(self, w: Any, reason: str) -> None:
+    def unknown(self, w: Work, reason: str) -> None:
         self._say(f"unknown   {w.job_id}: {reason} — reconciling through the task listing")
 
-    def resubmit(self, w: Any) -> None:
+    def listing(self, waiting: int, until: float | None) -> None:
+        self.c.listing_waiting, self.c.listing_until = waiting, until
+
+    def resubmit(self, w: Work) -> None:
         self._say(f"resubmit  {w.job_id}: the lost submit created no task")
 
-    def finished(self, w: Any, result: Any) -> None:
+    def finished(self, w: Work, result: JobResult) -> None:
         self.c.finish(w, result)
         n = f"[{self.c.finished}/{self.c.total}]" if self.c.total else "webhook"
         if result.status == "completed":
-            where = f" -> {', '.join(result.images)}" if result.images else ""
+            where = f" -> {', '.join(result.files)}" if result.files else ""
             self._say(f"{n} done      {w.job_id}  {format_usd(result.cost)}{where}")
         elif result.status != "not_run":
             self._say(f"{n} {result.status:<9} {w.job_id}: {result.error or ''}")
@@ -145,15 +156,15 @@ class LiveEvents(PlainEvents):
         self.out.write("\r\x1b[2K" + text + "\n")
         self._draw(force=True)
 
-    def started(self, w: Any) -> None:
+    def started(self, w: Work) -> None:
         super().started(w)
         self._draw()
 
-    def progress(self, w: Any, view: TaskView) -> None:
+    def progress(self, w: Work, view: TaskView) -> None:
         super().progress(w, view)
         self._draw()
 
-    def finished(self, w: Any, result: Any) -> None:
+    def finished(self, w: Work, result: JobResult) -> None:
         self.c.finish(w, result)
         if result.status not in ("completed", "not_run"):
             self._say(f"{result.status:<9} {w.job_id}: {result.error or ''}")
@@ -180,14 +191,14 @@ class JsonEvents:
         self.c.ledger = ledger
         self.c.pacing = pacing
 
-    def started(self, w: Any) -> None:
+    def started(self, w: Work) -> None:
         self.c.started += 1
         self._emit("started", job=w.job_id, key=w.key, action=w.action.value)
 
-    def submitting(self, w: Any, retry: int) -> None:
+    def submitting(self, w: Work, retry: int) -> None:
         self._emit("submitting", job=w.job_id, retry=retry)
 
-    def accepted(self, w: Any, task_id: str) -> None:
+    def accepted(self, w: Work, task_id: str) -> None:
         self.c.accepted += 1
         self._emit("accepted", job=w.job_id, task=task_id)
 
@@ -197,22 +208,28 @@ class JsonEvents:
                    per_minute=None if report.per_minute is None else round(report.per_minute, 1),
                    limit=report.limit, throttles=report.throttles, eta=self.c.eta())
 
-    def progress(self, w: Any, view: TaskView) -> None:
+    def progress(self, w: Work, view: TaskView) -> None:
         self._emit("progress", job=w.job_id, task=view.id, status=view.status.value, progress=view.progress)
 
-    def throttled(self, w: Any, exc: ApiError, delay: float) -> None:
+    def throttled(self, w: Work, exc: ApiError, delay: float) -> None:
         self._emit("throttled", job=w.job_id, status=exc.status, delay=round(delay, 3), detail=str(exc))
 
-    def unknown(self, w: Any, reason: str) -> None:
+    def unknown(self, w: Work, reason: str) -> None:
         self._emit("unknown", job=w.job_id, reason=reason)
 
-    def resubmit(self, w: Any) -> None:
+    def listing(self, waiting: int, until: float | None) -> None:
+        """Lost submits waiting for the task listing, and at most how long (seconds) they wait."""
+        self.c.listing_waiting, self.c.listing_until = waiting, until
+        left = None if until is None else round(max(0.0, until - time.monotonic()), 1)
+        self._emit("listing", waiting=waiting, at_most_seconds=left)
+
+    def resubmit(self, w: Work) -> None:
         self._emit("resubmit", job=w.job_id)
 
-    def finished(self, w: Any, result: Any) -> None:
+    def finished(self, w: Work, result: JobResult) -> None:
         self.c.finish(w, result)
         self._emit("finished", job=w.job_id, key=w.key, status=result.status, task=result.task_id,
-                   cost_usd=usd_decimal(result.cost), images=result.images, error=result.error)
+                   cost_usd=usd_decimal(result.cost), images=list(result.files), error=result.error)
 
     def stopping(self, reason: str, detail: str) -> None:
         self._emit("stopping", reason=reason, detail=detail)

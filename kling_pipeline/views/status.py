@@ -14,7 +14,7 @@ from typing import Any
 from ..core.money import format_usd, usd_decimal
 from ..core.planning import Plan
 from ..run.work import Action, decide, outputs_present
-from ..store.manifest import ManifestState
+from ..store.state import ManifestState
 
 __all__ = ["STATUS_FORMAT", "Status", "compute_status", "status_document", "status_lines"]
 
@@ -59,7 +59,7 @@ def compute_status(out_dir: Path, state: ManifestState, plan: Plan | None = None
         else:
             counts[job.state] = counts.get(job.state, 0) + 1
             if job.state == "completed" and outputs_present(job, out_dir):
-                images += len(job.done.get("outputs") or [])
+                images += len(job.done.outputs) if job.done is not None else 0
     resume = None
     if plan is not None:
         d = decide(plan, state)
@@ -72,11 +72,11 @@ def compute_status(out_dir: Path, state: ManifestState, plan: Plan | None = None
             "failed_left": len(d.failed),
             "unknown_left": len(d.unknown),
         }
-    last = state.runs[-1] if state.runs else {}
-    cap = plan.budget_microcents if plan is not None else last.get("cap_microcents")
+    last = state.runs[-1] if state.runs else None
+    cap = plan.budget_microcents if plan is not None else (last.cap_microcents if last else None)
     return Status(
-        out_dir=out_dir, recipe=plan.recipe.file if plan is not None else last.get("recipe"),
-        app=str(plan.recipe.app) if plan is not None else last.get("app"), runs=len(state.runs),
+        out_dir=out_dir, recipe=plan.recipe.file if plan is not None else (last.recipe if last else None),
+        app=str(plan.recipe.app) if plan is not None else (last.app if last else None), runs=len(state.runs),
         planned=len(plan.jobs) if plan is not None else None, counts=counts, images=images,
         settled=state.settled, reserved=state.reserved, cap=cap if isinstance(cap, int) else None,
         planned_cost=plan.total_cost if plan is not None else None, resume=resume,

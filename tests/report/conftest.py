@@ -16,7 +16,8 @@ from tests_support import TEST_LIMITS
 from kling_pipeline.cli import main
 from kling_pipeline.core.planning import Plan, plan_file
 from kling_pipeline.emulator import EmulatorConfig, EmulatorServer, Faults, Latency
-from kling_pipeline.store.manifest import ManifestState, read_records
+from kling_pipeline.store.journal import read_records
+from kling_pipeline.store.state import ManifestState
 
 SCRIPT_SUBJECT = "<script>alert(1)</script>"
 ATTR_SUBJECT = '"><img src=x onerror=alert(2)>'

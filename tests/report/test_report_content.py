@@ -82,7 +82,8 @@ def test_cells_show_images_errors_and_costs_as_the_manifest_says(gallery: Sweep,
         div, state = by_id[job.id], gallery.state.jobs.get(job.key)
         if state is not None and state.state == "completed":
             shown = [urllib.parse.unquote(img.get("src")) for img in div.all("img")]
-            assert shown == ["./" + o["path"] for o in state.done["outputs"]]
+            assert state.done is not None
+            assert shown == ["./" + o.path for o in state.done.outputs]
             assert [a.get("href") for a in div.all("a.thumb")] == [img.get("src") for img in div.all("img")]
             assert div.one("span.cost").text == format_usd(state.billed) == "$0.028"
         elif state is not None and state.state == "failed":
@@ -114,7 +115,7 @@ def test_totals_match_the_manifest(gallery: Sweep, page: tuple[Path, str]) -> No
     completed = [gallery.state.jobs[j.key] for j in gallery.plan.jobs if expected_status(gallery, j.key) == "completed"]
     assert totals == {
         "jobs": str(len(gallery.plan.jobs)),
-        "images": str(sum(len(j.done["outputs"]) for j in completed)),
+        "images": str(sum(len(j.done.outputs) for j in completed if j.done is not None)),
         "planned": format_usd(gallery.plan.total_cost),
         "billed": format_usd(gallery.state.settled),
         "cap": "$0.40",
@@ -172,8 +173,8 @@ def test_no_external_urls(page: tuple[Path, str]) -> None:
 def test_every_image_link_is_relative_and_points_at_the_file(gallery: Sweep, page: tuple[Path, str]) -> None:
     root = parse(page[1])
     targets = {urllib.parse.unquote(r) for r in refs(root) if not r.startswith("#")}
-    recorded = {"./" + o["path"] for j in gallery.state.jobs.values() if j.state == "completed"
-                for o in j.done["outputs"]}
+    recorded = {"./" + o.path for j in gallery.state.jobs.values() if j.state == "completed" and j.done is not None
+                for o in j.done.outputs}
     assert targets == recorded
     assert any(" #" in t and ":" in t for t in targets)  # the awkward names were exercised
     for target in targets:

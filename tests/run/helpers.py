@@ -8,7 +8,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from kling_pipeline.store.manifest import ManifestState, read_records
+from kling_pipeline.store.journal import read_raw, read_records
+from kling_pipeline.store.state import ManifestState
 
 
 def manifest(out: Path) -> ManifestState:
@@ -16,7 +17,8 @@ def manifest(out: Path) -> ManifestState:
 
 
 def records(out: Path, kind: str | None = None) -> list[dict[str, Any]]:
-    rs = read_records(out / "manifest.jsonl")
+    """The manifest's lines as written (JSON objects), of one kind."""
+    rs = read_raw(out / "manifest.jsonl")
     return [r for r in rs if kind is None or r.get("t") == kind]
 
 
@@ -30,11 +32,12 @@ def completed_outputs_intact(out: Path) -> int:
     for job in manifest(out):
         if job.state != "completed":
             continue
-        for item in job.done["outputs"]:
-            data = (out / item["path"]).read_bytes()
-            assert hashlib.sha256(data).hexdigest() == item["sha256"], item["path"]
-            side = json.loads((out / item["sidecar"]).read_text())
-            assert side["sha256"] == item["sha256"]
+        assert job.done is not None
+        for item in job.done.outputs:
+            data = (out / item.path).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == item.sha256, item.path
+            side = json.loads((out / item.sidecar).read_text())
+            assert side["sha256"] == item.sha256
             assert side["task_id"] == job.task_id
             n += 1
     return n

@@ -139,7 +139,7 @@ def test_a_dead_endpoint_fails_cleanly_without_traceback(cli, sweep):
 
 
 def test_two_runs_on_one_output_directory_are_refused(cli, emulator, sweep):
-    from kling_pipeline.store.manifest import OutputLock
+    from kling_pipeline.store.lock import OutputLock
 
     emu = emulator()
     path = sweep(1)

@@ -55,13 +55,13 @@ def test_a_submit_absent_from_the_listing_is_sent_again_only_after_the_window(cl
     from kling_pipeline.core.jobs import content_key  # noqa: F401 - the key comes from the plan below
     from kling_pipeline.core.loading import load_recipe
     from kling_pipeline.core.planning import plan
-    from kling_pipeline.store.manifest import Journal
+    from kling_pipeline.store.journal import Journal
+    from kling_pipeline.store.records import IntentRecord
 
     p = plan(load_recipe(path))
     job = p.jobs[0]
     journal = Journal(out / "manifest.jsonl")
-    journal.append_now({"t": "intent", "key": job.key, "job": job.id, "attempt": 1, "input": p.render(job).request,
-                        "reserved_microcents": job.cost, "units": 1, "output": job.output_name, "at": 0.0})
+    journal.append_now(IntentRecord(job.key, job.id, 1, p.render(job).request, job.cost, 1, job.output_name, at=0.0))
     journal.close()
     result = cli("run", str(path), "--base-url", emu.base_url, "--reconcile-window", "1")
     assert result.code == 0, result.err

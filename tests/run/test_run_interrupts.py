@@ -113,3 +113,58 @@ def test_ctrl_c_with_cancel_inflight_cancels_running_tasks(emulator, sweep):
     assert sorted(r["status"] for r in done) == ["cancelled"] * 3
     assert emu.ledger()["charges"] == []
     assert manifest(out).settled == 0
+
+
+def _kill_when(proc: subprocess.Popen[str], out: Path, done: int) -> None:
+    _wait_for(lambda: len(records(out, "done")) >= done, proc)
+    proc.kill()
+    proc.communicate()
+
+
+def test_a_resume_settles_lost_submits_from_what_the_listing_proves_not_by_waiting(cli, emulator, sweep):
+    # Lost answers leave jobs whose submit may have created a task. The resumed run's own new
+    # tasks, once listed, prove the listing has caught up: a lost submit not in it created
+    # nothing and is sent again at once — the 120 s window is never waited out.
+    from kling_pipeline.emulator import Faults
+
+    emu = emulator(latency=0.3, response_lost_rate=0.3, index_lag=30)  # nothing proven before the kill
+    path = sweep(40, concurrency=8)
+    out = path.parent / "out"
+    proc = _spawn(path, emu.base_url)
+    _kill_when(proc, out, 6)
+    assert any(j.unresolved for j in manifest(out)), "the kill should leave lost submits"
+    emu.set_faults(Faults())  # no lag, no loss now: what the resumed run reconciles is the crashed run's
+    result = cli("run", str(path), "--base-url", emu.base_url)  # the default 120 s window
+    assert result.code == 0, result.err
+    assert set(charges_per_prompt(emu.ledger()).values()) == {1}
+    assert len(emu.ledger()["charges"]) == 40
+    assert completed_outputs_intact(out) == 40
+    reasons = {r["reason"] for r in records(out, "not_created")}
+    assert not any("after the submit" in reason for reason in reasons), reasons  # no window was waited out
+
+
+def test_staged_jobs_leave_no_intent_behind_a_kill(emulator, sweep):
+    # Up to 64 jobs are staged ahead of free slots (money reserved, files uploaded); their
+    # intents are written only in their turn to be sent: a kill leaves at most the submits
+    # that were on their way, never the staged ones, to reconcile.
+    emu = emulator(latency=1.0)
+    path = sweep(60, concurrency=4)
+    out = path.parent / "out"
+    proc = _spawn(path, emu.base_url)
+    _wait_for(lambda: _accepted(out) >= 6, proc)
+    proc.kill()
+    proc.communicate()
+    assert len(records(out, "intent")) <= _accepted(out) + 4
+
+
+def test_a_lagging_listing_never_makes_a_resume_pay_twice(cli, emulator, sweep):
+    emu = emulator(latency=0.3, response_lost_rate=0.3, index_lag=1.5)
+    path = sweep(24, concurrency=6)
+    out = path.parent / "out"
+    proc = _spawn(path, emu.base_url, "--reconcile-window", "5")
+    _kill_when(proc, out, 4)
+    result = cli("run", str(path), "--base-url", emu.base_url, "--reconcile-window", "5")
+    assert result.code == 0, result.err
+    assert set(charges_per_prompt(emu.ledger()).values()) == {1}
+    assert len(emu.ledger()["charges"]) == 24
+    assert completed_outputs_intact(out) == 24

@@ -13,7 +13,7 @@ import anyio
 import httpx
 import pytest
 
-from kling_pipeline.api import client as client_module
+from kling_pipeline.api import downloads as downloads_module
 from kling_pipeline.api.apierrors import (
     ApiError,
     AuthFailed,
@@ -455,7 +455,7 @@ async def test_download_accepts_other_types_when_asked(tmp_path: Path) -> None:
 
 
 async def test_download_spills_large_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client_module, "SPILL_BYTES", 100)
+    monkeypatch.setattr(downloads_module, "SPILL_BYTES", 100)
     api = file_api(body=Body([PNG[i:i + 70] for i in range(0, len(PNG), 70)]))
     got = await api.client.download("https://files.test/1.png", "sub/a.png", tmp_path / "out")
     assert got.data is None and got.spilled is not None
@@ -467,7 +467,7 @@ async def test_download_spills_large_files(tmp_path: Path, monkeypatch: pytest.M
 
 async def test_download_failure_after_spilling_removes_the_temp_file(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client_module, "SPILL_BYTES", 100)
+    monkeypatch.setattr(downloads_module, "SPILL_BYTES", 100)
 
     class Cut(Body):
         async def __aiter__(self) -> AsyncIterator[bytes]:
@@ -523,9 +523,9 @@ async def test_client_pool_uses_httpx_wire_for_a_mock_transport() -> None:
         return answer({"data": {"id": "t1", "status": 10}})
 
     async with ClientPool(BASE, Secret(KEY), 4, transport=httpx.MockTransport(handler)) as pool:
-        api = pool.api(0)
+        api = pool.api
         assert isinstance(api._wire, HttpxWire)
-        assert pool.api(3) is api
+        assert pool.api is api
         assert (await api.get_task("t1")).status is Status.COMPLETED
     assert [str(r.url) for r in seen] == ["http://api.test/tasks/t1"]
     assert seen[0].headers["authorization"] == f"Bearer {KEY}"
@@ -537,10 +537,10 @@ async def test_client_pool_default_is_the_lean_transport(monkeypatch: pytest.Mon
         monkeypatch.delenv(name.upper(), raising=False)
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.test:3128")
     async with ClientPool("http://127.0.0.1:9", Secret(KEY), 4) as pool:  # loopback: never through a proxy
-        assert isinstance(pool.api(0)._wire, Http11Transport)
+        assert isinstance(pool.api._wire, Http11Transport)
     async with ClientPool("http://api.test", Secret(KEY), 4) as pool:
         assert isinstance(pool._transport, httpx.AsyncHTTPTransport)
-        assert isinstance(pool.api(0)._wire, HttpxWire)
+        assert isinstance(pool.api._wire, HttpxWire)
     monkeypatch.delenv("HTTP_PROXY")
     async with ClientPool("http://api.test", Secret(KEY), 4) as pool:
-        assert isinstance(pool.api(0)._wire, Http11Transport)
+        assert isinstance(pool.api._wire, Http11Transport)

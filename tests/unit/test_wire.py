@@ -14,7 +14,6 @@ from kling_pipeline.api.wire import (
     Status,
     TaskView,
     billed_units,
-    output_files,
     parse_problem,
     parse_status,
     unwrap,
@@ -182,46 +181,6 @@ def test_problem_never_raises_on_any_json_object(payload: dict[str, Any]) -> Non
 
 
 # --- output files -----------------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize(("output", "files"), [
-    ({"image": "https://f/1.png"}, [("https://f/1.png", None)]),
-    ({"image": {"uri": "https://f/1.png", "content_type": "image/png", "size": 3}}, [("https://f/1.png", "image/png")]),
-    ({"image": {"uri": "https://f/1.png", "content_type": 5}}, [("https://f/1.png", None)]),
-    ({"images": ["https://f/1.png", {"uri": "https://f/2.jpg", "content_type": "image/jpeg"}]},
-     [("https://f/1.png", None), ("https://f/2.jpg", "image/jpeg")]),
-    ({"image": "https://f/0.png", "images": ["https://f/1.png"]},
-     [("https://f/0.png", None), ("https://f/1.png", None)]),
-    ({"image": "", "images": [None, 3, {"uri": ""}, {"url": "https://f/x"}, {"uri": 7}]}, []),
-    ({"image": None, "images": "https://f/1.png"}, []),
-    ({"output_meta": {"outputs": [{"type": "image", "count": 9}]}}, []),
-    (None, []), ("https://f/1.png", []), (["https://f/1.png"], []),
-])
-def test_output_files(output: Any, files: list[tuple[str, str | None]]) -> None:
-    assert output_files(output) == files
-
-
-def test_output_files_drops_duplicates_by_uri() -> None:
-    output = {
-        "image": "https://f/1.png",
-        "images": [{"uri": "https://f/1.png", "content_type": "image/png"}, "https://f/2.png", "https://f/2.png",
-                   {"uri": "https://f/2.png", "content_type": "image/png"}],
-    }
-    # one file is downloaded once, whatever content types its mentions carry
-    assert output_files(output) == [("https://f/1.png", None), ("https://f/2.png", None)]
-
-
-def test_output_files_keeps_the_first_content_type_seen() -> None:
-    output = {"images": [{"uri": "https://f/1", "content_type": "image/webp"}, {"uri": "https://f/1"}]}
-    assert output_files(output) == [("https://f/1", "image/webp")]
-
-
-@given(json_values)
-def test_output_files_never_raises(output: Any) -> None:
-    files = output_files(output)
-    uris = [uri for uri, _ in files]
-    assert len(uris) == len(set(uris))
-    assert all(uri for uri in uris)
-
 
 # --- billing ----------------------------------------------------------------------------------------------------
 

@@ -14,7 +14,9 @@ from typing import Any
 from ...core.errors import KlingError, UsageError
 from ...core.jobs import Job
 from ...core.planning import Plan
-from ...store.manifest import MANIFEST_NAME, JobState, ManifestState, read_records
+from ...store.journal import MANIFEST_NAME, read_records
+from ...store.records import OutputEntry
+from ...store.state import JobState, ManifestState
 from .model import STATUSES, AxisInfo, ImageRef, JobEntry, ReportData, Totals
 
 __all__ = ["build_report_data", "collect", "report_status"]
@@ -47,7 +49,7 @@ def build_report_data(out_dir: Path, state: ManifestState, plan: Plan | None = N
                       exists: Exists | None = None) -> ReportData:
     """Pure, given ``exists`` (is this file, relative to ``out_dir``, present?)."""
     present: Exists = exists or (lambda _rel: True)
-    last_run = state.runs[-1] if state.runs else {}
+    last_run = state.runs[-1] if state.runs else None
     recipe: str | None
     app: str | None
     if plan is not None:
@@ -61,17 +63,16 @@ def build_report_data(out_dir: Path, state: ManifestState, plan: Plan | None = N
         jobs = tuple(_manifest_entry(j, present) for j in state.jobs.values())
         others = ()
         axes = _axes(jobs, {})
-        recipe = _str_or_none(last_run.get("recipe"))
+        recipe = _str_or_none(last_run.recipe if last_run else None)
         title = PurePosixPath(recipe).stem if recipe else out_dir.name or str(out_dir)
-        app = _str_or_none(last_run.get("app"))
-        cap_value = last_run.get("cap_microcents")
-        cap = cap_value if isinstance(cap_value, int) and not isinstance(cap_value, bool) else None
+        app = _str_or_none(last_run.app if last_run else None)
+        cap = last_run.cap_microcents if last_run else None
         planned = sum(j.planned or 0 for j in jobs)
     counts = dict.fromkeys(STATUSES, 0)
     for entry in jobs:
         counts[entry.status] += 1
     done_images = [img for entry in jobs if entry.status == "completed" for img in entry.images]
-    at = last_run.get("at")
+    at = last_run.at if last_run else None
     totals = Totals(
         jobs=len(jobs), by_status=tuple(counts.items()),
         images=sum(1 for img in done_images if img.shown),
@@ -109,20 +110,17 @@ def _plan_entry(job: Job, js: JobState | None, plan: Plan, present: Exists) -> J
 
 
 def _manifest_entry(js: JobState, present: Exists) -> JobEntry:
-    combination = js.intent.get("combination")
-    labels = tuple((str(k), str(v)) for k, v in combination.items()) if isinstance(combination, Mapping) else ()
-    repeat = js.intent.get("repeat_index")
-    reserved = js.intent.get("reserved_microcents")
+    intent = js.intent
+    labels = tuple(intent.combination.items()) if intent is not None else ()
     return _entry(js, present, labels=labels, job_id=js.job_id or js.key[:10],
-                  repeat_index=repeat if isinstance(repeat, int) and not isinstance(repeat, bool) else 0,
-                  planned=reserved if isinstance(reserved, int) and not isinstance(reserved, bool) else None)
+                  repeat_index=intent.repeat_index if intent is not None else 0,
+                  planned=intent.reserved_microcents if intent is not None else None)
 
 
 def _entry(js: JobState, present: Exists, *, labels: tuple[tuple[str, str], ...], job_id: str,
            repeat_index: int, planned: int | None) -> JobEntry:
-    request = js.intent.get("input")
-    prompt = request.get("prompt") if isinstance(request, Mapping) else None
-    images = _images(js.done.get("outputs"), present) if js.state == "completed" else ()
+    prompt = js.intent.input.get("prompt") if js.intent is not None else None
+    images = _images(js.done.outputs, present) if js.state == "completed" and js.done is not None else ()
     return JobEntry(
         job_id=job_id, key=js.key, labels=labels, repeat_index=repeat_index, status=report_status(js.state),
         state=js.state, images=images, prompt=prompt if isinstance(prompt, str) else None, planned=planned,
@@ -130,23 +128,16 @@ def _entry(js: JobState, present: Exists, *, labels: tuple[tuple[str, str], ...]
     )
 
 
-def _images(outputs: Any, present: Exists) -> tuple[ImageRef, ...]:
-    if not isinstance(outputs, list):
-        return ()
+def _images(outputs: tuple[OutputEntry, ...], present: Exists) -> tuple[ImageRef, ...]:
     refs = []
     for item in outputs:
-        if not isinstance(item, Mapping) or not isinstance(item.get("path"), str):
-            continue
-        path = str(item["path"])
-        ctype, size = item.get("content_type"), item.get("size")
         problem = None
-        if not _inside(path):
+        if not _inside(item.path):
             problem = "outside the output directory"
-        elif not present(path):
+        elif not present(item.path):
             problem = "missing"
-        refs.append(ImageRef(path=path, content_type=ctype if isinstance(ctype, str) else None,
-                             size=size if isinstance(size, int) and not isinstance(size, bool) else None,
-                             problem=problem))
+        refs.append(ImageRef(path=item.path, content_type=item.content_type or None,
+                             size=item.size if item.size >= 0 else None, problem=problem))
     return tuple(refs)
 
 

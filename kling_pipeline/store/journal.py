@@ -1,60 +1,43 @@
-"""The write-ahead manifest: an append-only, fsync'd JSONL journal per output directory.
+"""The write-ahead manifest on disk: an append-only, fsync'd JSONL journal per output directory.
 
-Every paid action is bracketed by records: ``intent`` (before ``POST /apps/run``,
-with the input and the reserved cost), ``accepted`` / ``adopted`` (the task id),
-``unknown`` / ``not_created`` (what a failed submit means), and ``done`` (the
-terminal state, outputs, billed cost). Replaying the records gives each job's
+Every paid action is bracketed by records (see ``records``): ``intent`` (before
+``POST /apps/run``, with the input and the reserved cost), ``accepted`` / ``adopted``
+(the task id), ``unknown`` / ``not_created`` (what a failed submit means), and ``done``
+(the terminal state, outputs, billed cost). Replaying them (``state``) gives each job's
 state, the spend so far and the upload cache; that is how a run resumes.
 
-Writes go through one writer thread, in order, one ``write`` + ``fsync`` per
-batch; only ``intent`` records are waited for (see ``Journal``). A line cut
-short by kill -9 is dropped (and the file trimmed) on open.
+Writes go through one writer thread, in order, one ``write`` + ``fsync`` per batch;
+only ``intent`` records are waited for (see ``Journal``). A line cut short by kill -9 is
+dropped (and the file trimmed) on open. Output files (an image and its sidecar) are put
+in place by a second thread.
 """
 
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import json
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import KlingError
+from .atomic import fsync_dir, write_atomic
+from .records import Record, encode, parse
 
-__all__ = [
-    "LOCK_NAME",
-    "MANIFEST_NAME",
-    "FileWrite",
-    "JobState",
-    "Journal",
-    "LockError",
-    "ManifestError",
-    "ManifestState",
-    "OutputLock",
-    "read_records",
-]
+__all__ = ["MANIFEST_NAME", "FileWrite", "Journal", "ManifestError", "read_raw", "read_records"]
 
 MANIFEST_NAME = "manifest.jsonl"
-LOCK_NAME = ".kling-pipeline.lock"
-TERMINAL = ("completed", "failed", "cancelled", "rejected")
 
 
 class ManifestError(KlingError):
     """The manifest cannot be read or written."""
 
 
-class LockError(KlingError):
-    """Another run holds the output directory."""
-
-    exit_code = 2
-
-
-def read_records(path: Path, *, repair: bool = False) -> list[dict[str, Any]]:
-    """All complete records. A last line without its newline (a write cut by kill -9)
+def read_raw(path: Path, *, repair: bool = False) -> list[dict[str, Any]]:
+    """Every complete line's JSON object, as written. A last line without its newline (a write cut by kill -9)
     is ignored, and with ``repair`` trimmed from the file so appends stay line-aligned."""
     try:
         data = path.read_bytes()
@@ -82,43 +65,10 @@ def read_records(path: Path, *, repair: bool = False) -> list[dict[str, Any]]:
     return records
 
 
-class OutputLock:
-    """An exclusive lock on an output directory, released when the process ends (even by kill -9)."""
 
-    def __init__(self, directory: Path, name: str = LOCK_NAME) -> None:
-        self.path = directory / name
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise LockError(f"{self.path.parent} is in use by another kling-pipeline run (pid {holder}); "
-                            "wait for it to finish or use another output directory") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-    def __enter__(self) -> OutputLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
-def encode(record: Mapping[str, Any]) -> bytes:
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode() + b"\n"
+def read_records(path: Path, *, repair: bool = False) -> list[Record]:
+    """Every complete record, typed (kinds this version does not know are skipped)."""
+    return [r for r in map(parse, read_raw(path, repair=repair)) if r is not None]
 
 
 class Journal:
@@ -140,7 +90,7 @@ class Journal:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             if new:
-                _fsync_dir(path.parent)
+                fsync_dir(path.parent)
         except OSError as exc:
             if fd >= 0:
                 os.close(fd)
@@ -184,7 +134,7 @@ class Journal:
         if self._failed is not None:
             raise self._failed
 
-    def post(self, record: Mapping[str, Any], files: Sequence[FileWrite] = ()) -> None:
+    def post(self, record: Record, files: Sequence[FileWrite] = ()) -> None:
         """Queue ``files`` and ``record``; do not wait for the disk."""
         self._check()
         for write in files:
@@ -204,7 +154,7 @@ class Journal:
         self._files.put((files[-1], (loop, done)))
         await done
 
-    async def append(self, record: Mapping[str, Any]) -> None:
+    async def append(self, record: Record) -> None:
         """Write ``record``; return once it is on disk."""
         self._check()
         loop = asyncio.get_running_loop()
@@ -212,7 +162,7 @@ class Journal:
         self._records.put((encode(record), (loop, done)))
         await done
 
-    def append_now(self, record: Mapping[str, Any]) -> None:
+    def append_now(self, record: Record) -> None:
         """Write and fsync one record from synchronous code (tests, tools)."""
         self._check()
         marker = threading.Event()
@@ -324,8 +274,8 @@ def _notify_all(waiters: list[Any], error: ManifestError | None) -> None:
 
 @dataclass(frozen=True, slots=True)
 class FileWrite:
-    """A file the writer thread puts in place: ``data`` to a temp name, then renamed
-    (or an already-written temp file ``source`` renamed)."""
+    """A file the files thread puts in place: ``data`` written atomically, or an
+    already-written temp file ``source`` renamed."""
 
     path: Path
     data: bytes | None = None
@@ -334,148 +284,11 @@ class FileWrite:
     def commit(self, made: set[Path] | None = None) -> None:
         """Few system calls, little Python between them: this runs in a thread that must
         win the GIL back after each call while the event loop is busy."""
-        parent = self.path.parent
-        if made is None or parent not in made:
-            parent.mkdir(parents=True, exist_ok=True)
-            if made is not None:
-                made.add(parent)
         if self.source is not None:
+            if made is None or self.path.parent not in made:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                if made is not None:
+                    made.add(self.path.parent)
             os.replace(self.source, self.path)
             return
-        tmp = f"{parent}/.{self.path.name}.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            view = memoryview(self.data or b"")
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-
-
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-@dataclass(slots=True)
-class JobState:
-    """What the manifest says about one job (by content key), after replay."""
-
-    key: str
-    job_id: str = ""
-    state: str = "new"  # new | intent | submitted | unknown | not_created | completed | failed | cancelled | rejected
-    task_id: str | None = None
-    reserved: int = 0  # outstanding reservation of the current attempt
-    billed: int = 0  # settled over all attempts
-    attempts: int = 0
-    intent: dict[str, Any] = field(default_factory=dict)
-    done: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
-    task_ids: list[str] = field(default_factory=list)
-
-    @property
-    def terminal(self) -> bool:
-        return self.state in TERMINAL
-
-    def slim(self) -> None:
-        """Forget what a finished job no longer needs in memory (the raw output, the record
-        bookkeeping; its input stays, for the provenance of an image fetched again):
-        a run over many jobs then holds a few hundred bytes per finished job, not kilobytes."""
-        self.intent = {k: v for k, v in self.intent.items() if k in _KEEP_INTENT}
-        self.done = {k: v for k, v in self.done.items() if k in _KEEP_DONE}
-
-    @property
-    def in_flight(self) -> bool:
-        return self.state == "submitted"
-
-    @property
-    def unresolved(self) -> bool:
-        """A submit whose outcome is not known: intent without answer, or a lost answer."""
-        return self.state in ("intent", "unknown")
-
-
-_KEEP_INTENT = frozenset({"job", "output", "combination", "units", "reserved_microcents", "repeat_index", "at",
-                          "input", "files"})
-_KEEP_DONE = frozenset({"status", "task", "outputs", "billed_microcents", "error", "download_pending"})
-
-
-@dataclass(slots=True)
-class ManifestState:
-    jobs: dict[str, JobState] = field(default_factory=dict)
-    uploads: dict[str, str] = field(default_factory=dict)  # sha256 -> uri
-    runs: list[dict[str, Any]] = field(default_factory=list)
-    webhook_token: str | None = None
-    slim: bool = False  # drop finished jobs' inputs and raw outputs (a run needs neither)
-
-    @property
-    def settled(self) -> int:
-        return sum(j.billed for j in self.jobs.values())
-
-    @property
-    def reserved(self) -> int:
-        return sum(j.reserved for j in self.jobs.values() if not j.terminal and j.state != "not_created")
-
-    def job(self, key: str) -> JobState:
-        state = self.jobs.get(key)
-        if state is None:
-            state = self.jobs[key] = JobState(key)
-        return state
-
-    def apply(self, r: Mapping[str, Any]) -> None:
-        """Fold one record into the state (also used live, as records are written)."""
-        kind = r.get("t")
-        if kind == "upload":
-            self.uploads[str(r["sha256"])] = str(r["uri"])
-            return
-        if kind == "run":
-            self.runs.append(dict(r))
-            if r.get("webhook_token"):
-                self.webhook_token = str(r["webhook_token"])
-            return
-        key = r.get("key")
-        if not isinstance(key, str):
-            return
-        j = self.job(key)
-        if kind == "intent":
-            j.job_id = str(r.get("job", j.job_id))
-            j.state, j.task_id, j.error = "intent", None, None
-            j.reserved = int(r.get("reserved_microcents", 0))
-            j.attempts = int(r.get("attempt", j.attempts + 1))
-            j.intent = dict(r)
-        elif kind in ("accepted", "adopted"):
-            j.state, j.task_id = "submitted", str(r["task"])
-            j.task_ids.append(j.task_id)
-        elif kind == "unknown":
-            j.state, j.error = "unknown", str(r.get("reason", ""))
-        elif kind == "not_created":
-            j.state, j.reserved, j.error = "not_created", 0, str(r.get("reason", ""))
-        elif kind == "done":
-            j.state = str(r.get("status", "failed"))
-            j.task_id = r.get("task") or j.task_id
-            j.billed += int(r.get("billed_microcents", 0))
-            j.reserved = 0
-            j.error = r.get("error")
-            j.done = dict(r)
-            if r.get("job"):
-                j.job_id = str(r["job"])
-            if self.slim and j.state == "completed":
-                j.slim()
-
-    @classmethod
-    def replay(cls, records: Iterable[Mapping[str, Any]], *, slim: bool = False) -> ManifestState:
-        state = cls(slim=slim)
-        for r in records:
-            state.apply(r)
-        return state
-
-    def claimed_task_ids(self) -> set[str]:
-        return {t for j in self.jobs.values() for t in j.task_ids}
-
-    def __iter__(self) -> Iterator[JobState]:
-        return iter(self.jobs.values())
+        write_atomic(self.path, self.data or b"", made=made)

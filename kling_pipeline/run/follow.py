@@ -1,0 +1,118 @@
+"""Following a task to its end, then settling: download its outputs, record what it cost."""
+
+from __future__ import annotations
+
+from ..api.apierrors import ApiError, DownloadFailed, NotFound, is_provider_limit
+from ..api.retry import FOLLOW, StillRunning, attempts
+from ..api.wire import Status, TaskView, billed_units
+from ..store.records import DoneRecord
+from .context import RunContext
+from .outcome import JobResult
+from .outputs import save_outputs
+from .submit import submit
+from .work import Work
+
+__all__ = ["finish", "redownload"]
+
+
+async def _observe(ctx: RunContext, w: Work, task_id: str, stream: bool) -> TaskView:
+    """The task once it is terminal: from its stream, else from ``GET /tasks/{id}``;
+    ``StillRunning`` when neither shows the end yet."""
+    if stream:
+        try:
+            async for view in ctx.api.follow(task_id):
+                ctx.events.progress(w, view)
+                if view.status.terminal:
+                    return view
+        except NotFound:
+            raise
+        except ApiError:
+            pass  # a cut or refused stream: the task itself says
+    view = await ctx.api.get_task(task_id)
+    if not view.status.terminal:
+        raise StillRunning
+    return view
+
+
+async def _wait_terminal(ctx: RunContext, w: Work, task_id: str) -> TaskView | JobResult:
+    """Follow the stream (reconnecting), then poll; bounded by ``task_timeout``."""
+    tries = 0
+    try:
+        async for attempt in attempts(FOLLOW, timeout=ctx.options.task_timeout):
+            with attempt:
+                tries += 1
+                return await _observe(ctx, w, task_id, stream=tries <= ctx.options.stream_attempts)
+    except NotFound:
+        return JobResult(w.key, w.job_id, "unknown", task_id=task_id, error=f"task {task_id} not found")
+    except (StillRunning, ApiError):
+        pass
+    return JobResult(w.key, w.job_id, "unknown", task_id=task_id,
+                     error=f"task {task_id} not finished after {ctx.options.task_timeout:g}s; run again to re-attach")
+
+
+def _billed(ctx: RunContext, w: Work, view: TaskView, reserved: int) -> int:
+    units = billed_units(view.task, ctx.pricing.unit)
+    if view.status is Status.COMPLETED:
+        return ctx.pricing.microcents_per_unit * (units if units is not None else w.units)
+    if view.status is Status.REJECTED:
+        return 0
+    if units is not None:
+        return ctx.pricing.microcents_per_unit * units
+    if view.status is Status.FAILED and is_provider_limit(view.error):
+        return 0  # the provider refused before running: billing happens on completion only
+    return reserved  # failed/cancelled with no billing data: count it (conservative)
+
+
+async def finish(ctx: RunContext, w: Work, task_id: str, reserved: int, attempt: int) -> JobResult:
+    """Follow ``task_id`` to its end, settle ``reserved`` at the billed amount, save the outputs."""
+    ctx.inflight.add(task_id)
+    try:
+        outcome = await _wait_terminal(ctx, w, task_id)
+    finally:
+        ctx.inflight.discard(task_id)
+    if isinstance(outcome, JobResult):
+        return outcome
+    view = outcome
+    billed = _billed(ctx, w, view, reserved)
+    if view.status is not Status.COMPLETED:
+        ctx.gate.settle(reserved, billed)
+        await ctx.record(DoneRecord(w.key, w.job_id, task_id, view.status.value, billed, view.error))
+        if view.status is Status.REJECTED:
+            reason = view.error or "no reason given"
+            ctx.stop("fatal", ApiError(f"task {task_id} was rejected by the service: {reason}"))
+        if view.status is Status.FAILED and is_provider_limit(view.error) and w.job is not None \
+                and attempt < ctx.options.provider_retries and not ctx.stop.is_set():
+            delay = ctx.api.pacing.runs.backoff(None, slower=True)
+            ctx.events.throttled(w, ApiError(view.error or "provider limit"), delay)
+            result = await submit(ctx, w, attempt + 1)
+            if isinstance(result, JobResult):
+                return result
+            return await finish(ctx, w, result, w.cost, attempt + 1)
+        return JobResult(w.key, w.job_id, view.status.value, billed, task_id, view.error)
+    ctx.slots.task_ended(w.key)
+    try:
+        saved, writes = await save_outputs(ctx, w, view, billed)
+    except (DownloadFailed, ApiError) as exc:
+        ctx.gate.settle(reserved, billed)
+        await ctx.record(DoneRecord(w.key, w.job_id, task_id, "completed", billed, f"download failed: {exc}",
+                                    raw_output=view.output, download_pending=True))
+        return JobResult(w.key, w.job_id, "failed", billed, task_id,
+                         f"paid, but the download failed: {exc}; run again to fetch it (no new charge)")
+    ctx.gate.settle(reserved, billed)
+    await ctx.journal.write_files(writes)
+    await ctx.record(DoneRecord(w.key, w.job_id, task_id, "completed", billed, None, tuple(saved),
+                                units=billed // max(1, ctx.pricing.microcents_per_unit), raw_output=view.output))
+    return JobResult(w.key, w.job_id, "completed", billed, task_id, files=tuple(o.path for o in saved))
+
+
+async def redownload(ctx: RunContext, w: Work, task_id: str, billed: int) -> JobResult:
+    """A completed (paid) job whose files are missing: fetch them again by task id, for nothing."""
+    try:
+        view = await ctx.api.get_task(task_id)
+        saved, writes = await save_outputs(ctx, w, view, billed)
+    except (DownloadFailed, ApiError) as exc:
+        return JobResult(w.key, w.job_id, "failed", 0, task_id, f"download failed again: {exc}")
+    await ctx.journal.write_files(writes)
+    await ctx.record(DoneRecord(w.key, w.job_id, task_id, "completed", 0, None, tuple(saved),
+                                raw_output=view.output, redownload=True))
+    return JobResult(w.key, w.job_id, "completed", 0, task_id, files=tuple(o.path for o in saved))

@@ -1,0 +1,53 @@
+"""Putting a file in place atomically: written to a temp name beside it, then renamed.
+
+A reader sees the old file or the new one, never a part. ``durable`` also fsyncs the
+file and its directory (the manifest's merges need that; images and pages are written
+again from the manifest if a crash loses them, so they skip the fsync).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["fsync_dir", "write_atomic"]
+
+
+def write_atomic(path: Path, data: bytes | str, *, durable: bool = False, made: set[Path] | None = None) -> None:
+    """Write ``data`` to ``path`` through a temp file and a rename. ``made``: directories
+    known to exist already (a caller writing many files saves a ``mkdir`` per file)."""
+    parent = path.parent
+    if made is None or parent not in made:
+        parent.mkdir(parents=True, exist_ok=True)
+        if made is not None:
+            made.add(parent)
+    raw = data.encode() if isinstance(data, str) else data
+    tmp = f"{parent}/.{path.name}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        try:
+            view = memoryview(raw)
+            while view:
+                view = view[os.write(fd, view):]
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    if durable:
+        fsync_dir(parent)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or a new file in ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
