@@ -49,7 +49,7 @@ class Kernel:
               validator: RequestValidator, pricing: Pricing, app_ref: str) -> Kernel | None:
         """The kernel for these templates, or None when they are not plain."""
         fields = templates.flat()
-        if fields is None or validator.checks_whole:
+        if fields is None or validator.checks_whole or pricing.rates:  # rates: a price that reads other fields
             return None
         for name, leaf in fields:
             if not isinstance(name, str) or name in validator.file_fields:  # local files: read and hashed

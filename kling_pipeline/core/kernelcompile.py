@@ -211,7 +211,9 @@ class Compiler:
         leaf = dict(self.kernel.fields).get(field)
         if leaf is None or field in self.values:
             return pricing.quantity({field: self.values[field]} if leaf is not None else {})
-        if leaf.kind == "text":  # text is never a number: the default quantity
+        if leaf.kind == "text":  # a text's value is never a number: the default quantity, unless its length counts
+            if pricing.quantity_of != "value":
+                raise Bail(field)
             return pricing.quantity({field: ""})
         assert leaf.parts is not None and isinstance(leaf.parts[0], tuple)
         where = self.kernel.resolve(leaf.parts[0][0], self.index, filename=False)

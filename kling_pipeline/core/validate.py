@@ -180,7 +180,10 @@ class RequestValidator:
         else:
             validator = self._fields.get(name)
             if validator is None:
-                validator = self._fields[name] = _validator(self.properties[name])
+                sub = self.properties[name]
+                if "$defs" in self.schema and "$defs" not in sub:  # its '#/$defs/...' references, resolvable
+                    sub = {**sub, "$defs": self.schema["$defs"]}
+                validator = self._fields[name] = _validator(sub)
             found = () if validator.is_valid(value) else tuple(_messages(name, validator.iter_errors(value)))
         if hashable and len(memo) < _MEMO_LIMIT:
             memo[(type(value), value)] = found

@@ -47,9 +47,10 @@ def leaves(roots: list[str]) -> st.SearchStrategy[Any]:
 
 
 @st.composite
-def recipes(draw: st.DrawFn, plain: bool = False) -> str:
+def recipes(draw: st.DrawFn, plain: bool = False, app: str = "klingai/image-o1@0pbaxv40",
+            fields: tuple[str, ...] = FIELDS) -> str:
     """A recipe; ``plain``: one most of whose jobs the app accepts (text values, the fields
-    that take them), else anything."""
+    that take them), else anything (for ``app``, with its ``fields``, the first required)."""
     values = st.one_of(TEXT, NAMED.filter(lambda d: isinstance(d["text"], str))) if plain else VALUES
     axes = {name: draw(st.lists(values, min_size=1 + plain, max_size=4)) for name in AXES[:draw(st.integers(0, 3))]}
     matrix: dict[str, Any] = dict(axes)
@@ -78,8 +79,8 @@ def recipes(draw: st.DrawFn, plain: bool = False) -> str:
         for name in draw(st.lists(st.sampled_from(list(optional)), unique=True, max_size=3)):
             request[name] = draw(optional[name])
     else:
-        fields = draw(st.lists(st.sampled_from(FIELDS), unique=True, max_size=4))
-        request = {f: draw(leaves(roots)) for f in ("prompt", *fields)}
+        chosen = draw(st.lists(st.sampled_from(fields[1:]), unique=True, max_size=4))
+        request = {f: draw(leaves(roots)) for f in (fields[0], *chosen)}
     doc: dict[str, Any] = {"vars": {"v": draw(values), "w": draw(NAMED)}, "input": request,
                            "repeat": draw(st.sampled_from([1, 1, 2])), "budget": {"max_usd": 100}}
     if matrix:
@@ -90,7 +91,7 @@ def recipes(draw: st.DrawFn, plain: bool = False) -> str:
                                      "{{ short_key }}/../x", " {{ job_id }} ", "{{ w.text }}-{{ short_key }}"]))
     if filename is not None:
         doc["output"] = {"filename": filename}
-    return HEAD + "".join(f"{k}: {json.dumps(v)}\n" for k, v in doc.items())
+    return f"version: 1\napp: {app}\n" + "".join(f"{k}: {json.dumps(v)}\n" for k, v in doc.items())
 
 
 def outcome(path: Path) -> Any:
@@ -99,6 +100,8 @@ def outcome(path: Path) -> Any:
         p = plan_file(path)
     except RecipeError as exc:
         return ("error", [str(d) for d in exc.diagnostics], exc.total)
+    except Exception as exc:  # (a bug, but the same either way)
+        return ("raised", type(exc).__name__, str(exc))
     jobs = [(j.id, j.key, j.output_name, j.units, j.cost, j.repeat_index, j.label, j.combination.values,
              j.combination.origins) for j in p.jobs]
     assert list(_tally(p.jobs).items()) == list(_tally_by_label(p.jobs).items())  # the shortcut, against a loop
@@ -127,6 +130,21 @@ def test_the_kernel_plans_what_the_general_path_plans(write: WriteRecipe, text: 
 @given(text=recipes(plain=True))
 def test_the_kernel_plans_plain_recipes_as_the_general_path_does(write: WriteRecipe, text: str) -> None:
     same_either_way(write(text))
+
+
+OTHER_APPS = {  # a price per run; a range of prices, a schema with what plainly_valid leaves to jsonschema; rates
+    "elevenlabs/sound-effects": ("text", "duration_seconds", "prompt_influence"),
+    "google/gemini-2-5-flash-image": ("prompt", "num_images", "aspect_ratio", "temperature", "top_k"),
+    "elevenlabs/tts": ("text", "voice", "model", "stability"),
+}
+
+
+@pytest.mark.parametrize("app", list(OTHER_APPS))
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_the_kernel_plans_for_other_apps_what_the_general_path_plans(write: WriteRecipe, app: str,
+                                                                      data: st.DataObject) -> None:
+    same_either_way(write(data.draw(recipes(app=app, fields=OTHER_APPS[app]))))
 
 
 BENCH = HEAD + """\
