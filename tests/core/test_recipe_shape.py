@@ -60,7 +60,7 @@ def test_only_version_1_is_read(write: WriteRecipe, version: str, shown: str) ->
     ("'klingai/image o1'", "app must look like 'namespace/name' or 'namespace/name@version', got 'klingai/image o1'"),
     ("klingai/image-o1:edit", "app functions (':name') are not supported: 'klingai/image-o1:edit'"),
     ("klingai/image-o1@v1:edit", "app functions (':name') are not supported: 'klingai/image-o1@v1:edit'"),
-    ("klingai/video-o9", "no bundled schema for app 'klingai/video-o9' (known apps: elevenlabs/sound-effects, "
+    ("klingai/image-v9", "no bundled schema for app 'klingai/image-v9' (known apps: elevenlabs/sound-effects, "
                          "elevenlabs/tts, google/gemini-2-5-flash-image, klingai/image-o1, klingai/video-o1)"),
     ("42", "app must be a string, got an integer"),
 ])
