@@ -30,6 +30,7 @@ from .validate import RequestValidator
 
 __all__ = ["Kernel"]
 
+
 class Kernel:
     """The compiled per-job work of one plan (see the module docs)."""
 

@@ -69,16 +69,16 @@ class ByPick:
 
     def __init__(self, index: int, make: Callable[[AxisValue], str | None]) -> None:
         self.index = index
-        self.known: dict[int, str | None] = {}
+        known: dict[int, str | None] = {}
         alive: list[AxisValue] = []
 
-        def fill(pick: AxisValue) -> str | None:
-            if id(pick) not in self.known:
+        def fill(pick: AxisValue) -> str | None:  # (refers to no self: a plan leaves no cycles to collect)
+            if id(pick) not in known:
                 alive.append(pick)
-            found = self.known[id(pick)] = make(pick)
+            found = known[id(pick)] = make(pick)
             return found
 
-        self.fill = fill
+        self.known, self.fill = known, fill
 
 
 class WhileSame:
@@ -89,14 +89,14 @@ class WhileSame:
 
     def __init__(self, reads: list[int], field: Field) -> None:
         self.reads = reads
-        self.last: list[Any] = [None] * (len(reads) + 1)
+        last: list[Any] = [None] * (len(reads) + 1)
 
         def refill(picks: Picks, r: int) -> str | None:
             found = field(picks, r)
-            self.last[:] = [*(picks[i] for i in reads), found]
+            last[:] = [*(picks[i] for i in reads), found]
             return found
 
-        self.refill = refill
+        self.last, self.refill = last, refill
 
 
 class Each:
@@ -341,5 +341,5 @@ def request_function(head: str, pieces: list[str | Varying], units: int | Units,
         lines += ["    units = units_of(picks, r)", "    if units > RETURNED:", "        return None"]
     lines.append(f"    return sha256(({' + '.join(blob)} + str(r) + '}}').encode()).hexdigest(), units")
     exec(compile("\n".join(lines), "<kling_pipeline.kernel request>", "exec"), scope)  # noqa: S102
-    request: Request = scope["request"]
+    request: Request = scope.pop("request")  # (its scope does not hold it: no cycle)
     return request
