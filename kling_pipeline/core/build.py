@@ -182,12 +182,7 @@ class Builder:
     def finish(self, combo: Combination, r: int, key: str, units: int, ctx: dict[str, Any] | None,
                fast_name: Callable[[tuple[Any, ...], int, str, str], str | None] | None) -> None:
         """Name a job whose request is valid and new, and keep it."""
-        try:  # job_id(combo, r, repeat), each pick's part worked out once (see job_id below)
-            jid = "-".join([self._slugs[id(pick)] for pick in combo.picks]) if not self.show_repeat else ""
-        except KeyError:
-            jid = ""
-        if not jid:
-            jid = self.job_id(combo, r)
+        jid = self.job_id(combo, r)
         if jid in self.seen_ids:
             jid = f"{jid}~{key[:6]}"
         self.seen_ids.add(jid)
