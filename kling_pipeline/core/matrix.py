@@ -197,7 +197,11 @@ def _product(spec: MatrixSpec) -> Iterator[Combination]:
     factors = _groups(spec)
     if all(len(factor) == 1 for factor in factors):  # no zip: the product's tuples are the picks
         for picks in itertools.product(*(axis.values for axis in spec.axes)):
-            yield Combination.of(keys, picks)
+            combo = _new(Combination)  # Combination.of(keys, picks), inline: this is every combination
+            _set_keys(combo, keys)
+            _set_picks(combo, picks)
+            _set_added(combo, False)
+            yield combo
         return
     # A zip group is one factor whose "rows" advance its axes together; the picks are put
     # back in the order the axes were written.

@@ -254,7 +254,7 @@ def plan(recipe: Recipe, *, app: AppSpec | None = None, only: Mapping[str, set[s
     return Plan(
         recipe=recipe, app=spec, jobs=jobs, warnings=tuple(warnings + builder.warnings.diagnostics()),
         budget_microcents=min(caps) if caps else None, output_dir=output_dir(recipe, out_dir),
-        total_cost=sum(j.cost for j in jobs), total_units=sum(j.units for j in jobs),
+        total_cost=sum(map(attrgetter("cost"), jobs)), total_units=sum(map(attrgetter("units"), jobs)),
         images_returned=len(jobs) * spec.pricing.images_returned_per_task, collapsed=builder.collapsed,
         filtered_out=filtered, templates=templates, validator=validator, files=builder.files,
     )
