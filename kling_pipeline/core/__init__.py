@@ -3,8 +3,9 @@
 Reading YAML with positions (``yamlsrc``, ``loading``), the recipe model (``recipe``,
 ``checker``), expansion (``matrix``, ``sweep``), bounded templates (``render``,
 ``sandbox``, ``meter``, ``estimates``), the app's data and schema checks (``schemas``,
-``validate``, ``localfiles``, ``imagecheck``), jobs and the plan (``jobs``, ``outnames``,
-``planning``), and the shared ``errors`` and ``money``.
+``validate``, ``fastschema``, ``localfiles``, ``imagecheck``), jobs and the plan (``jobs``,
+``outnames``, ``planning``; the per-job loop in ``build``, compiled for plain templates by
+``kernel`` and ``kernelcompile``), and the shared ``errors`` and ``money``.
 
 May import: the standard library and third-party libraries only — no other layer of
 kling_pipeline. No network, no writes; the only reads are recipe files and reference

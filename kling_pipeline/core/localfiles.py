@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .imagecheck import NotAnImage, inspect_image
-
 __all__ = [
     "FileChecker", "FileLimits", "FileProblem", "FileResolver", "LocalFile", "ReadProblem", "check_bytes",
     "check_data_uri", "check_path", "classify", "decode_data_uri", "image_size", "read_regular",
@@ -161,6 +159,8 @@ def check_bytes(data: bytes, limits: FileLimits, what: str) -> tuple[str, int | 
     if limits.max_bytes is not None and len(data) > limits.max_bytes:
         raise FileProblem(_too_large(what, len(data), limits.max_bytes))
     allowed = " or ".join(t.split("/")[-1].upper() for t in limits.media_types)
+    from .imagecheck import NotAnImage, inspect_image  # (only a plan with image files needs it)
+
     try:
         info = inspect_image(data)
     except NotAnImage as exc:

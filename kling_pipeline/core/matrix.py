@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Hashable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import FrozenInstanceError, dataclass
 from typing import Any
 
 from .errors import Position
@@ -76,18 +76,87 @@ class MatrixSpec:
         return size if self.axes else 0
 
 
-@dataclass(frozen=True, slots=True)
 class Combination:
-    """One point of the matrix. ``origins`` says where each value was written."""
+    """One point of the matrix. ``origins`` says where each value was written.
 
-    values: Mapping[str, Any]
-    origins: Mapping[str, Position]
-    labels: Mapping[str, str]
-    added: bool = False  # created by an include entry that fit no original combination
+    Stored compactly: the matrix keys (one tuple shared by every combination of a
+    product) and the ``AxisValue`` picked for each (shared with the recipe), so a
+    combination costs two small objects, not three dictionaries. ``values``,
+    ``origins`` and ``labels`` are built on each access: new dictionaries, in key order.
+    """
+
+    __slots__ = ("added", "keys", "picks")
+
+    keys: tuple[str, ...]
+    picks: tuple[AxisValue, ...]
+    added: bool  # created by an include entry that fit no original combination
+
+    def __init__(self, values: Mapping[str, Any], origins: Mapping[str, Position], labels: Mapping[str, str],
+                 added: bool = False) -> None:
+        if not values.keys() == origins.keys() == labels.keys():
+            raise ValueError("a combination needs a value, an origin and a label for each key")
+        keys = tuple(values)
+        _set(self, "keys", keys)
+        _set(self, "picks", tuple(AxisValue(values[k], origins[k], labels[k]) for k in keys))
+        _set(self, "added", added)
+
+    @classmethod
+    def of(cls, keys: tuple[str, ...], picks: tuple[AxisValue, ...], added: bool = False) -> Combination:
+        """A combination of the values ``picks`` for ``keys`` (as many of each)."""
+        combo = _new(cls)
+        _set_keys(combo, keys)  # the slots themselves: __setattr__ refuses
+        _set_picks(combo, picks)
+        _set_added(combo, added)
+        return combo
+
+    @property
+    def values(self) -> dict[str, Any]:
+        return {k: p.value for k, p in zip(self.keys, self.picks, strict=True)}
+
+    @property
+    def origins(self) -> dict[str, Position]:
+        return {k: p.pos for k, p in zip(self.keys, self.picks, strict=True)}
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {k: p.label for k, p in zip(self.keys, self.picks, strict=True)}
+
+    def pick(self, key: str) -> AxisValue | None:
+        """The value picked for ``key``, or None when the combination has no such key."""
+        for k, p in zip(self.keys, self.picks, strict=True):
+            if k == key:
+                return p
+        return None
 
     def label(self) -> str:
         """``[subject=mug, style=noir]``; ``[]`` for the single job of an empty matrix."""
-        return "[" + ", ".join(f"{k}={v}" for k, v in self.labels.items()) + "]"
+        return "[" + ", ".join(f"{k}={p.label}" for k, p in zip(self.keys, self.picks, strict=True)) + "]"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Combination):
+            return NotImplemented
+        return (self.added == other.added and self.values == other.values and self.origins == other.origins
+                and self.labels == other.labels)
+
+    __hash__ = None  # type: ignore[assignment]  # equal by their values, which may be mappings
+
+    def __repr__(self) -> str:
+        return (f"Combination(values={self.values!r}, origins={self.origins!r}, labels={self.labels!r}, "
+                f"added={self.added!r})")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Combination.of, (self.keys, self.picks, self.added))
+
+
+_new = object.__new__
+_set = object.__setattr__
+_set_keys, _set_picks, _set_added = (vars(Combination)[name].__set__ for name in ("keys", "picks", "added"))
 
 
 def same_value(a: Any, b: Any) -> bool:
@@ -124,23 +193,25 @@ def _groups(spec: MatrixSpec) -> list[list[Axis]]:
 
 
 def _product(spec: MatrixSpec) -> Iterator[Combination]:
+    keys = spec.axis_names  # one tuple, shared by every combination
     factors = _groups(spec)
-    # Each factor is a list of "rows": tuples of (axis name, AxisValue) advancing together.
-    rows_per_factor: list[list[tuple[tuple[str, AxisValue], ...]]] = [
-        [
-            tuple((axis.name, axis.values[i]) for axis in factor)
-            for i in range(len(factor[0].values))
-        ]
-        for factor in factors
-    ]
-    order = spec.axis_names
+    if all(len(factor) == 1 for factor in factors):  # no zip: the product's tuples are the picks
+        for picks in itertools.product(*(axis.values for axis in spec.axes)):
+            combo = _new(Combination)  # Combination.of(keys, picks), inline: this is every combination
+            _set_keys(combo, keys)
+            _set_picks(combo, picks)
+            _set_added(combo, False)
+            yield combo
+        return
+    # A zip group is one factor whose "rows" advance its axes together; the picks are put
+    # back in the order the axes were written.
+    rows_per_factor = [[tuple(axis.values[i] for axis in factor) for i in range(len(factor[0].values))]
+                       for factor in factors]
+    flat = [axis.name for factor in factors for axis in factor]
+    order = [flat.index(name) for name in keys]
     for picked in itertools.product(*rows_per_factor):
-        chosen = {name: av for row in picked for name, av in row}
-        yield Combination(
-            values={n: chosen[n].value for n in order},
-            origins={n: chosen[n].pos for n in order},
-            labels={n: chosen[n].label for n in order},
-        )
+        chosen = [av for row in picked for av in row]
+        yield Combination.of(keys, tuple([chosen[i] for i in order]))
 
 
 def canonical(value: Any) -> Hashable:
@@ -182,10 +253,15 @@ class _Excluder:
             keys = tuple(sorted(ex.values))
             self.tables.setdefault(keys, set()).add(tuple(canonical(ex.values[k]) for k in keys))
 
-    def excludes(self, values: Mapping[str, Any], canon: _Canon) -> bool:
+    def excludes(self, combo: Combination, index: Mapping[str, int], canon: _Canon) -> bool:
+        """Whether an entry removes ``combo`` (an original combination: ``index`` gives each axis's pick)."""
+        picks = combo.picks
         for keys, table in self.tables.items():
-            if tuple([canon(values[k]) for k in keys]) in table:
+            if tuple([canon(picks[index[k]].value) for k in keys]) in table:
                 return True
+        if not self.partial:
+            return False
+        values = combo.values
         return any(all(_matches(v, values[k]) for k, v in ex.values.items()) for ex in self.partial)
 
 
@@ -213,21 +289,23 @@ class _Includer:
     def __init__(self, entries: Sequence[MatrixEntry], original: Sequence[str]) -> None:
         self.entries = entries
         self.tables: dict[tuple[str, ...], dict[tuple[Hashable, ...], _Bucket]] = {}
+        self._picks: dict[tuple[int, str], AxisValue] = {}
         for i, entry in enumerate(entries):
             keys = tuple(sorted(k for k in entry.values if k in original))
             bucket = self.tables.setdefault(keys, {}).setdefault(tuple(canonical(entry.values[k]) for k in keys),
                                                                  _Bucket())
             bucket.add(i, entry)
 
-    def apply(self, combo: Combination, canon: _Canon) -> Combination:
+    def apply(self, combo: Combination, index: Mapping[str, int], canon: _Canon) -> Combination:
+        picks = combo.picks
         fitting = []
         for keys, table in self.tables.items():
-            bucket = table.get(tuple([canon(combo.values[k]) for k in keys]))
+            bucket = table.get(tuple([canon(picks[index[k]].value) for k in keys]))
             if bucket is not None:
                 bucket.hit = True
                 fitting.append(bucket)
         if not fitting:
-            return Combination(dict(combo.values), dict(combo.origins), dict(combo.labels))
+            return combo
         merged = dict(fitting[0].keys)
         for bucket in fitting[1:]:
             for key, mine in bucket.keys.items():
@@ -238,13 +316,20 @@ class _Includer:
                     first, pos = min((had[0], had[1]), (mine[0], mine[1]))
                     last, entry = (mine[2], mine[3]) if mine[2] > had[2] else (had[2], had[3])
                     merged[key] = (first, pos, last, entry)
-        values, origins, labels = dict(combo.values), dict(combo.origins), dict(combo.labels)
+        chosen = dict(zip(combo.keys, picks, strict=True))
         # keys land in the order successive dict.update() calls would give: original axes
         # first, then each new key where it is first added; the last entry to write it wins
-        for key in sorted(merged, key=lambda k: (k not in values, merged[k][0], merged[k][1])):
-            entry = merged[key][3]
-            values[key], origins[key], labels[key] = entry.values[key], entry.origins[key], entry.labels[key]
-        return Combination(values, origins, labels)
+        for key in sorted(merged, key=lambda k: (k not in index, merged[k][0], merged[k][1])):
+            chosen[key] = self.pick(merged[key][2], key)
+        return Combination.of(tuple(chosen), tuple(chosen.values()))
+
+    def pick(self, i: int, key: str) -> AxisValue:
+        """Entry ``i``'s value for ``key``, one object for every combination it goes into."""
+        known = self._picks.get((i, key))
+        if known is None:
+            entry = self.entries[i]
+            known = self._picks[(i, key)] = AxisValue(entry.values[key], entry.origins[key], entry.labels[key])
+        return known
 
     def unmatched(self) -> list[int]:
         return sorted(i for table in self.tables.values() for b in table.values() if not b.hit for i in b.indices)
@@ -265,12 +350,14 @@ def expand(spec: MatrixSpec) -> Iterator[Combination]:
     if spec.axes:
         excluder = _Excluder(spec.exclude)
         canon = _Canon()
+        index = {name: i for i, name in enumerate(spec.axis_names)}
         for combo in _product(spec):
-            if spec.exclude and excluder.excludes(combo.values, canon):
+            if spec.exclude and excluder.excludes(combo, index, canon):
                 continue
-            yield includer.apply(combo, canon) if spec.include else combo
+            yield includer.apply(combo, index, canon) if spec.include else combo
     elif not spec.include:
-        yield Combination({}, {}, {})
+        yield Combination.of((), ())
     for i in includer.unmatched() if spec.axes else range(len(spec.include)):
         entry = spec.include[i]
-        yield Combination(dict(entry.values), dict(entry.origins), dict(entry.labels), added=True)
+        keys = tuple(entry.values)
+        yield Combination.of(keys, tuple(includer.pick(i, k) for k in keys), added=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 from .errors import Diagnostic, Position
 from .recipe import Recipe
 
-__all__ = ["escaping_names", "name_problem", "output_dir"]
+__all__ = ["escaping_names", "name_problem", "output_dir", "plain_name"]
 
 
 def output_dir(recipe: Recipe, out: str | os.PathLike[str] | None) -> Path:
@@ -30,11 +30,12 @@ def output_dir(recipe: Recipe, out: str | os.PathLike[str] | None) -> Path:
 
 
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_+=-][A-Za-z0-9_+=~.-]*")  # one path part, no leading '.' or '~'
+plain_name = _PLAIN_NAME.fullmatch  # the usual case (job ids): nothing to check, nothing to normalise
 
 
 def name_problem(name: str) -> str | None:
     """Why a rendered output name is refused, or None when it is fine."""
-    if _PLAIN_NAME.fullmatch(name):  # the usual case (job ids): nothing to check
+    if plain_name(name):
         return None
     if not name:
         return "renders to an empty file name"
@@ -53,7 +54,13 @@ def escaping_names(out_dir: Path, names: Iterable[str], pos: Position | None) ->
     """Names that would leave the output directory through a symlink (``pos``: the filename template)."""
     root = Path(os.path.realpath(out_dir))  # realpath: a symlink loop gives a path, not an error
     out = []
-    for parent in sorted({os.path.dirname(n) for n in names}):
+    parents = set()
+    for n in names:
+        if "/" in n:
+            parents.add(os.path.dirname(n))
+        elif "" not in parents:
+            parents.add("")  # the directory itself
+    for parent in sorted(parents):
         target = Path(os.path.realpath(out_dir / parent))
         if target != root and root not in target.parents:
             out.append(Diagnostic(pos, f"output.filename puts files in {parent!r}, which resolves to {target} "

@@ -13,21 +13,24 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
+from .build import Builder, context, value_origin
 from .errors import Diagnostic, Position, RecipeError, UsageError
-from .jobs import Job, content_key, job_id
+from .jobs import Job
 from .loading import load_recipe_partial
 from .localfiles import FileChecker, FileProblem, FileResolver, LocalFile, check_path, classify
-from .matrix import Combination, expand
+from .matrix import expand
 from .meter import plan_meter
-from .money import format_usd
-from .outnames import escaping_names, name_problem, output_dir
+from .outnames import escaping_names, output_dir
 from .recipe import INVALID_INPUT, Recipe
-from .render import RenderError, TemplateSet, field_name, make_environment
+from .render import TemplateSet, field_name, make_environment
 from .schemas import AppSpec, UnknownAppError, load_app
 from .sweep import DEFAULT_MAX_JOBS, size_problems
 from .validate import RequestValidator
@@ -82,7 +85,7 @@ class Plan:
         return max(0, self.total_cost - self.budget_microcents)
 
     def context(self, job: Job) -> dict[str, Any]:
-        return _context(self.recipe, job.combination, job.repeat_index)
+        return context(self.recipe, job.combination, job.repeat_index)
 
     def render(self, job: Job) -> RenderedJob:
         """Re-render a job's request (deterministic; the plan keeps no rendered inputs)."""
@@ -91,7 +94,7 @@ class Plan:
         for name in self.validator.file_fields:
             value = request.get(name)
             if isinstance(value, str) and classify(value) != "url":
-                origin = self.templates.origin((name,), lambda n: _value_origin(self.recipe, job.combination, n))
+                origin = self.templates.origin((name,), lambda n: value_origin(self.recipe, job.combination, n))
                 found = self.files.resolve(name, value, origin.file)
                 if isinstance(found, FileProblem):  # the file changed since the plan was made
                     raise RecipeError([Diagnostic(origin, f"input.{name}: {found}", job.label)])
@@ -100,29 +103,35 @@ class Plan:
 
     def breakdown(self) -> dict[str, list[AxisCost]]:
         """Jobs, units and cost per value of every matrix key, in first-seen order."""
-        table: dict[tuple[str, str], list[int]] = {}  # (axis, value) -> jobs, units, cost
-        for job in self.jobs:
-            units, cost = job.units, job.cost
-            for item in job.combination.labels.items():
-                row = table.get(item)
-                if row is None:
-                    table[item] = [1, units, cost]
-                else:
-                    row[0] += 1
-                    row[1] += units
-                    row[2] += cost
+        table = _tally(self.jobs)
         out: dict[str, list[AxisCost]] = {}
         for (axis, value), row in table.items():
             out.setdefault(axis, []).append(AxisCost(value, *row))
         return out
 
 
-def _context(recipe: Recipe, combo: Combination, repeat_index: int) -> dict[str, Any]:
-    return {**recipe.vars, **combo.values, "recipe": recipe.name, "repeat_index": repeat_index}
+def _tally(jobs: Sequence[Job]) -> dict[tuple[str, str], list[int]]:
+    """(key, value label) -> [jobs, units, cost], in first-seen order. When every job costs
+    the same (the usual case), the pairs are counted without a Python loop per job."""
+    units, costs = set(map(attrgetter("units"), jobs)), set(map(attrgetter("cost"), jobs))
+    if len(units) != 1 or len(costs) != 1:
+        return _tally_by_label(jobs)
+    (unit,), (cost,) = units, costs
+    combos = list(map(attrgetter("combination"), jobs))
+    keys = chain.from_iterable(map(attrgetter("keys"), combos))
+    labels = map(attrgetter("label"), chain.from_iterable(map(attrgetter("picks"), combos)))
+    return {item: [n, n * unit, n * cost] for item, n in Counter(zip(keys, labels, strict=True)).items()}
 
 
-def _value_origin(recipe: Recipe, combo: Combination, name: str) -> Position | None:
-    return combo.origins.get(name) or recipe.var_origins.get(name)
+def _tally_by_label(jobs: Sequence[Job]) -> dict[tuple[str, str], list[int]]:
+    table: dict[tuple[str, str], list[int]] = {}
+    for job in jobs:
+        for item in job.combination.labels.items():
+            row = table.setdefault(item, [0, 0, 0])
+            row[0] += 1
+            row[1] += job.units
+            row[2] += job.cost
+    return table
 
 
 def parse_only(items: Sequence[str]) -> dict[str, set[str]]:
@@ -134,27 +143,6 @@ def parse_only(items: Sequence[str]) -> dict[str, set[str]]:
             raise UsageError(f"--only takes axis=value, got {item!r}")
         out.setdefault(axis.strip(), set()).add(value.strip())
     return out
-
-
-class _Problems:
-    """Per-job problems grouped by (position, message): one line for many combinations."""
-
-    def __init__(self) -> None:
-        self.groups: dict[tuple[Position | None, str], list[Any]] = {}
-
-    def add(self, pos: Position | None, message: str, label: str | Callable[[], str]) -> None:
-        entry = self.groups.get((pos, message))
-        if entry is None:
-            self.groups[(pos, message)] = [1, label if isinstance(label, str) else label()]
-        else:
-            entry[0] += 1
-
-    def diagnostics(self) -> list[Diagnostic]:
-        out = []
-        for (pos, message), (count, label) in self.groups.items():
-            more = f" (and {count - 1} more combination{'s' if count > 2 else ''})" if count > 1 else ""
-            out.append(Diagnostic(pos, message + more, label))
-        return sorted(out, key=lambda d: (d.position or Position("", 0, 0), d.message))
 
 
 def _raise(problems: list[Diagnostic]) -> None:
@@ -250,7 +238,7 @@ def plan(recipe: Recipe, *, app: AppSpec | None = None, only: Mapping[str, set[s
         if axis not in keys_known:
             raise UsageError(f"--only {axis}=...: the recipe has no matrix key {axis!r} "
                              f"(keys: {', '.join(sorted(keys_known)) or 'none'})")
-    builder = _Builder(recipe, spec, templates, filename, validator, check_file)
+    builder = Builder(recipe, spec, templates, filename, validator, check_file)
     with plan_meter():  # what every render of this plan spends, in all
         filtered = builder.run(expand(recipe.matrix), only)
     for axis, wanted in only.items():
@@ -266,130 +254,7 @@ def plan(recipe: Recipe, *, app: AppSpec | None = None, only: Mapping[str, set[s
     return Plan(
         recipe=recipe, app=spec, jobs=jobs, warnings=tuple(warnings + builder.warnings.diagnostics()),
         budget_microcents=min(caps) if caps else None, output_dir=output_dir(recipe, out_dir),
-        total_cost=sum(j.cost for j in jobs), total_units=sum(j.units for j in jobs),
+        total_cost=sum(map(attrgetter("cost"), jobs)), total_units=sum(map(attrgetter("units"), jobs)),
         images_returned=len(jobs) * spec.pricing.images_returned_per_task, collapsed=builder.collapsed,
         filtered_out=filtered, templates=templates, validator=validator, files=builder.files,
     )
-
-
-class _Builder:
-    """The per-job loop of ``plan``; holds what it has seen so far."""
-
-    def __init__(self, recipe: Recipe, app: AppSpec, templates: TemplateSet, filename: TemplateSet,
-                 validator: RequestValidator, check_file: FileChecker) -> None:
-        self.recipe, self.app, self.templates, self.filename = recipe, app, templates, filename
-        self.validator = validator
-        self.problems = _Problems()
-        self.warnings = _Problems()
-        self.jobs: list[Job] = []
-        self.seen_keys: dict[str, Job] = {}
-        self.seen_ids: set[str] = set()
-        self.names: dict[str, Job] = {}
-        self.collapsed = 0
-        self.files = FileResolver(validator.file_fields, check_file)
-        self.app_ref = str(recipe.app)
-        self.fname_leaf = filename.leaves[("filename",)]
-        self.only_values: dict[str, dict[str, None]] = {}  # --only axis -> its labels, in first-seen order
-        self.stopped = False  # a template went past its bounds: the other jobs would only repeat that
-
-    def run(self, combos: Iterable[Combination], only: Mapping[str, set[str]]) -> int:
-        filtered = 0
-        for combo in combos:
-            if only:
-                for a in only:  # every value an --only axis takes, to refuse a value it never takes
-                    if a in combo.labels:
-                        self.only_values.setdefault(a, {})[combo.labels[a]] = None
-                if not all(combo.labels.get(a) in vals for a, vals in only.items()):
-                    filtered += 1
-                    continue
-            for r in range(self.recipe.repeat):
-                self.job(combo, r)
-                if self.stopped:
-                    return filtered
-        return filtered
-
-    def origin(self, combo: Combination, path: tuple[str | int, ...]) -> Position:
-        return self.templates.origin(path, lambda n: _value_origin(self.recipe, combo, n))
-
-    def job(self, combo: Combination, r: int) -> None:
-        recipe = self.recipe
-        show_repeat = recipe.repeat > 1
-
-        def label() -> str:
-            return Job("", "", combo, r, 0, 0, "", show_repeat).label
-
-        ctx = _context(recipe, combo, r)
-        request, errors = self.templates.render_all(ctx)
-        for err in errors:
-            self.problems.add(err.pos, err.message, label)
-            self.stopped = self.stopped or err.fatal
-        if errors:
-            return
-        bad = False
-        for problem in self.validator.check(request):
-            self.problems.add(self.origin(combo, problem.path), problem.message, label)
-            bad = True
-        keyed = self.keyed(request, combo, label) if self.validator.file_fields else request
-        if bad or keyed is None:
-            return
-        pricing = self.app.pricing
-        units = pricing.quantity(request)
-        if units > pricing.images_returned_per_task:
-            per = format_usd(self.app.pricing.cost(request))
-            self.warnings.add(
-                self.origin(combo, (self.app.pricing.quantity_field,)),
-                f"input.{self.app.pricing.quantity_field} = {units}: billed as {units} images ({per} a task) "
-                f"but the app returns {self.app.pricing.images_returned_per_task}; use 'repeat: {units}' "
-                f"with {self.app.pricing.quantity_field}: 1 to get {units} images", label)
-        key = content_key(self.app_ref, keyed, r)
-        first = self.seen_keys.get(key)
-        if first is not None:
-            self.collapsed += 1
-            # point at the value that makes this combination differ from the first (it has no effect)
-            where = next((p for k, p in combo.origins.items() if first.combination.origins.get(k) != p),
-                         recipe.input_pos)
-            self.warnings.add(where, f"identical to {first.id} {first.label}: same request, run once", label)
-            return
-        jid = job_id(combo, r, recipe.repeat)
-        if jid in self.seen_ids:
-            jid = f"{jid}~{key[:6]}"
-        self.seen_ids.add(jid)
-        ctx["job_id"], ctx["short_key"], ctx["image_index"] = jid, key[:10], 0
-        try:
-            name = str(self.fname_leaf.render(ctx)).strip()
-        except RenderError as exc:
-            self.problems.add(exc.pos, exc.message, label)
-            self.stopped = exc.fatal
-            return
-        why = name_problem(name)
-        if why:
-            self.problems.add(self.fname_leaf.pos, f"output.filename {why}", label)
-            return
-        if "//" in name or "/./" in name or name.startswith("./"):
-            name = os.path.normpath(name)
-        other = self.names.get(name)
-        if other is not None:
-            self.problems.add(self.fname_leaf.pos, f"output.filename renders {name!r} for {other.label} too; "
-                                                   "add a matrix key or {{ short_key }} to the name", label)
-            return
-        job = Job(jid, key, combo, r, units, units * pricing.microcents_per_unit, name, show_repeat)
-        self.names[name] = job
-        self.seen_keys[key] = job
-        self.jobs.append(job)
-
-    def keyed(self, request: dict[str, Any], combo: Combination, label: Callable[[], str]) -> dict[str, Any] | None:
-        """The request with local files as ``sha256:<hex>`` (for the key); None if a file is bad."""
-        keyed = request
-        for name in self.validator.file_fields:
-            value = request.get(name)
-            if not isinstance(value, str) or classify(value) == "url":
-                continue
-            origin = self.origin(combo, (name,))
-            found = self.files.resolve(name, value, origin.file)
-            if isinstance(found, FileProblem):
-                self.problems.add(origin, f"input.{name}: {found}", label)
-                return None
-            if keyed is request:
-                keyed = dict(request)
-            keyed[name] = f"sha256:{found.sha256}"
-        return keyed

@@ -72,6 +72,9 @@ class CompiledTemplate:
     root: str | None  # for "name": the context name the value comes from
     render: Renderer  # raises RenderError
     names: frozenset[str]  # context names the template reads
+    # for "name": the reference, ``(("style", "text"),)``; for a "text" made only of literals and
+    # references (rendered without Jinja): its parts in order; else None
+    parts: tuple[str | tuple[str, ...], ...] | None = None
 
 
 def compile_leaf(env: BoundedEnvironment, path: Path_, node_value: Any, pos: Position,
@@ -90,14 +93,14 @@ def compile_leaf(env: BoundedEnvironment, path: Path_, node_value: Any, pos: Pos
         if fast and single and _DOTTED.match(single.group(1)):
             ref = tuple(single.group(1).strip().split("."))
             lookup = _lookup_fn(env, path, pos, ref, where)
-            return CompiledTemplate(path, pos, node_value, "name", ref[0], lookup, names)
+            return CompiledTemplate(path, pos, node_value, "name", ref[0], lookup, names, (ref,))
         if single:
             fn = _native(env, path, pos, compile_expression(env, single.group(1)), where)
             return CompiledTemplate(path, pos, node_value, "expr", None, fn, names)
         parts = _interpolation(node_value) if fast else None
         if parts is not None:
             render = _fast_text(env, path, pos, parts, where)
-            return CompiledTemplate(path, pos, node_value, "text", None, render, names)
+            return CompiledTemplate(path, pos, node_value, "text", None, render, names, tuple(parts))
         render_text = compile_template(env, ast)
     except jinja2.TemplateSyntaxError as exc:
         line = f" (template line {exc.lineno})" if exc.lineno and exc.lineno > 1 else ""
@@ -294,6 +297,10 @@ class TemplateSet:
             leaf = CompiledTemplate(path, node.pos, None, "const", None, lambda _c: None, frozenset())
         self.leaves[path] = leaf
         return leaf
+
+    def flat(self) -> list[tuple[str, CompiledTemplate]] | None:
+        """The fields and their leaves when the template is a flat mapping of leaves, else None."""
+        return list(self._flat) if self._flat else None
 
     def names(self) -> Iterable[tuple[CompiledTemplate, str]]:
         for leaf in self.leaves.values():

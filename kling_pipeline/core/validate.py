@@ -13,13 +13,14 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
-
-from jsonschema import Draft202012Validator, ValidationError
-from jsonschema.exceptions import SchemaError
+from typing import TYPE_CHECKING, Any, cast
 
 from .errors import SchemaDataError
+from .fastschema import PY_TYPES, fast_accept, plainly_valid
 from .localfiles import FileLimits
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator, ValidationError
 
 __all__ = ["FieldProblem", "RequestValidator"]
 
@@ -109,63 +110,6 @@ def describe(error: ValidationError) -> str:
     return message if len(message) <= 200 else message[:197] + "..."
 
 
-_SIMPLE_KEYS = {"type", "minLength", "maxLength", "enum", "minimum", "maximum", "title", "description",
-                "default", "examples", "format", "$comment"}
-_PY_TYPES: dict[str, Callable[[Any], bool]] = {
-    "string": lambda v: isinstance(v, str),
-    "integer": lambda v: (isinstance(v, int) and not isinstance(v, bool))
-    or (isinstance(v, float) and v.is_integer()),
-    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
-    "boolean": lambda v: isinstance(v, bool),
-    "null": lambda v: v is None,
-}
-
-
-def fast_accept(schema: Mapping[str, Any]) -> Callable[[Any], bool] | None:
-    """A plain-Python check for a simple sub-schema, or None when it is not simple.
-
-    It only ever says "valid" for values jsonschema would accept; anything it
-    rejects goes to jsonschema for the exact messages. ``format`` is an
-    annotation in 2020-12 (not asserted), as jsonschema treats it by default.
-    """
-    keys = {k for k in schema if not k.startswith("x-")}
-    if not keys <= _SIMPLE_KEYS or not isinstance(schema.get("type"), str) or schema["type"] not in _PY_TYPES:
-        return None
-    is_type = _PY_TYPES[schema["type"]]
-    lo_len, hi_len = schema.get("minLength"), schema.get("maxLength")
-    lo, hi = schema.get("minimum"), schema.get("maximum")
-    enum = schema.get("enum")
-    try:  # membership by (type, value): 1, 1.0 and True stay apart, as the loop below keeps them
-        members = None if enum is None else frozenset((type(e), e) for e in enum)
-    except TypeError:  # an unhashable enum member (a list, a mapping): compare one by one
-        members = None
-
-    if schema["type"] == "string" and (enum is None or members is not None):
-        min_len, max_len = lo_len or 0, hi_len
-
-        def accept_str(v: Any) -> bool:  # the common case (prompts, enums of strings), kept short
-            if not isinstance(v, str) or len(v) < min_len or (max_len is not None and len(v) > max_len):
-                return False
-            return members is None or (type(v), v) in members
-
-        return accept_str
-
-    def accept(v: Any) -> bool:
-        if not is_type(v):
-            return False
-        if isinstance(v, str) and (
-            (lo_len is not None and len(v) < lo_len) or (hi_len is not None and len(v) > hi_len)
-        ):
-            return False
-        if isinstance(v, int | float) and ((lo is not None and v < lo) or (hi is not None and v > hi)):
-            return False
-        if members is not None:
-            return (type(v), v) in members
-        return enum is None or any(type(v) is type(e) and v == e for e in enum)
-
-    return accept
-
-
 def _is_file_field(schema: Mapping[str, Any]) -> bool:
     if schema.get("format") == "file":
         return True
@@ -176,22 +120,26 @@ class RequestValidator:
     """The input schema of one app, ready to check many requests fast."""
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
-        try:
-            Draft202012Validator.check_schema(schema)
-        except SchemaError as exc:
-            raise SchemaDataError(f"the bundled input schema is invalid: {exc.message}") from exc
+        if not plainly_valid(schema):  # else jsonschema (and its import) are needed only for invalid values
+            from jsonschema import Draft202012Validator
+            from jsonschema.exceptions import SchemaError
+
+            try:
+                Draft202012Validator.check_schema(schema)
+            except SchemaError as exc:
+                raise SchemaDataError(f"the bundled input schema is invalid: {exc.message}") from exc
         self.schema = schema
         self.properties: Mapping[str, Mapping[str, Any]] = schema.get("properties", {})
         self.required: tuple[str, ...] = tuple(schema.get("required", ()))
         self.closed = schema.get("additionalProperties", True) is False
-        self._fields = {name: Draft202012Validator(sub) for name, sub in self.properties.items()}
+        self._fields: dict[str, Draft202012Validator] = {}  # made when a value needs one
         self._fast = {name: fast_accept(sub) for name, sub in self.properties.items()}
         # a simple field's only type: a value of another type gets its message without jsonschema
         self._type = {name: sub["type"] for name, sub in self.properties.items()
                       if self._fast[name] is not None and isinstance(sub.get("type"), str)}
         self._memo: dict[str, dict[tuple[type, Any], tuple[str, ...]]] = {n: {} for n in self.properties}
         extra = {k for k in schema if not k.startswith("x-")} - _DECOMPOSABLE
-        self._whole = Draft202012Validator(schema) if extra else None
+        self._whole = _validator(schema) if extra else None
         self.file_fields = {n: FileLimits.from_schema(s.get("x-file"))
                             for n, s in self.properties.items() if _is_file_field(s)}
         self.ignored_fields = frozenset(n for n, s in self.properties.items() if s.get("x-ignored-by-app"))
@@ -215,8 +163,7 @@ class RequestValidator:
 
     def check_field(self, name: str, value: Any) -> tuple[str, ...]:
         """Messages for one field's value (empty when valid). Unknown names are ignored."""
-        validator = self._fields.get(name)
-        if validator is None:
+        if name not in self.properties:
             return ()
         fast = self._fast[name]
         if fast is not None and fast(value):
@@ -228,15 +175,33 @@ class RequestValidator:
             if known is not None:
                 return known
         wanted = self._type.get(name)
-        if wanted is not None and not _PY_TYPES[wanted](value):  # what describe() says of a type error
+        if wanted is not None and not PY_TYPES[wanted](value):  # what describe() says of a type error
             found: tuple[str, ...] = (f"input.{name}: {_wrong_type(_TYPE_NAMES[wanted], value)}",)
-        elif validator.is_valid(value):
-            found = ()
         else:
-            found = tuple(_messages(name, validator.iter_errors(value)))
+            validator = self._fields.get(name)
+            if validator is None:
+                sub = self.properties[name]
+                if "$defs" in self.schema and "$defs" not in sub:  # its '#/$defs/...' references, resolvable
+                    sub = {**sub, "$defs": self.schema["$defs"]}
+                validator = self._fields[name] = _validator(sub)
+            found = () if validator.is_valid(value) else tuple(_messages(name, validator.iter_errors(value)))
         if hashable and len(memo) < _MEMO_LIMIT:
             memo[(type(value), value)] = found
         return found
+
+    @property
+    def checks_whole(self) -> bool:
+        """Whether requests are also checked whole (the schema has top-level constraints)."""
+        return self._whole is not None
+
+    def acceptor(self, name: str) -> Callable[[Any], bool]:
+        """``value -> check_field(name, value) == ()``, as fast as the field allows."""
+        fast = self._fast.get(name)
+        check = self.check_field
+        if fast is None:
+            return lambda value: not check(name, value)
+        accept = fast
+        return lambda value: accept(value) or not check(name, value)
 
     def check(self, request: Mapping[str, Any]) -> list[FieldProblem]:
         """Every problem with one request's values."""
@@ -246,6 +211,12 @@ class RequestValidator:
             for err in self._whole.iter_errors(request):
                 problems.append(FieldProblem(tuple(err.absolute_path), describe(err)))
         return problems
+
+
+def _validator(schema: Mapping[str, Any]) -> Draft202012Validator:
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(schema)
 
 
 def _messages(name: str, errors: Iterable[ValidationError]) -> Iterable[str]:

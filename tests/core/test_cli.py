@@ -299,3 +299,19 @@ def test_subprocess_usage_error() -> None:
     assert done.returncode == 2
     assert "usage: kling-pipeline" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_plan_leaves_the_garbage_collector_as_it_found_it(write: WriteRecipe, enabled: bool) -> None:
+    """The command pauses it while it plans and prints; after, it runs (or not) as before."""
+    import gc
+
+    write(SWEEP)
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        assert cli("plan", "r.yaml")[0] == 3  # over budget: the plan is printed all the same
+        assert cli("validate", "r.yaml")[0] == 0
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable() if was else gc.disable()

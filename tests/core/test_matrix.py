@@ -520,15 +520,15 @@ def pairwise(spec: MatrixSpec) -> list[Combination]:
         values = dict(zip(names, (av.value for av in picked), strict=True))
         if any(all(matches(v, values[k]) for k, v in ex.values.items()) for ex in spec.exclude):
             continue
-        combo = Combination(values, dict(zip(names, (av.pos for av in picked), strict=True)),
-                            dict(zip(names, (av.label for av in picked), strict=True)))
+        origins = dict(zip(names, (av.pos for av in picked), strict=True))
+        labels = dict(zip(names, (av.label for av in picked), strict=True))
         for i, entry in enumerate(spec.include):
             if all(k not in names or same_value(values[k], v) for k, v in entry.values.items()):
                 fitted[i] = True
-                combo.values.update(entry.values)  # type: ignore[attr-defined]
-                combo.origins.update(entry.origins)  # type: ignore[attr-defined]
-                combo.labels.update(entry.labels)  # type: ignore[attr-defined]
-        out.append(combo)
+                values.update(entry.values)
+                origins.update(entry.origins)
+                labels.update(entry.labels)
+        out.append(Combination(values, origins, labels))
     if not spec.axes and not spec.include:
         out.append(Combination({}, {}, {}))
     out += [Combination(dict(e.values), dict(e.origins), dict(e.labels), added=True)

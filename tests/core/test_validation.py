@@ -234,3 +234,11 @@ def test_a_mistyped_value_gets_the_message_jsonschema_would_give(value: Any) -> 
         errors = [e for e in Draft202012Validator(sub).iter_errors(value) if e.validator == "type"]
         if errors and isinstance(sub.get("type"), str):
             assert validator.check_field(name, value) == (f"input.{name}: {describe(errors[0])}",)
+
+
+def test_a_field_whose_schema_refers_to_the_schemas_defs_is_checked(write: WriteRecipe) -> None:
+    """gemini's aspect_ratio is a '$ref' to '#/$defs/...': its field check resolves it (was an internal error)."""
+    path = write("version: 1\napp: google/gemini-2-5-flash-image\nmatrix:\n  r: ['1:1', '7:3']\n"
+                 "input:\n  prompt: x\n  aspect_ratio: '{{ r }}'\n")
+    assert errors(path) == ["r.yaml:4:14: [r=7:3] input.aspect_ratio: '7:3' is not one of: auto, 21:9, 16:9, 3:2, "
+                            "4:3, 5:4, 1:1, 4:5, 3:4, 2:3, 9:16"]
