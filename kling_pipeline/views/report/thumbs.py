@@ -71,14 +71,18 @@ def make_thumbnail(source: Path, target: Path) -> None:
         raise Unreadable("not an image the report can preview (PNG, JPEG or WebP)") from None
     except Exception as exc:  # a damaged file: Pillow raises many kinds (OSError, SyntaxError, ValueError...)
         raise Unreadable(f"damaged image ({type(exc).__name__})") from None
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{id(small)}.tmp")
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        small.save(tmp, "JPEG", quality=QUALITY, optimize=False)
+        try:
+            small.save(tmp, "JPEG", quality=QUALITY)
+        except FileNotFoundError:  # the first thumbnail of its directory
+            target.parent.mkdir(parents=True, exist_ok=True)
+            small.save(tmp, "JPEG", quality=QUALITY)
         tmp.replace(target)
-    finally:
+    except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        raise
 
 
 _OPENING = threading.Lock()
