@@ -77,6 +77,14 @@ def test_a_thumbnail_fits_the_box_and_keeps_the_aspect_ratio(tmp_path: Path) -> 
     with Image.open(thumb) as im:
         assert (im.format, im.size) == ("JPEG", (THUMB_BOX, THUMB_BOX // 4))
         assert im.getpixel((10, 10))[0] > 200  # still red
+    turned = io.BytesIO()  # a camera's JPEG, stored sideways with an orientation tag saying so
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (80, 40), (10, 200, 10)).save(turned, "JPEG", exif=exif.tobytes())
+    source.write_bytes(turned.getvalue())
+    make_thumbnail(source, thumb)
+    with Image.open(thumb) as im:
+        assert im.size == (40, 80)
     transparent = io.BytesIO()
     Image.new("RGBA", (40, 40), (0, 0, 0, 0)).save(transparent, "PNG")
     source.write_bytes(transparent.getvalue())

@@ -22,7 +22,7 @@ from ...store.manifest import JobState, ManifestError, ManifestState
 
 __all__ = ["ManifestJob", "ManifestOutput", "ManifestSource", "RunInfo"]
 
-BUCKET_BYTES = 4 << 20  # about this much manifest per bucket
+BUCKET_BYTES = 1 << 20  # about this much manifest per bucket: ~1,000 jobs, a few MB replayed
 MAX_BUCKETS = 128
 MAX_OUTPUTS = 64  # outputs kept per job (the app returns up to 9): a manifest is only data
 _RUN_FIELDS = ("recipe", "app", "cap_microcents", "at")

@@ -21,10 +21,12 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-
-from PIL import Image, UnidentifiedImageError
+from typing import TYPE_CHECKING
 
 from .model import ImageRef
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
 
 __all__ = ["MAX_FILE_BYTES", "MAX_PIXELS", "THUMB_BOX", "ThumbStats", "Thumbnails", "make_thumbnail"]
 
@@ -52,6 +54,8 @@ class ThumbStats:
 def make_thumbnail(source: Path, target: Path) -> None:
     """Write a JPEG of ``source`` fitting ``THUMB_BOX`` to ``target`` (temp name, then renamed).
     Raises ``Unreadable`` for anything that is not a usable image."""
+    from PIL import Image, ImageOps, UnidentifiedImageError  # only when a thumbnail is made: not for every command
+
     size = source.stat().st_size
     if size > MAX_FILE_BYTES:
         raise Unreadable(f"too large to preview ({size / (1 << 20):.0f} MB)")
@@ -62,7 +66,7 @@ def make_thumbnail(source: Path, target: Path) -> None:
                 raise Unreadable(f"too large to preview ({width} x {height} pixels)")
             im.draft("RGB", (THUMB_BOX, THUMB_BOX))  # JPEG: decode at 1/2 .. 1/8 scale
             im.thumbnail((THUMB_BOX, THUMB_BOX), Image.Resampling.BICUBIC, reducing_gap=2.0)
-            small = _flatten(im)
+            small = _flatten(ImageOps.exif_transpose(im))  # a camera's rotation, as viewers show it
     except Unreadable:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -88,17 +92,21 @@ def make_thumbnail(source: Path, target: Path) -> None:
 _OPENING = threading.Lock()
 
 
-def _open(source: Path) -> Image.Image:
+def _open(source: Path) -> PILImage:
     """Open (read the header of) an image. Pillow warns about an image over its own pixel limit and
     refuses one over twice that; here both are refused, without a warning printed. (The warnings
     filter is process-wide, hence the lock: a thread never sees another's filter.)"""
+    from PIL import Image
+
     with _OPENING, warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         return Image.open(source, formats=FORMATS)
 
 
-def _flatten(im: Image.Image) -> Image.Image:
+def _flatten(im: PILImage) -> PILImage:
     """RGB, with transparent pixels over the page's thumbnail background."""
+    from PIL import Image
+
     if im.mode in ("P", "PA", "LA", "La", "RGBa") or (im.mode != "RGBA" and "transparency" in im.info):
         im = im.convert("RGBA")
     if im.mode == "RGBA":
