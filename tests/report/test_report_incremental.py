@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import struct
+import threading
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,7 @@ from tests_support import png_bytes
 from kling_pipeline.core.planning import Plan, plan_file
 from kling_pipeline.store.manifest import ManifestError
 from kling_pipeline.views.report import THUMB_BOX, make_thumbnail, write_report
-from kling_pipeline.views.report.thumbs import Unreadable
+from kling_pipeline.views.report.thumbs import DECODE_BUDGET, MAX_PIXELS, DecodeBudget, Unreadable
 
 from .site import read_site, target
 from .test_report_states import records_for, write_manifest
@@ -110,6 +111,26 @@ def test_what_cannot_be_previewed_is_refused_before_decoding_with_a_reason(tmp_p
         make_thumbnail(source, tmp_path / "t.jpg")
     assert str(info.value) == why
     assert not (tmp_path / "t.jpg").exists() and [p.name for p in tmp_path.iterdir()] == ["x.png"]
+
+
+def test_decoding_never_holds_more_than_the_budget_at_once() -> None:
+    assert DECODE_BUDGET == 4 * MAX_PIXELS  # the largest image allowed decodes alone
+    budget, order = DecodeBudget(100), []
+
+    def second() -> None:
+        with budget.take(60):
+            order.append("second in")
+
+    with budget.take(60):
+        order.append("first in")
+        thread = threading.Thread(target=second)
+        thread.start()
+        thread.join(0.2)
+        assert order == ["first in"] and budget.free == 40  # the second waits
+    thread.join(5)
+    assert order == ["first in", "second in"] and budget.free == 100
+    with budget.take(10**9):  # more than the whole budget: takes it all
+        assert budget.free == 0
 
 
 def test_broken_images_get_a_placeholder_linking_to_the_file_and_are_not_tried_again(plan: Plan) -> None:

@@ -5,8 +5,9 @@ made into one (not PNG/JPEG/WebP, damaged, too large) gets ``ab12….txt`` sayin
 tried again either, and its cell shows a placeholder that still links to the file.
 
 Bounded: files over ``MAX_FILE_BYTES`` or images over ``MAX_PIXELS`` are refused before decoding;
-JPEGs decode straight at a reduced scale (``draft``); at most ``workers`` images are open at once.
-So one image costs at most ~4 bytes per pixel of ``MAX_PIXELS`` (48 MB), a 2k output ~17 MB.
+JPEGs decode straight at a reduced scale (``draft``); and the images being decoded at once (by the
+``workers`` threads) hold at most ``DECODE_BUDGET`` bytes together (Pillow keeps 4 bytes a pixel),
+so a 2k output (~17 MB) decodes beside another, the largest image allowed alone.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,15 +29,47 @@ from .model import ImageRef
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
-__all__ = ["MAX_FILE_BYTES", "MAX_PIXELS", "THUMB_BOX", "ThumbStats", "Thumbnails", "make_thumbnail"]
+__all__ = [
+    "DECODE_BUDGET",
+    "MAX_FILE_BYTES",
+    "MAX_PIXELS",
+    "THUMB_BOX",
+    "DecodeBudget",
+    "ThumbStats",
+    "Thumbnails",
+    "Unreadable",
+    "make_thumbnail",
+]
 
 THUMB_BOX = 256  # pixels, the longer side (shown at 176 CSS pixels: sharp on a 1.5x screen)
 QUALITY = 80
 MAX_FILE_BYTES = 64 << 20  # a 2k PNG is under 10 MB
 MAX_PIXELS = 12_000_000  # 4000 x 3000; the app's largest output (2k) has ~4.2 million
+DECODE_BUDGET = 4 * MAX_PIXELS  # bytes of decoded pixels at once, over all the workers
 FORMATS = ("PNG", "JPEG", "WEBP")
 BACKGROUND = (233, 236, 240)  # under transparent pixels: the page's thumbnail background
 _CHUNK = 1 << 20
+
+
+class DecodeBudget:
+    """Bytes that decoding may hold at once: ``take(n)`` waits until ``n`` are free."""
+
+    def __init__(self, total: int) -> None:
+        self.total = self.free = total
+        self._cv = threading.Condition()
+
+    @contextlib.contextmanager
+    def take(self, amount: int) -> Iterator[None]:
+        amount = min(amount, self.total)
+        with self._cv:
+            self._cv.wait_for(lambda: self.free >= amount)
+            self.free -= amount
+        try:
+            yield
+        finally:
+            with self._cv:
+                self.free += amount
+                self._cv.notify_all()
 
 
 class Unreadable(Exception):
@@ -51,9 +84,10 @@ class ThumbStats:
     seconds: float = 0.0  # spent making new ones
 
 
-def make_thumbnail(source: Path, target: Path) -> None:
+def make_thumbnail(source: Path, target: Path, budget: DecodeBudget | None = None) -> None:
     """Write a JPEG of ``source`` fitting ``THUMB_BOX`` to ``target`` (temp name, then renamed).
-    Raises ``Unreadable`` for anything that is not a usable image."""
+    Raises ``Unreadable`` for anything that is not a usable image. ``budget``: shared with the other
+    threads making thumbnails, so that together they never decode more than it allows."""
     from PIL import Image, ImageOps, UnidentifiedImageError  # only when a thumbnail is made: not for every command
 
     size = source.stat().st_size
@@ -64,9 +98,10 @@ def make_thumbnail(source: Path, target: Path) -> None:
             width, height = im.size
             if width * height > MAX_PIXELS:
                 raise Unreadable(f"too large to preview ({width} x {height} pixels)")
-            im.draft("RGB", (THUMB_BOX, THUMB_BOX))  # JPEG: decode at 1/2 .. 1/8 scale
-            im.thumbnail((THUMB_BOX, THUMB_BOX), Image.Resampling.BICUBIC, reducing_gap=2.0)
-            small = _flatten(ImageOps.exif_transpose(im))  # a camera's rotation, as viewers show it
+            im.draft("RGB", (THUMB_BOX, THUMB_BOX))  # JPEG: decode at 1/2 .. 1/8 scale (its size says so)
+            with (budget or DecodeBudget(DECODE_BUDGET)).take(4 * im.size[0] * im.size[1]):
+                im.thumbnail((THUMB_BOX, THUMB_BOX), Image.Resampling.BICUBIC, reducing_gap=2.0)
+                small = _flatten(ImageOps.exif_transpose(im))  # a camera's rotation, as viewers show it
     except Unreadable:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -124,6 +159,7 @@ class Thumbnails:
         self._root = os.fspath(directory)
         self.out_dir = out_dir
         self.workers = workers or max(1, min(2, os.cpu_count() or 1))
+        self._budget = DecodeBudget(DECODE_BUDGET)
         self._pool: ThreadPoolExecutor | None = None
         self._made = self._reused = self._unreadable = 0
         self._seconds = 0.0
@@ -208,7 +244,7 @@ class Thumbnails:
             assert image.sha256 is not None
             rel, jpg, txt = self._names(image.sha256)
             try:
-                make_thumbnail(source, Path(jpg))
+                make_thumbnail(source, Path(jpg), self._budget)
             except Unreadable as why:
                 _write_reason(Path(txt), str(why))
                 raise
