@@ -168,8 +168,8 @@ def browse(index: Path, pages: list[Path]) -> list[tuple[str, float, float, int]
 
     visible = """
         const imgs = [...document.images].filter(i => { const r = i.getBoundingClientRect();
-            return r.bottom > 0 && r.top < innerHeight; });
-        return imgs.every(i => i.complete && i.naturalWidth > 0) ? imgs.length : null;"""
+            return r.bottom > 0 && r.top < innerHeight && r.right > 0 && r.left < innerWidth; });
+        return imgs.every(i => i.complete && i.naturalWidth > 0) ? {shown: imgs.length} : null;"""
     results = []
     with tempfile.TemporaryDirectory() as profile, chromium(Path(profile)) as driver:
         driver.get(index.as_uri())  # a first load starts the browser's own machinery
@@ -180,7 +180,7 @@ def browse(index: Path, pages: list[Path]) -> list[tuple[str, float, float, int]
             loaded = time.perf_counter() - started
             shown = WebDriverWait(driver, 20, poll_frequency=0.01).until(lambda d: d.execute_script(visible))
             ready = time.perf_counter() - started
-            results.append((page.name, loaded, ready, int(shown)))
+            results.append((page.name, loaded, ready, int(shown["shown"])))
     return results
 
 

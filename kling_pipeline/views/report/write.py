@@ -114,6 +114,8 @@ def write_report(out_dir: str | os.PathLike[str], plan: Plan | None = None, rows
         except OSError as exc:
             raise ReportError(f"{directory}: cannot write the report: {exc.strerror or exc}") from None
         return _Writer(collected, grid, index, directory, work, (page_jobs, list_jobs)).write()
+    except OSError as exc:  # the work files (a full disk), a thumbnail's directory
+        raise ReportError(f"{index}: cannot write the report: {exc.strerror or exc}") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
