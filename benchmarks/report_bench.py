@@ -7,7 +7,7 @@ For each N it writes an output directory as a run leaves it (a manifest of run/i
 records with realistic inputs, one real PNG per completed job, each different so each has its own
 thumbnail): subject (N/200 values) x style (20) x ratio (10); 97% done, 2% failed, 1% in flight.
 Then it runs the real command line, each time in a fresh process, measured from outside (wall time,
-peak RSS from ``wait4``):
+peak RSS from ``wait4``, the process started by a small launcher so that it inherits nothing):
 
 1. the first report (every thumbnail made, every page written);
 2. the same again (nothing changed: nothing may be written);
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import shutil
 import statistics
 import struct
@@ -123,28 +122,45 @@ def complete(out: Path, records: list[dict[str, Any]]) -> None:
             write_done(out, record, fh)
 
 
-def report(out: Path) -> tuple[float, float, str]:
-    """``kling-pipeline report OUT`` in a fresh process: wall seconds, peak RSS (MB), its output."""
-    exe = ROOT / ".venv" / "bin" / "kling-pipeline"
-    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "kling_pipeline"]
+# Peak RSS is measured with wait4 on a command started by this small process: a process forked from
+# the benchmark itself would start with (and keep as its peak) the benchmark's own memory.
+LAUNCHER = r"""
+import json, os, subprocess, sys, time
+for line in sys.stdin:
     started = time.perf_counter()
-    proc = subprocess.Popen([*command, "report", str(out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert proc.stdout is not None
+    proc = subprocess.Popen(json.loads(line), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     text = proc.stdout.read().decode()
     _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise SystemExit(f"report failed ({proc.returncode}):\n{text}")
-    return wall, usage.ru_maxrss / 1024, text.strip().splitlines()[-1].strip()
+    print(json.dumps([os.waitstatus_to_exitcode(status), time.perf_counter() - started, usage.ru_maxrss, text]),
+          flush=True)
+"""
 
 
-def baseline_rss() -> float:
-    """Peak RSS of the command line that does nothing (imports, parser): what the report adds is above."""
+class Launcher:
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-S", "-c", LAUNCHER], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+
+    def run(self, argv: list[str]) -> tuple[int, float, float, str]:
+        """Exit code, wall seconds, peak RSS (MB) and output of ``argv``, run in a fresh process."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(argv) + "\n")
+        self.proc.stdin.flush()
+        code, wall, maxrss, text = json.loads(self.proc.stdout.readline())
+        return code, wall, maxrss / 1024, text
+
+
+def command() -> list[str]:
     exe = ROOT / ".venv" / "bin" / "kling-pipeline"
-    proc = subprocess.Popen([str(exe), "report", "--help"], stdout=subprocess.DEVNULL)
-    _, _, usage = os.wait4(proc.pid, 0)
-    return usage.ru_maxrss / 1024
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "kling_pipeline"]
+
+
+def report(launcher: Launcher, out: Path) -> tuple[float, float, str]:
+    """``kling-pipeline report OUT`` in a fresh process: wall seconds, peak RSS (MB), its last line."""
+    code, wall, rss, text = launcher.run([*command(), "report", str(out)])
+    if code != 0:
+        raise SystemExit(f"report failed ({code}):\n{text}")
+    return wall, rss, text.strip().splitlines()[-1].strip()
 
 
 def sizes(directory: Path, prefix: str) -> list[int]:
@@ -184,7 +200,7 @@ def browse(index: Path, pages: list[Path]) -> list[tuple[str, float, float, int]
     return results
 
 
-def bench(n: int, keep: Path | None, browser: bool) -> None:
+def bench(launcher: Launcher, n: int, keep: Path | None, browser: bool) -> None:
     base = Path(tempfile.mkdtemp(prefix="report-bench-", dir=keep))
     out = base / "out"
     t = time.perf_counter()
@@ -193,13 +209,13 @@ def bench(n: int, keep: Path | None, browser: bool) -> None:
     megabytes = (out / "manifest.jsonl").stat().st_size / 2**20
     print(f"\nN = {n:,} jobs: {images:,} images on disk, {len(later)} in flight, "
           f"manifest {megabytes:.0f} MB (written in {time.perf_counter() - t:.1f} s)")
-    first = report(out)
-    second = report(out)
+    first = report(launcher, out)
+    second = report(launcher, out)
     complete(out, later)
-    third = report(out)
+    third = report(launcher, out)
     for page in (out / "report").glob("*.html"):
         page.unlink()
-    fourth = report(out)
+    fourth = report(launcher, out)
     for label, (wall, rss, line) in (("first report", first), ("unchanged", second),
                                      (f"{len(later)} more done", third), ("pages only", fourth)):
         print(f"  {label:<16} {wall:6.1f} s  peak RSS {rss:6.1f} MB   {line}")
@@ -226,15 +242,17 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="write the sweeps under this directory and keep them")
     parser.add_argument("--no-browser", action="store_true")
     args = parser.parse_args()
+    launcher = Launcher()  # first, while this process is small
     sys.path.insert(0, str(ROOT))
     from kling_pipeline.views.report import COLS_PER_PAGE, LIST_JOBS, PAGE_JOBS
 
+    _, _, baseline, _ = launcher.run([*command(), "report", "--help"])
     print(f"bound: at most {PAGE_JOBS} jobs ({COLS_PER_PAGE} columns) per grid page, {LIST_JOBS} per list page; "
-          f"baseline peak RSS of `kling-pipeline report --help`: {baseline_rss():.1f} MB")
+          f"peak RSS of `kling-pipeline report --help` (imports, no work): {baseline:.1f} MB")
     if args.keep is not None:
         args.keep.mkdir(parents=True, exist_ok=True)
     for n in args.sizes:
-        bench(n, args.keep, not args.no_browser)
+        bench(launcher, n, args.keep, not args.no_browser)
 
 
 if __name__ == "__main__":
