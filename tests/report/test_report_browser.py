@@ -54,6 +54,7 @@ def follow(driver: Any, selector: str) -> None:
 
     link = driver.find_element(By.CSS_SELECTOR, selector)
     href = link.get_attribute("href")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center', inline: 'center'})", link)
     link.click()
     WebDriverWait(driver, 10).until(lambda d: d.current_url == href.split("#")[0] or d.current_url == href)
 

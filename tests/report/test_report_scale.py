@@ -108,6 +108,8 @@ def click(driver: Any, selector: str) -> None:
 
     link = driver.find_element(By.CSS_SELECTOR, selector)
     href = link.get_attribute("href")
+    # in the middle of the screen, out from under the sticky row headers, as a reader would scroll it
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center', inline: 'center'})", link)
     link.click()
     WebDriverWait(driver, 10).until(lambda d: d.current_url == href)
 
