@@ -1,4 +1,5 @@
-"""``report``: a static HTML gallery of a sweep (a grid over two matrix axes, the rest as facets)."""
+"""``report``: a static HTML gallery of a sweep (an index page, grid pages over two matrix axes with
+the rest as facets, thumbnails)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from ..core.errors import KlingError, UsageError
 from ..core.money import format_usd
 from ..core.planning import Plan, plan_file
 from ..store.journal import MANIFEST_NAME
-from ..views.report import STATUS_TEXT, ReportData, collect, render_report, report_path, write_html, write_report
+from ..views.report import PAGE_JOBS, STATUS_TEXT, ReportResult, write_report
 from ._exit import EXIT_OK
 from ._flags import add_max_jobs
 from ._plan import make_plan
@@ -21,13 +22,16 @@ __all__ = ["add_report_parser", "cmd_report", "report_after_run"]
 def add_report_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "report", help="write a static HTML gallery of a sweep: a grid over two axes, other axes as facets",
-        description="Write a self-contained HTML page of a sweep's images from its manifest. With a RECIPE, "
-                    "jobs not run yet are shown too; with an output directory, the manifest alone is read.")
+        description="Write a self-contained HTML gallery of a sweep's images from its manifest: an index page "
+                    f"and grid pages of at most {PAGE_JOBS} jobs with a thumbnail per image, rewriting only what "
+                    "changed since the last report. With a RECIPE, jobs not run yet are shown too; with an "
+                    "output directory, the manifest alone is read.")
     p.add_argument("target", metavar="RECIPE|OUTDIR")
     p.add_argument("--rows", metavar="AXIS", help="the matrix axis down the grid (default: the first axis "
                    "with more than one value)")
     p.add_argument("--cols", metavar="AXIS", help="the matrix axis across the grid (default: the next one)")
-    p.add_argument("-o", "--output", metavar="FILE", help="where to write the page (default: OUTDIR/report.html)")
+    p.add_argument("-o", "--output", metavar="FILE", help="where to write the index page (default: "
+                   "OUTDIR/report.html; the other pages go in a directory beside it named after it)")
     p.add_argument("--out", metavar="DIR", help="output directory of the run (with a RECIPE whose run used --out)")
     add_max_jobs(p)
     p.set_defaults(func=cmd_report, only=[], budget=None)
@@ -48,19 +52,27 @@ def resolve(args: argparse.Namespace) -> tuple[Plan | None, Path]:
     return plan, plan.output_dir
 
 
-def summary(data: ReportData) -> str:
-    t = data.totals
+def _n(count: int, what: str) -> str:
+    return f"{count} {what}{'' if count == 1 else 's'}"
+
+
+def summary(result: ReportResult) -> str:
+    """Two lines: the sweep, then what this report wrote."""
+    t, thumbs = result.summary.totals, result.thumbs
     counts = ", ".join(f"{n} {STATUS_TEXT[s]}" for s, n in t.by_status if n) or "none"
-    return (f"{t.jobs} job{'s' if t.jobs != 1 else ''} ({counts}); {t.images} image{'s' if t.images != 1 else ''}; "
-            f"billed {format_usd(t.billed)} of {format_usd(t.planned)} planned")
+    sweep = (f"{_n(t.jobs, 'job')} ({counts}); {_n(t.images, 'image')}; "
+             f"billed {format_usd(t.billed)} of {format_usd(t.planned)} planned")
+    wrote = (f"{_n(result.pages, 'page')} ({result.written} written, {result.unchanged} unchanged"
+             f"{f', {result.removed} removed' if result.removed else ''}); "
+             f"thumbnails: {thumbs.made} made, {thumbs.reused} reused"
+             f"{f', {thumbs.unreadable} unreadable' if thumbs.unreadable else ''}")
+    return f"{sweep}\n  {wrote}"
 
 
 def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     plan, out_dir = resolve(args)
-    data = collect(out_dir, plan)
-    target = report_path(out_dir, args.output)
-    write_html(target, render_report(data, rows=args.rows, cols=args.cols, base=target.parent))
-    out.write(f"report: {target} — {summary(data)}\n")
+    result = write_report(out_dir, plan, rows=args.rows, cols=args.cols, output=args.output)
+    out.write(f"report: {result.index} — {summary(result)}\n")
     return EXIT_OK
 
 
@@ -71,7 +83,7 @@ def report_after_run(plan: Plan, err: TextIO) -> Path | None:
     try:
         if plan.filtered_out:
             plan = plan_file(plan.recipe.file, out_dir=plan.output_dir, budget_usd=plan.budget_microcents)
-        path = write_report(plan.output_dir, plan)
+        path = write_report(plan.output_dir, plan).index
     except (KlingError, OSError) as exc:
         err.write(f"report: not written: {exc}\n")
         return None

@@ -8,6 +8,7 @@ again from the manifest if a crash loses them, so they skip the fsync).
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 __all__ = ["fsync_dir", "write_atomic"]
@@ -22,7 +23,7 @@ def write_atomic(path: Path, data: bytes | str, *, durable: bool = False, made: 
         if made is not None:
             made.add(parent)
     raw = data.encode() if isinstance(data, str) else data
-    tmp = f"{parent}/.{path.name}.{os.getpid()}.tmp"
+    tmp = f"{parent}/.{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"  # two threads never share one
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         try:

@@ -11,13 +11,13 @@ for ``status`` and ``report``.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..core.errors import UsageError
 from ..core.planning import Plan
+from .atomic import write_atomic
 from .journal import MANIFEST_NAME, read_records
 from .lock import OutputLock
 from .records import encode
@@ -125,10 +125,5 @@ def merge_manifests(out_dir: Path, extra: list[Path] | None = None) -> tuple[Pat
                     seen.add(line)
                     lines.append(line)
                     added += 1
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        with tmp.open("wb") as fh:
-            fh.write(b"".join(lines))
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(target)
+        write_atomic(target, b"".join(lines), durable=True)
     return target, len(sources), added

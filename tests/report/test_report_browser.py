@@ -1,4 +1,4 @@
-"""The page in a real headless Chromium, from ``file://``, after the output directory was copied."""
+"""The pages in a real headless Chromium, from ``file://``, after the output directory was copied."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ SCREENSHOT_DIR_ENV = "KLING_PIPELINE_SCREENSHOT_DIR"
 @pytest.fixture(scope="module")
 def site(gallery: Sweep, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The report written into the sweep's output directory, then the whole directory copied to a
-    path with a space in it: the page under test is the copy's."""
+    path with a space in it: the index under test is the copy's."""
     write_report(gallery.out_dir, gallery.plan)
     copy = tmp_path_factory.mktemp("site") / "copied run" / "out"
     shutil.copytree(gallery.out_dir, copy)
@@ -41,17 +41,31 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any, site: Path) -> Any:
+    """The grid page, reached from the index by clicking its link."""
     browser.get(site.as_uri())
+    follow(browser, "#contents a")
     return browser
 
 
+def follow(driver: Any, selector: str) -> None:
+    """Click the first link ``selector`` finds, and wait for the page it opens."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    link = driver.find_element(By.CSS_SELECTOR, selector)
+    href = link.get_attribute("href")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center', inline: 'center'})", link)
+    link.click()
+    WebDriverWait(driver, 10).until(lambda d: d.current_url == href.split("#")[0] or d.current_url == href)
+
+
 def wait_for_images(driver: Any) -> list[dict[str, Any]]:
-    """Scroll every image of the shown facets into view (they load lazily) until all are complete;
-    return their natural sizes and URLs."""
+    """Scroll every image into view (they load lazily) until all are complete; return their natural
+    sizes and URLs."""
     from selenium.webdriver.support.ui import WebDriverWait
 
     script = """
-        const imgs = [...document.querySelectorAll('img')].filter(i => i.closest('[hidden]') === null);
+        const imgs = [...document.querySelectorAll('img')];
         const pending = imgs.filter(i => !i.complete);
         pending.forEach(i => i.scrollIntoView({block: 'center'}));
         return pending.length === 0 ? imgs.map(i => ({w: i.naturalWidth, src: i.currentSrc})) : null;
@@ -61,42 +75,30 @@ def wait_for_images(driver: Any) -> list[dict[str, Any]]:
     return images
 
 
-def choose(driver: Any, value: str) -> None:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
-
-    Select(driver.find_element(By.CSS_SELECTOR, "#facet-controls select")).select_by_visible_text(value)
-
-
-def shown_facets(driver: Any) -> list[str]:
-    result: list[str] = driver.execute_script(
-        "return [...document.querySelectorAll('section.facet')].filter(s => s.offsetParent !== null)"
-        ".map(s => s.id)")
-    return result
-
-
-def test_every_image_loads_from_the_copied_directory(page: Any, site: Path) -> None:
-    seen = []
-    for ratio in RATIOS:
-        choose(page, ratio)
-        seen += wait_for_images(page)
-    total = page.execute_script("return document.images.length")
-    assert len(seen) == total > 0
+def test_every_thumbnail_and_full_image_loads_from_the_copied_directory(page: Any, site: Path) -> None:
+    assert page.current_url == (site.parent / "report" / "grid-0001.html").as_uri()
+    seen = wait_for_images(page)
+    assert len(seen) == page.execute_script("return document.images.length") > 0
     assert all(image["w"] > 0 for image in seen), [i for i in seen if not i["w"]]
-    assert all(image["src"].startswith(site.parent.as_uri() + "/") for image in seen)
+    assert all(image["src"].startswith((site.parent / "report" / "thumbs").as_uri() + "/") for image in seen)
     links = page.execute_script("return [...document.querySelectorAll('a.thumb')].map(a => a.href)")
-    assert sorted(links) == sorted(image["src"] for image in seen)
+    assert len(links) == len(seen)
+    for link in links:  # one click away: the full image, from the copied directory
+        assert link.startswith(site.parent.as_uri() + "/") and "/report/" not in link
+        page.get(link)
+        shown = page.execute_script("return [document.contentType, document.images[0].naturalWidth]")
+        assert shown[0] == "image/png" and shown[1] > 0, link
 
 
 def test_the_grid_shows_three_rows_and_two_columns_per_facet(page: Any) -> None:
-    assert shown_facets(page) == ["facet-0"]
     grid = page.execute_script("""
-        const s = document.getElementById('facet-0');
-        return {cols: [...s.querySelectorAll('th.col')].map(t => t.textContent),
+        return [...document.querySelectorAll('section.facet')].map(s => ({id: s.id,
+                cols: [...s.querySelectorAll('th.col')].map(t => t.textContent),
                 rows: [...s.querySelectorAll('tbody tr')].map(r => r.querySelector('th.row').textContent),
-                cells: [...s.querySelectorAll('tbody tr')].map(r => r.querySelectorAll('td.cell').length)};
+                cells: [...s.querySelectorAll('tbody tr')].map(r => r.querySelectorAll('td.cell').length)}));
     """)
-    assert grid == {"cols": list(STYLES), "rows": list(SUBJECTS), "cells": [2, 2, 2]}
+    assert grid == [{"id": f"f-{i}", "cols": list(STYLES), "rows": list(SUBJECTS), "cells": [2, 2, 2]}
+                    for i in range(len(RATIOS))]
 
 
 def test_markup_in_the_recipe_stays_text(page: Any) -> None:
@@ -109,41 +111,49 @@ def test_markup_in_the_recipe_stays_text(page: Any) -> None:
                 handlers: document.querySelectorAll('[onerror], [onload], [onclick]').length,
                 strayImages: [...document.images].filter(i => !i.closest('a.thumb')).length,
                 bold: document.querySelectorAll('main b').length,
-                rows: [...document.querySelectorAll('#facet-0 th.row')].map(t => t.textContent),
-                prompt: document.querySelector('#facet-0 details.prompt p').textContent};
+                rows: [...document.querySelectorAll('#f-0 th.row')].map(t => t.textContent),
+                prompt: document.querySelector('#f-0 details.prompt p').textContent};
     """)
-    assert dom == {"scripts": 1, "handlers": 0, "strayImages": 0, "bold": 0, "rows": list(SUBJECTS),
+    assert dom == {"scripts": 0, "handlers": 0, "strayImages": 0, "bold": 0, "rows": list(SUBJECTS),
                    "prompt": f"A {SCRIPT_SUBJECT} on a table, watercolor style & <b>bold</b>"}
     assert ATTR_SUBJECT in dom["rows"]
 
 
-def test_the_pages_own_style_and_script_pass_its_content_security_policy(page: Any) -> None:
-    assert page.execute_script("return getComputedStyle(document.querySelector('.badge')).borderRadius") == "10px"
-    assert page.execute_script("return document.getElementById('facet-controls').hidden") is False
-    refused = [e["message"] for e in page.get_log("browser") if "Content Security Policy" in e["message"]]
+def test_the_pages_own_style_passes_its_content_security_policy(browser: Any, site: Path) -> None:
+    browser.get_log("browser")  # (drop earlier messages)
+    for url in (site.as_uri(), (site.parent / "report" / "grid-0001.html").as_uri(),
+                (site.parent / "report" / "problems-0001.html").as_uri()):
+        browser.get(url)
+        # the page's style applies (a browser's own is 8px and square badges)
+        assert browser.execute_script("return [getComputedStyle(document.body).margin, "
+                                      "getComputedStyle(document.querySelector('.badge')).borderRadius]") == [
+            "0px", "10px"]
+    refused = [e["message"] for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]
     assert refused == []
 
 
-def test_switching_facets(page: Any, site: Path) -> None:
-    choose(page, "16:9")
-    assert shown_facets(page) == ["facet-1"]
-    assert page.execute_script("return document.getElementById('facet-shown').textContent") == "1 of 2 facets shown"
-    choose(page, "all")
-    assert shown_facets(page) == ["facet-0", "facet-1"]
-    page.get(site.as_uri() + "#facet-1")  # a link to a facet selects it
-    page.refresh()
-    assert shown_facets(page) == ["facet-1"]
-    assert page.execute_script("return document.querySelector('#facet-controls select').value") == "1"
+def test_links_between_the_pages(browser: Any, site: Path) -> None:
+    browser.get(site.as_uri())
+    follow(browser, "#problems a")
+    assert browser.current_url == (site.parent / "report" / "problems-0001.html").as_uri()
+    rows = browser.execute_script("return [...document.querySelectorAll('tbody tr')].map(r => r.className)")
+    assert rows and set(rows) <= {"s-failed"}
+    follow(browser, "nav.pager a[rel=index]")
+    assert browser.current_url == site.as_uri()
+    follow(browser, "#contents a")
+    follow(browser, "nav.pager a[rel=index]")
+    assert browser.current_url == site.as_uri()
 
 
-def test_without_javascript_every_facet_is_shown(browser: Any, site: Path) -> None:
+def test_without_javascript_everything_still_works(browser: Any, site: Path) -> None:
     browser.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
     try:
         browser.get(site.as_uri())
-        assert shown_facets(browser) == ["facet-0", "facet-1"]  # (WebDriver's own scripts still run)
-        assert not browser.find_element("id", "facet-controls").is_displayed()
-        assert browser.find_element("id", "facet-index").is_displayed()
-        assert len(wait_for_images(browser)) == browser.execute_script("return document.images.length")
+        assert browser.find_element("id", "contents").is_displayed()
+        follow(browser, "#contents a")
+        images = wait_for_images(browser)
+        assert len(images) == browser.execute_script("return document.images.length") > 0
+        assert all(image["w"] > 0 for image in images)
     finally:
         browser.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": False})
 
@@ -161,7 +171,7 @@ def png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
     return chunks
 
 
-def test_screenshot_of_the_whole_page(page: Any, tmp_path: Path) -> None:
+def test_screenshot_of_a_whole_grid_page(page: Any, tmp_path: Path) -> None:
     wait_for_images(page)
     page.execute_script("window.scrollTo(0, 0)")
     height = page.execute_script("return document.documentElement.scrollHeight")

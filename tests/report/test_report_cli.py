@@ -18,7 +18,7 @@ from kling_pipeline.core.money import format_usd
 from kling_pipeline.core.planning import plan_file
 
 from .conftest import Sweep
-from .dom import parse
+from .site import read_site
 
 
 @dataclass
@@ -59,7 +59,7 @@ def report_cli(*argv: str) -> Result:
 def outdir(gallery: Sweep, tmp_path: Path) -> Path:
     """A copy of the gallery sweep's output directory (tests write pages into it)."""
     copy = tmp_path / "out"
-    shutil.copytree(gallery.out_dir, copy, ignore=shutil.ignore_patterns("report.html"))
+    shutil.copytree(gallery.out_dir, copy, ignore=shutil.ignore_patterns("report.html", "report"))
     return copy
 
 
@@ -70,6 +70,12 @@ def counts(gallery: Sweep, with_plan: bool) -> tuple[int, int, int, int]:
     return done + failed + (not_run if with_plan else 0), done, failed, not_run
 
 
+def images(gallery: Sweep) -> int:
+    """Distinct image contents of the sweep (one thumbnail each)."""
+    return len({o.sha256 for j in gallery.state.jobs.values() if j.state == "completed" and j.done is not None
+                for o in j.done.outputs})
+
+
 def test_report_of_an_output_directory_reads_the_manifest_alone(gallery: Sweep, outdir: Path) -> None:
     result = report_cli(str(outdir))
     jobs, done, failed, _ = counts(gallery, with_plan=False)
@@ -77,8 +83,12 @@ def test_report_of_an_output_directory_reads_the_manifest_alone(gallery: Sweep, 
     planned = format_usd(2_800_000 * jobs)
     assert (result.code, result.err) == (0, "")
     assert result.out == (f"report: {outdir}/report.html — {jobs} jobs ({done} done, {failed} failed); "
-                          f"{done} images; billed {billed} of {planned} planned\n")
+                          f"{done} images; billed {billed} of {planned} planned\n"
+                          f"  2 pages (2 written, 0 unchanged); thumbnails: {images(gallery)} made, 0 reused\n")
     assert (outdir / "report.html").is_file()
+    assert sorted(p.name for p in (outdir / "report").glob("*.html")) == ["grid-0001.html", "problems-0001.html"]
+    again = report_cli(str(outdir))
+    assert again.out.endswith(f"\n  2 pages (0 written, 2 unchanged); thumbnails: 0 made, {images(gallery)} reused\n")
 
 
 def test_report_of_a_recipe_shows_the_jobs_not_run_too(gallery: Sweep, outdir: Path) -> None:
@@ -87,24 +97,27 @@ def test_report_of_a_recipe_shows_the_jobs_not_run_too(gallery: Sweep, outdir: P
     assert (result.code, result.err) == (0, "")
     assert result.out == (f"report: {outdir}/report.html — {jobs} jobs ({done} done, {failed} failed, "
                           f"{not_run} not run); {done} images; billed {format_usd(gallery.state.settled)} of "
-                          f"{format_usd(gallery.plan.total_cost)} planned\n")
-    root = parse((outdir / "report.html").read_text(encoding="utf-8"))
-    assert [th.text for th in root.all("section.facet")[0].all("th.row")] == ["1:1", "16:9"]
-    assert len(root.all("div.job")) == jobs
+                          f"{format_usd(gallery.plan.total_cost)} planned\n"
+                          f"  2 pages (2 written, 0 unchanged); thumbnails: {images(gallery)} made, 0 reused\n")
+    site = read_site(outdir / "report.html")
+    assert [th.text for th in site.sections()[0].all("th.row")] == ["1:1", "16:9"]
+    assert len(site.jobs()) == jobs
 
 
 def test_output_file_elsewhere(gallery: Sweep, outdir: Path, tmp_path: Path) -> None:
     result = report_cli(str(outdir), "-o", str(tmp_path / "site" / "g.html"))
     assert result.code == 0 and result.out.startswith(f"report: {tmp_path}/site/g.html — ")
-    html = (tmp_path / "site" / "g.html").read_text(encoding="utf-8")
-    assert 'src="../out/' in html and not (outdir / "report.html").exists()
+    html = (tmp_path / "site" / "g" / "grid-0001.html").read_text(encoding="utf-8")
+    assert 'href="../../out/' in html and 'src="./thumbs/' in html
+    assert not (outdir / "report.html").exists() and not (outdir / "report").exists()
 
 
 def test_an_unknown_axis_is_a_usage_error_listing_the_axes(outdir: Path) -> None:
     result = report_cli(str(outdir), "--cols", "colour")
     assert (result.code, result.out) == (2, "")
     assert result.err == "error: --cols colour: no such axis; the axes are: subject, style, ratio\n"
-    assert not (outdir / "report.html").exists()
+    assert not (outdir / "report.html").exists() and not (outdir / "report").exists()
+    assert not list(outdir.glob(".report*"))
 
 
 def test_the_same_axis_twice_is_a_usage_error(outdir: Path) -> None:
@@ -145,6 +158,7 @@ def test_report_after_run_only_warns_when_the_page_cannot_be_written(gallery: Sw
     assert err.getvalue() == (f"report: not written: {outdir}/report.html: cannot write the report: "
                               "Is a directory\n")
     assert [p.name for p in outdir.iterdir() if p.name.startswith(".report")] == []
+    assert not (outdir / "report").exists()
 
 
 def test_the_report_command_is_registered_in_the_cli(outdir: Path) -> None:
@@ -160,5 +174,5 @@ def test_report_after_a_run_narrowed_by_only_shows_the_whole_sweep(gallery: Swee
     assert narrowed.filtered_out and len(narrowed.jobs) == len(gallery.plan.jobs) // 2
     path = report_after_run(narrowed, io.StringIO())
     assert path is not None
-    root = parse(path.read_text(encoding="utf-8"))
-    assert len(root.all("div.job")) == len(gallery.plan.jobs) and not root.all("section.others")
+    site = read_site(path)
+    assert len(site.jobs()) == len(gallery.plan.jobs) and not site.others

@@ -1,40 +1,50 @@
-"""The gallery report: a static, self-contained HTML page of a sweep's images.
+"""The gallery report: static, self-contained HTML pages of a sweep's images, at any size.
 
-``collect`` reads an output directory's manifest (and the plan, when the recipe is
-known) into frozen ``ReportData``; ``render_report`` lays it out as a grid over two
-matrix axes with the others as facets; ``write_report`` does both and writes the page
-(temp file + rename). The page references the images relatively, so it works from
-``file://`` and after the directory is copied elsewhere.
+``write_report`` writes an index page (``report.html``: totals, axes, the list of pages) and beside
+it a directory (``report/``) of grid pages of at most ``PAGE_JOBS`` jobs each, lists of the jobs
+that produced no image, and a thumbnail per image content (``report/thumbs/``). It streams the
+manifest (``source``, its only reader) instead of holding it, and rewrites only the pages whose
+content changed. Every link is relative, so the directory works from ``file://`` and after being
+copied elsewhere.
 """
 
 from __future__ import annotations
 
-from .collect import build_report_data, collect
-from .grid import Cell, Facet, Layout, choose_axes, layout
-from .html import image_href, render_report
-from .model import STATUS_TEXT, STATUSES, AxisInfo, ImageRef, JobEntry, ReportData, Totals
-from .write import REPORT_NAME, ReportError, report_path, write_html, write_report
+from .collect import Collected, collect, report_status
+from .grid import COLS_PER_PAGE, Layout, choose_axes, layout
+from .html import image_href, page_name
+from .model import STATUS_TEXT, STATUSES, AxisInfo, ImageRef, JobEntry, ReportSummary, Totals
+from .pages import LIST_JOBS, PAGE_JOBS
+from .thumbs import THUMB_BOX, ThumbStats, make_thumbnail
+from .write import REPORT_NAME, ReportError, ReportResult, pages_dir, report_path, write_html, write_report
 
 __all__ = [
+    "COLS_PER_PAGE",
+    "LIST_JOBS",
+    "PAGE_JOBS",
     "REPORT_NAME",
     "STATUSES",
     "STATUS_TEXT",
+    "THUMB_BOX",
     "AxisInfo",
-    "Cell",
-    "Facet",
+    "Collected",
     "ImageRef",
     "JobEntry",
     "Layout",
-    "ReportData",
     "ReportError",
+    "ReportResult",
+    "ReportSummary",
+    "ThumbStats",
     "Totals",
-    "build_report_data",
     "choose_axes",
     "collect",
     "image_href",
     "layout",
-    "render_report",
+    "make_thumbnail",
+    "page_name",
+    "pages_dir",
     "report_path",
+    "report_status",
     "write_html",
     "write_report",
 ]

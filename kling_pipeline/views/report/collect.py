@@ -1,27 +1,28 @@
-"""From an output directory's manifest (and the plan, when the recipe is known) to ``ReportData``.
-
-The only I/O: reading the manifest and checking that recorded images exist.
-``build_report_data`` is the pure part, from a replayed manifest.
-"""
+"""The manifest's jobs (and the plan's, when the recipe is known) to ``JobEntry`` lines on disk and a
+``ReportSummary`` in memory: totals and axes are tallied as the jobs stream past, one manifest
+bucket at a time. The manifest itself is read by ``source`` only."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping
+import re
+import stat
+from array import array
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TextIO
 
 from ...core.errors import KlingError, UsageError
 from ...core.jobs import Job
 from ...core.planning import Plan
-from ...store.journal import MANIFEST_NAME, read_records
-from ...store.records import OutputEntry
-from ...store.state import JobState, ManifestState
-from .model import STATUSES, AxisInfo, ImageRef, JobEntry, ReportData, Totals
+from ...store.journal import MANIFEST_NAME
+from .model import STATUSES, AxisInfo, ImageRef, JobEntry, ReportSummary, Totals, entry_line
+from .source import ManifestJob, ManifestOutput, ManifestSource
 
-__all__ = ["build_report_data", "collect", "report_status"]
+__all__ = ["Collected", "collect", "report_status"]
 
-Exists = Callable[[str], bool]
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def report_status(state: str) -> str:
@@ -33,112 +34,178 @@ def report_status(state: str) -> str:
     return "not_run"  # new, not_created, or no record at all
 
 
-def collect(out_dir: Path, plan: Plan | None = None) -> ReportData:
+@dataclass(frozen=True, slots=True)
+class Collected:
+    summary: ReportSummary
+    grid: Path  # JSON lines of the grid's jobs (``model.entry_line``), in no particular order
+    others: Path  # jobs in the manifest but not in the plan
+
+
+def collect(out_dir: Path, plan: Plan | None, workdir: Path) -> Collected:
     """Read ``out_dir``'s manifest. Without a plan the manifest must exist; with one, jobs the
     manifest does not know are "not run"."""
-    out_dir = Path(out_dir)
     manifest = out_dir / MANIFEST_NAME
     if plan is None and not manifest.is_file():
         raise UsageError(f"{out_dir}: no {MANIFEST_NAME} here; give the recipe, or the output directory "
                          "of a kling-pipeline run")
-    state = ManifestState.replay(read_records(manifest))
-    return build_report_data(out_dir, state, plan, exists=lambda rel: (out_dir / rel).is_file())
+    source = ManifestSource(manifest, workdir)
+    source.scan()
+    by_bucket = [array("L") for _ in range(source.count)]
+    for i, job in enumerate(plan.jobs if plan is not None else ()):
+        by_bucket[source.bucket_of(job.key)].append(i)
+    tally = _Tally()
+    grid_path, others_path = workdir / "grid.jsonl", workdir / "others.jsonl"
+    with grid_path.open("w", encoding="ascii") as grid, others_path.open("w", encoding="ascii") as others:
+        for index, jobs in source.buckets():
+            if plan is None:
+                for mj in jobs:
+                    tally.grid(_manifest_entry(mj, out_dir, mj.line), mj, grid)
+            else:
+                _join(plan, by_bucket[index], jobs, out_dir, tally, grid, others)
+    return Collected(_summary(out_dir, plan, source, tally), grid_path, others_path)
 
 
-def build_report_data(out_dir: Path, state: ManifestState, plan: Plan | None = None, *,
-                      exists: Exists | None = None) -> ReportData:
-    """Pure, given ``exists`` (is this file, relative to ``out_dir``, present?)."""
-    present: Exists = exists or (lambda _rel: True)
-    last_run = state.runs[-1] if state.runs else None
+def _join(plan: Plan, planned: array[int], jobs: list[ManifestJob], out_dir: Path, tally: _Tally, grid: TextIO,
+          others: TextIO) -> None:
+    """One bucket: the plan's jobs (``planned``: their indexes) with what the manifest says of them;
+    the manifest's other jobs apart, after the plan's in order."""
+    known = {mj.key: mj for mj in jobs}
+    for i in planned:
+        job = plan.jobs[i]
+        found = known.pop(job.key, None)
+        tally.grid(_plan_entry(job, i, found, plan, out_dir), found, grid)
+    for mj in known.values():
+        tally.other(_manifest_entry(mj, out_dir, len(plan.jobs) + mj.line), mj, others)
+
+
+class _Tally:
+    """Totals and axes, from the entries as they pass."""
+
+    def __init__(self) -> None:
+        self.counts = dict.fromkeys(STATUSES, 0)
+        self.jobs = self.images = self.missing = self.planned = self.billed = self.reserved = self.others = 0
+        self.per_cell = 1
+        self.repeats = False
+        self.names: dict[str, int] = {}  # axis -> first order
+        self.having: dict[str, int] = {}  # axis -> jobs that have it
+        self.values: dict[str, dict[str, int]] = {}  # axis -> value -> first order
+
+    def grid(self, entry: JobEntry, mj: ManifestJob | None, out: TextIO) -> None:
+        out.write(entry_line(entry) + "\n")
+        self.jobs += 1
+        self.counts[entry.status] += 1
+        if entry.status == "completed":
+            shown = sum(1 for image in entry.images if image.shown)
+            self.images += shown
+            self.missing += len(entry.images) - shown
+        self.planned += entry.planned or 0
+        self.per_cell = max(self.per_cell, entry.repeat_index + 1)
+        self.repeats = self.repeats or entry.repeat_index > 0
+        for name, value in entry.labels:
+            if name not in self.names or entry.order < self.names[name]:
+                self.names[name] = entry.order
+            self.having[name] = self.having.get(name, 0) + 1
+            seen = self.values.setdefault(name, {})
+            if value not in seen or entry.order < seen[value]:
+                seen[value] = entry.order
+        self._money(mj)
+
+    def other(self, entry: JobEntry, mj: ManifestJob, out: TextIO) -> None:
+        out.write(entry_line(entry) + "\n")
+        self.others += 1
+        self._money(mj)
+
+    def _money(self, mj: ManifestJob | None) -> None:
+        if mj is not None:
+            self.billed += mj.billed
+            self.reserved += mj.outstanding
+
+    def axes(self, written: Mapping[str, tuple[str, ...]]) -> tuple[AxisInfo, ...]:
+        """The recipe's axes first (values in written order), then keys added by ``include`` or known
+        only from the manifest, in first-seen order; values that occur only."""
+        names = [n for n in written if n in self.names]
+        names += sorted((n for n in self.names if n not in written), key=self.names.__getitem__)
+        axes = []
+        for name in names:
+            seen = self.values[name]
+            order = [v for v in written.get(name, ()) if v in seen]
+            listed = set(order)
+            order += sorted((v for v in seen if v not in listed), key=seen.__getitem__)
+            axes.append(AxisInfo(name, tuple(order), self.having[name] < self.jobs))
+        return tuple(axes)
+
+
+def _summary(out_dir: Path, plan: Plan | None, source: ManifestSource, tally: _Tally) -> ReportSummary:
+    last = source.runs[-1] if source.runs else None
+    totals = Totals(jobs=tally.jobs, by_status=tuple(tally.counts.items()), images=tally.images,
+                    images_missing=tally.missing, planned=plan.total_cost if plan is not None else tally.planned,
+                    billed=tally.billed, reserved=tally.reserved)
+    title: str
     recipe: str | None
     app: str | None
     if plan is not None:
-        keys = {job.key for job in plan.jobs}
-        jobs = tuple(_plan_entry(job, state.jobs.get(job.key), plan, present) for job in plan.jobs)
-        others = tuple(_manifest_entry(j, present) for j in state.jobs.values() if j.key not in keys)
-        axes = _axes(jobs, _plan_axis_order(plan))
+        written = {axis.name: tuple(v.label for v in axis.values) for axis in plan.recipe.matrix.axes}
         title, recipe, app = plan.recipe.name, plan.recipe.file, str(plan.recipe.app)
-        cap, planned = plan.budget_microcents, plan.total_cost
+        axes, cap = tally.axes(written), plan.budget_microcents
     else:
-        jobs = tuple(_manifest_entry(j, present) for j in state.jobs.values())
-        others = ()
-        axes = _axes(jobs, {})
-        recipe = _str_or_none(last_run.recipe if last_run else None)
+        recipe = last.recipe if last else None
         title = PurePosixPath(recipe).stem if recipe else out_dir.name or str(out_dir)
-        app = _str_or_none(last_run.app if last_run else None)
-        cap = last_run.cap_microcents if last_run else None
-        planned = sum(j.planned or 0 for j in jobs)
-    counts = dict.fromkeys(STATUSES, 0)
-    for entry in jobs:
-        counts[entry.status] += 1
-    done_images = [img for entry in jobs if entry.status == "completed" for img in entry.images]
-    at = last_run.at if last_run else None
-    totals = Totals(
-        jobs=len(jobs), by_status=tuple(counts.items()),
-        images=sum(1 for img in done_images if img.shown),
-        images_missing=sum(1 for img in done_images if not img.shown),
-        planned=planned, billed=state.settled, reserved=state.reserved,
-    )
-    return ReportData(
-        title=title, out_dir=out_dir, recipe=recipe, app=app, from_plan=plan is not None, axes=axes,
-        jobs=jobs, totals=totals, other_jobs=others, cap=cap, runs=len(state.runs),
-        last_run_at=float(at) if isinstance(at, int | float) and not isinstance(at, bool) else None,
-    )
+        app, axes, cap = (last.app if last else None), tally.axes({}), (last.cap if last else None)
+    return ReportSummary(title=title, out_dir=out_dir, recipe=recipe, app=app, from_plan=plan is not None,
+                         axes=axes, totals=totals, other_jobs=tally.others, cap=cap, runs=len(source.runs),
+                         last_run_at=last.at if last else None, per_cell=tally.per_cell, repeats=tally.repeats)
 
 
-def _str_or_none(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _plan_entry(job: Job, js: JobState | None, plan: Plan, present: Exists) -> JobEntry:
-    if js is not None and js.intent:
-        return _entry(js, present, labels=tuple(job.combination.labels.items()), job_id=job.id,
-                      repeat_index=job.repeat_index, planned=job.cost)
+def _plan_entry(job: Job, order: int, mj: ManifestJob | None, plan: Plan, out_dir: Path) -> JobEntry:
+    labels = tuple(job.combination.labels.items())
+    if mj is not None and mj.submitted:
+        return _entry(mj, out_dir, labels=labels, job_id=job.id, repeat_index=job.repeat_index, planned=job.cost,
+                      order=order)
     prompt: str | None
     try:
         value = plan.render(job).request.get("prompt")
         prompt = value if isinstance(value, str) else None
     except KlingError:  # a reference file changed since planning: the prompt is still unknown
         prompt = None
-    state = js.state if js is not None else "none"
+    state = mj.state if mj is not None else "none"
     return JobEntry(
-        job_id=job.id, key=job.key, labels=tuple(job.combination.labels.items()), repeat_index=job.repeat_index,
-        status=report_status(state), state=state, prompt=prompt, planned=job.cost,
-        billed=js.billed if js is not None else 0, error=js.error if js is not None else None,
-        task_id=js.task_id if js is not None else None, attempts=js.attempts if js is not None else 0,
+        job_id=job.id, labels=labels, repeat_index=job.repeat_index, status=report_status(state), state=state,
+        prompt=prompt, planned=job.cost, billed=mj.billed if mj is not None else 0,
+        error=mj.error if mj is not None else None, task_id=mj.task_id if mj is not None else None,
+        attempts=mj.attempts if mj is not None else 0, order=order,
     )
 
 
-def _manifest_entry(js: JobState, present: Exists) -> JobEntry:
-    intent = js.intent
-    labels = tuple(intent.combination.items()) if intent is not None else ()
-    return _entry(js, present, labels=labels, job_id=js.job_id or js.key[:10],
-                  repeat_index=intent.repeat_index if intent is not None else 0,
-                  planned=intent.reserved_microcents if intent is not None else None)
+def _manifest_entry(mj: ManifestJob, out_dir: Path, order: int) -> JobEntry:
+    return _entry(mj, out_dir, labels=mj.labels, job_id=mj.job_id, repeat_index=mj.repeat_index,
+                  planned=mj.reserved, order=order)
 
 
-def _entry(js: JobState, present: Exists, *, labels: tuple[tuple[str, str], ...], job_id: str,
-           repeat_index: int, planned: int | None) -> JobEntry:
-    prompt = js.intent.input.get("prompt") if js.intent is not None else None
-    images = _images(js.done.outputs, present) if js.state == "completed" and js.done is not None else ()
+def _entry(mj: ManifestJob, out_dir: Path, *, labels: tuple[tuple[str, str], ...], job_id: str,
+           repeat_index: int, planned: int | None, order: int) -> JobEntry:
     return JobEntry(
-        job_id=job_id, key=js.key, labels=labels, repeat_index=repeat_index, status=report_status(js.state),
-        state=js.state, images=images, prompt=prompt if isinstance(prompt, str) else None, planned=planned,
-        billed=js.billed, error=js.error, task_id=js.task_id, attempts=js.attempts,
+        job_id=job_id, labels=labels, repeat_index=repeat_index, status=report_status(mj.state), state=mj.state,
+        images=tuple(_image(o, out_dir) for o in mj.outputs), prompt=mj.prompt, planned=planned,
+        billed=mj.billed, error=mj.error, task_id=mj.task_id, attempts=mj.attempts, order=order,
     )
 
 
-def _images(outputs: tuple[OutputEntry, ...], present: Exists) -> tuple[ImageRef, ...]:
-    refs = []
-    for item in outputs:
-        problem = None
-        if not _inside(item.path):
-            problem = "outside the output directory"
-        elif not present(item.path):
+def _image(output: ManifestOutput, out_dir: Path) -> ImageRef:
+    """Where the file is and whether its recorded sha256 can name its thumbnail (only when the file
+    still has the recorded size; otherwise the thumbnail step hashes the file itself)."""
+    path, problem, sha = output.path, None, None
+    if not _inside(path):
+        problem = "outside the output directory"
+    else:
+        try:
+            st = os.stat(os.path.join(out_dir, path))
+        except (OSError, ValueError):
+            st = None
+        if st is None or not stat.S_ISREG(st.st_mode):
             problem = "missing"
-        refs.append(ImageRef(path=item.path, content_type=item.content_type or None,
-                             size=item.size if item.size >= 0 else None, problem=problem))
-    return tuple(refs)
+        elif output.sha256 is not None and _SHA256.fullmatch(output.sha256) and output.size == st.st_size:
+            sha = output.sha256
+    return ImageRef(path=path, content_type=output.content_type, size=output.size, problem=problem, sha256=sha)
 
 
 def _inside(path: str) -> bool:
@@ -146,27 +213,3 @@ def _inside(path: str) -> bool:
     if not path or "\\" in path or "\x00" in path or path.startswith(("/", "~")) or path[1:2] == ":":
         return False
     return ".." not in PurePosixPath(path).parts and not os.path.isabs(path)
-
-
-def _plan_axis_order(plan: Plan) -> dict[str, tuple[str, ...]]:
-    """Axis name -> value labels as the recipe writes them."""
-    return {axis.name: tuple(v.label for v in axis.values) for axis in plan.recipe.matrix.axes}
-
-
-def _axes(jobs: Iterable[JobEntry], written: Mapping[str, tuple[str, ...]]) -> tuple[AxisInfo, ...]:
-    """Every matrix key the jobs have: the recipe's axes first (values in written order), then keys
-    added by ``include`` or known only from the manifest, in first-seen order; values that occur only."""
-    seen: dict[str, dict[str, None]] = {name: {} for name in written}
-    jobs = list(jobs)
-    for entry in jobs:
-        for name, value in entry.labels:
-            seen.setdefault(name, {})[value] = None
-    axes = []
-    for name, values in seen.items():
-        if not values:
-            continue
-        order = [v for v in written.get(name, ()) if v in values]
-        order += [v for v in values if v not in order]
-        partial = any(entry.label(name) is None for entry in jobs)
-        axes.append(AxisInfo(name, tuple(order), partial))
-    return tuple(axes)

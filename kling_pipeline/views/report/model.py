@@ -1,11 +1,26 @@
-"""What a gallery report shows: frozen data, built by ``collect`` and laid out by ``layout``."""
+"""What a gallery report shows: frozen data. ``collect`` builds it one job at a time, ``grid`` places
+the jobs on pages, ``html`` renders them. No stage holds every job: entries travel through temporary
+files as JSON lines (``entry_line`` / ``parse_entry``)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-__all__ = ["STATUSES", "STATUS_TEXT", "AxisInfo", "ImageRef", "JobEntry", "ReportData", "Totals"]
+__all__ = [
+    "PROBLEM_STATUSES",
+    "STATUSES",
+    "STATUS_TEXT",
+    "AxisInfo",
+    "ImageRef",
+    "JobEntry",
+    "ReportSummary",
+    "Totals",
+    "entry_line",
+    "parse_entry",
+]
 
 # A job's status in the report, from the manifest's state (see ``collect.report_status``).
 STATUSES = ("completed", "failed", "cancelled", "rejected", "unknown", "in_flight", "not_run")
@@ -18,6 +33,8 @@ STATUS_TEXT = {
     "in_flight": "in flight",
     "not_run": "not run",
 }
+# Listed apart, on the problem pages: jobs that did not produce an image (and are not simply not run).
+PROBLEM_STATUSES = ("failed", "cancelled", "rejected", "unknown", "in_flight")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,10 +45,16 @@ class ImageRef:
     content_type: str | None = None
     size: int | None = None
     problem: str | None = None  # why it cannot be shown: "missing", "outside the output directory"
+    sha256: str | None = None  # as recorded (64 hex digits), when it is one
+    thumb: str | None = None  # the thumbnail, relative to the thumbnails directory ("ab/ab12….jpg")
+    unreadable: str | None = None  # why no thumbnail could be made (the full image is still linked)
 
     @property
     def shown(self) -> bool:
         return self.problem is None
+
+    def with_thumbnail(self, thumb: str) -> ImageRef:
+        return ImageRef(self.path, self.content_type, self.size, self.problem, self.sha256, thumb, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +62,6 @@ class JobEntry:
     """One job: its place in the matrix, what happened to it, what it cost."""
 
     job_id: str
-    key: str
     labels: tuple[tuple[str, str], ...]  # (axis, value label), in axis order
     repeat_index: int
     status: str  # one of STATUSES
@@ -51,6 +73,7 @@ class JobEntry:
     error: str | None = None
     task_id: str | None = None
     attempts: int = 0
+    order: int = 0  # plan order, else the manifest line that first names the job
 
     def label(self, axis: str) -> str | None:
         for name, value in self.labels:
@@ -61,6 +84,15 @@ class JobEntry:
     @property
     def status_text(self) -> str:
         return STATUS_TEXT.get(self.status, self.status)
+
+    def with_images(self, images: tuple[ImageRef, ...]) -> JobEntry:
+        return JobEntry(self.job_id, self.labels, self.repeat_index, self.status, self.state, images, self.prompt,
+                        self.planned, self.billed, self.error, self.task_id, self.attempts, self.order)
+
+    @property
+    def combination(self) -> str:
+        """``subject=mug, style=noir`` (empty for the single job of an empty matrix)."""
+        return ", ".join(f"{name}={value}" for name, value in self.labels)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +108,11 @@ class AxisInfo:
     def size(self) -> int:
         return len(self.values) + (1 if self.partial else 0)
 
+    @property
+    def all_values(self) -> tuple[str | None, ...]:
+        """The values with None ("not set") last when some jobs lack the key."""
+        return self.values + ((None,) if self.partial else ())
+
 
 @dataclass(frozen=True, slots=True)
 class Totals:
@@ -90,24 +127,49 @@ class Totals:
     def count(self, status: str) -> int:
         return dict(self.by_status).get(status, 0)
 
+    @property
+    def problems(self) -> int:
+        return sum(n for status, n in self.by_status if status in PROBLEM_STATUSES)
+
 
 @dataclass(frozen=True, slots=True)
-class ReportData:
+class ReportSummary:
+    """Everything about a sweep except its jobs (those stream through ``entries``)."""
+
     title: str
     out_dir: Path
     recipe: str | None
     app: str | None
     from_plan: bool  # jobs come from the recipe's plan (else from the manifest alone)
     axes: tuple[AxisInfo, ...]
-    jobs: tuple[JobEntry, ...]  # the grid's jobs, in plan (or manifest) order
     totals: Totals
-    other_jobs: tuple[JobEntry, ...] = ()  # in the manifest but not in the plan (an earlier recipe version)
+    other_jobs: int = 0  # in the manifest but not in the plan (an earlier recipe version)
     cap: int | None = None  # microcents: the budget cap that applies (or the last run's)
     runs: int = 0
     last_run_at: float | None = None  # unix time of the last run record
+    per_cell: int = 1  # jobs that share one combination (the recipe's repeats), at most
+    repeats: bool = False  # some job has a repeat index above 0
 
     def axis(self, name: str) -> AxisInfo | None:
         for axis in self.axes:
             if axis.name == name:
                 return axis
         return None
+
+
+def entry_line(entry: JobEntry) -> str:
+    """One ASCII JSON line (``json`` escapes control characters, and lone surrogates a hostile
+    manifest may hold)."""
+    images = [[i.path, i.content_type, i.size, i.problem, i.sha256, i.thumb, i.unreadable] for i in entry.images]
+    return json.dumps([entry.job_id, entry.labels, entry.repeat_index, entry.status, entry.state, images,
+                       entry.prompt, entry.planned, entry.billed, entry.error, entry.task_id, entry.attempts,
+                       entry.order], separators=(",", ":"))
+
+
+def parse_entry(line: str) -> JobEntry:
+    """The inverse of ``entry_line`` (the report's own temporary files only)."""
+    v: list[Any] = json.loads(line)
+    images = tuple(ImageRef(*item) for item in v[5])
+    return JobEntry(job_id=v[0], labels=tuple((a, b) for a, b in v[1]), repeat_index=v[2], status=v[3],
+                    state=v[4], images=images, prompt=v[6], planned=v[7], billed=v[8], error=v[9],
+                    task_id=v[10], attempts=v[11], order=v[12])

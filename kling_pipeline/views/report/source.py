@@ -1,0 +1,201 @@
+"""The report's one reader of the manifest: records in, ``ManifestJob``s out, never the whole file.
+
+``ManifestSource`` streams ``manifest.jsonl`` line by line and spreads each job's records, slimmed
+to what the report shows, over a few bucket files (by a hash of the job's content key), then replays
+one bucket at a time with the store's own ``ManifestState``. So the records of every job are folded
+exactly as a run folds them, while memory holds one bucket (a few thousand jobs), not the sweep.
+Nothing else in the report knows the record format.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import zlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from ...store.journal import ManifestError
+from ...store.records import parse
+from ...store.state import JobState, ManifestState
+
+__all__ = ["ManifestJob", "ManifestOutput", "ManifestSource", "RunInfo"]
+
+BUCKET_BYTES = 1 << 20  # about this much manifest per bucket: ~1,000 jobs, a few MB replayed
+MAX_BUCKETS = 128
+MAX_OUTPUTS = 64  # outputs kept per job (the app returns up to 9): a manifest is only data
+_RUN_FIELDS = ("recipe", "app", "cap_microcents", "at")
+_JOB_FIELDS = {
+    "intent": ("job", "attempt", "reserved_microcents", "combination", "repeat_index"),
+    "accepted": ("task",),
+    "adopted": ("task",),
+    "unknown": ("reason",),
+    "not_created": ("reason",),
+    "done": ("job", "status", "task", "billed_microcents", "error"),
+}
+_OUTPUT_FIELDS = ("path", "sha256", "size", "content_type")
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestOutput:
+    path: str
+    sha256: str | None
+    size: int | None
+    content_type: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestJob:
+    """What the manifest says about one job, as the report needs it."""
+
+    key: str
+    job_id: str
+    state: str  # the store's state: new | intent | submitted | unknown | not_created | completed | ...
+    submitted: bool  # an intent was recorded: the job was (about to be) sent
+    labels: tuple[tuple[str, str], ...]  # the combination of its last intent
+    repeat_index: int
+    prompt: str | None
+    reserved: int | None  # microcents reserved by its last attempt
+    outstanding: int  # microcents still reserved (an unsettled submit)
+    billed: int
+    error: str | None
+    task_id: str | None
+    attempts: int
+    outputs: tuple[ManifestOutput, ...]  # completed jobs only
+    line: int  # the manifest line that first names it
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    recipe: str | None
+    app: str | None
+    cap: int | None
+    at: float | None
+
+
+class ManifestSource:
+    """``scan()`` once, then ``bucket_of(key)`` and ``buckets()``; ``runs`` is filled by the scan."""
+
+    def __init__(self, path: Path, workdir: Path) -> None:
+        self.path = path
+        self.workdir = workdir
+        self.runs: list[RunInfo] = []
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        except OSError as exc:
+            raise ManifestError(f"{path}: cannot read the manifest: {exc.strerror or exc}") from None
+        self.count = max(1, min(MAX_BUCKETS, size // BUCKET_BYTES + 1))
+
+    def bucket_of(self, key: str) -> int:
+        return zlib.crc32(key.encode("utf-8", "surrogatepass")) % self.count
+
+    def _bucket_path(self, index: int) -> Path:
+        return self.workdir / f"bucket-{index:03d}.jsonl"
+
+    def scan(self) -> None:
+        """Read the manifest once, slimming each job record into its bucket. A last line without its
+        newline (a write cut by kill -9) is ignored, as a run ignores it."""
+        files: list[IO[bytes]] = []
+        try:
+            files = [self._bucket_path(i).open("wb") for i in range(self.count)]
+            try:
+                fh = self.path.open("rb")
+            except FileNotFoundError:
+                return
+            except OSError as exc:
+                raise ManifestError(f"{self.path}: cannot read the manifest: {exc.strerror or exc}") from None
+            with fh:
+                for number, line in enumerate(fh, 1):
+                    if not line.endswith(b"\n") or not line.strip():
+                        continue
+                    self._route(number, line, files)
+        finally:
+            for f in files:
+                f.close()
+
+    def _route(self, number: int, line: bytes, files: list[IO[bytes]]) -> None:
+        try:
+            record = json.loads(line.decode("utf-8"))  # (str: json.loads of bytes guesses the encoding first)
+        except ValueError:
+            raise ManifestError(
+                f"{self.path}:{number}: corrupt manifest line (not JSON); the file was changed by hand? "
+                "Move it away to start over (spend recorded in it is then forgotten)") from None
+        if not isinstance(record, dict):
+            return
+        kind, key = record.get("t"), record.get("key")
+        if kind == "run":
+            self.runs.append(_run_info(record))
+        elif isinstance(key, str) and kind in _JOB_FIELDS:
+            slim = _slim(record, kind, key)
+            slim["_n"] = number
+            files[self.bucket_of(key)].write(json.dumps(slim).encode("ascii") + b"\n")
+
+    def buckets(self) -> Iterator[tuple[int, list[ManifestJob]]]:
+        """Each bucket's index and jobs, folded by the store's ``ManifestState``; one bucket in memory at a time.
+        A record the store cannot fold (a value of the wrong type) is skipped, not fatal."""
+        for index in range(self.count):
+            path = self._bucket_path(index)
+            state, first = ManifestState(), dict[str, int]()
+            with contextlib.suppress(FileNotFoundError), path.open(encoding="ascii") as fh:
+                for line in fh:
+                    record = json.loads(line)
+                    first.setdefault(record["key"], record.pop("_n"))
+                    typed = parse(record)  # None for a record missing what its kind needs: skipped
+                    if typed is not None:
+                        state.apply(typed)
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            yield index, [_job(js, first[js.key]) for js in state.jobs.values()]
+
+
+def _slim(record: Mapping[str, Any], kind: str, key: str) -> dict[str, Any]:
+    slim: dict[str, Any] = {"t": kind, "key": key}
+    for name in _JOB_FIELDS[kind]:
+        if name in record:
+            slim[name] = record[name]
+    if kind == "intent":
+        request = record.get("input")
+        if isinstance(request, Mapping) and isinstance(request.get("prompt"), str):
+            slim["input"] = {"prompt": request["prompt"]}
+    elif kind == "done" and isinstance(record.get("outputs"), list):
+        slim["outputs"] = [{k: item[k] for k in _OUTPUT_FIELDS if k in item}
+                           for item in record["outputs"][:MAX_OUTPUTS] if isinstance(item, Mapping)]
+    return slim
+
+
+def _run_info(record: Mapping[str, Any]) -> RunInfo:
+    recipe, app, cap, at = (record.get(name) for name in _RUN_FIELDS)
+    return RunInfo(recipe=recipe if isinstance(recipe, str) and recipe else None,
+                   app=app if isinstance(app, str) and app else None,
+                   cap=_int(cap), at=float(at) if isinstance(at, int | float) and not isinstance(at, bool) else None)
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _job(js: JobState, line: int) -> ManifestJob:
+    intent, done = js.intent, js.done
+    labels = tuple(intent.combination.items()) if intent is not None else ()
+    outputs: tuple[ManifestOutput, ...] = ()
+    if js.state == "completed" and done is not None:
+        outputs = tuple(ManifestOutput(path=o.path, sha256=o.sha256 or None, size=o.size if o.size >= 0 else None,
+                                       content_type=o.content_type or None) for o in done.outputs if o.path)
+    unsettled = not js.terminal and js.state != "not_created"
+    return ManifestJob(
+        key=js.key, job_id=js.job_id or js.key[:10], state=js.state, submitted=intent is not None, labels=labels,
+        repeat_index=intent.repeat_index if intent is not None else 0,
+        prompt=_str(intent.input.get("prompt")) if intent is not None else None,
+        reserved=intent.reserved_microcents if intent is not None else None,
+        outstanding=js.reserved if unsettled else 0,
+        billed=js.billed, error=_str(js.error), task_id=_str(js.task_id), attempts=js.attempts,
+        outputs=outputs, line=line)
