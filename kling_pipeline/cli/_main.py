@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import TextIO, cast
 
 from .. import __version__
-from . import _plan, _report, _run, _status, _webhook
+from . import _plan, _report, _run, _runs, _status, _webhook
 from ._exit import report
 from ._flags import add_max_jobs, http_url
 
@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compare the price table with the service's estimate endpoint (exit 1 if they differ)")
     p.add_argument("--emulator", action="store_true", help="with --check-prices: ask the bundled emulator")
     p.add_argument("--base-url", metavar="URL", type=http_url, help="with --check-prices: the API endpoint")
+    p.add_argument("--profile", metavar="NAME", help="with --check-prices: a profile of the config file")
     p.set_defaults(func=_plan.cmd_plan)
 
     p = sub.add_parser("run", help="run the sweep: concurrent, budget-capped, resumable, never paying twice")
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_run.cmd_collect, only=[])
 
     _status.add_status_parser(sub)
+    _runs.add_runs_parser(sub)
     _report.add_report_parser(sub)
     _webhook.add_webhook_parser(sub)
 
@@ -141,6 +143,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
         if argv[:1] == ["emulator"]:  # the emulator parses its own flags (and --help)
             return _emulator(argparse.Namespace(args=argv[1:]), out, err)
         args = parser.parse_args(argv)
+        args.argv = tuple(argv)  # the command line as given (a run's history records it)
         func: Command = args.func
         return func(args, out, err)
     except SystemExit as exc:  # argparse: --help, --version, bad usage (exit 2)
