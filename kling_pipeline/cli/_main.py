@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import TextIO, cast
 
 from .. import __version__
-from . import _plan, _report, _run, _runs, _status, _webhook
+from . import _doctor, _plan, _prune, _report, _run, _runs, _status, _webhook
 from ._exit import report
 from ._flags import add_max_jobs, http_url
 
@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     _status.add_status_parser(sub)
     _runs.add_runs_parser(sub)
+    _doctor.add_doctor_parser(sub)
+    _prune.add_prune_parser(sub)
     _report.add_report_parser(sub)
     _webhook.add_webhook_parser(sub)
 
