@@ -157,7 +157,8 @@ def _lines(plan: Plan, candidates: list[Candidate], busy: list[JobState], remove
     gone = (f"{len(bare)} job{'s' if len(bare) != 1 else ''} no longer in {recipe} "
             f"{'have' if len(bare) != 1 else 'has'} no files left (spend {spent}, still counted against the cap)")
     if not shown and not busy:
-        return [f"{out_dir}: nothing to prune" + (f": {gone}" if bare else f": every job in the manifest is in {recipe}")]
+        why = gone if bare else f"every job in the manifest is in {recipe}"
+        return [f"{out_dir}: nothing to prune: {why}"]
     lines = [f"{out_dir}: {len(shown)} job{'s' if len(shown) != 1 else ''} no longer in {recipe} "
              f"{'have' if len(shown) != 1 else 'has'} files here"]
     for c in shown:
