@@ -39,13 +39,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check recipes (YAML, shape, templates, API schema, files); exit 2 if invalid")
     p.add_argument("recipes", nargs="+", metavar="RECIPE")
     add_max_jobs(p)
+    p.add_argument("--json", action="store_true",
+                   help="one JSON document: each recipe's jobs and cost, or its errors "
+                        "(format kling-pipeline.validate/1)")
     p.set_defaults(func=_plan.cmd_validate)
 
     p = sub.add_parser("plan", help="list the jobs, the exact cost and the budget verdict; nothing is sent")
     p.add_argument("recipe", metavar="RECIPE")
     _recipe_args(p)
     p.add_argument("--json", action="store_true",
-                   help="print the plan as one JSON document (format kling-pipeline.plan/1)")
+                   help="print the plan as one JSON document (format kling-pipeline.plan/1), each job with the "
+                        "request it will send")
+    p.add_argument("--no-requests", action="store_true",
+                   help="with --json: leave each job's rendered request out (a faster plan of a huge sweep)")
     p.add_argument("--rows", type=int, default=20, metavar="N",
                    help="rows of jobs and axis values to show (default 20)")
     p.add_argument("--shard", metavar="I/N", help="only this shard of the jobs (split by content key)")

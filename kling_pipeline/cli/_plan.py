@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
@@ -11,7 +12,7 @@ from typing import Any, TextIO
 from ..core.errors import RecipeError, UsageError
 from ..core.money import format_usd, parse_usd
 from ..core.planning import Plan, parse_only, plan_file
-from ..views.planview import plan_summary, warning_lines, write_plan_json
+from ..views.planview import VALIDATE_FORMAT, plan_summary, validate_entry, warning_lines, write_plan_json
 from ._exit import EXIT_BUDGET, EXIT_FAILED, EXIT_INVALID, EXIT_OK, report
 
 __all__ = ["cmd_plan", "cmd_validate", "gc_paused", "make_plan", "plan_for_cli"]
@@ -74,16 +75,27 @@ def make_plan(args: argparse.Namespace) -> Plan:
 
 def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     code = EXIT_OK
+    entries = []
     for path in args.recipes:
         try:
             p = plan_for_cli(path, **_limits(args))
         except RecipeError as exc:
-            code = max(code, report(exc, err))
+            if args.json:
+                entries.append(validate_entry(path, error=exc))
+                code = EXIT_INVALID
+            else:
+                code = max(code, report(exc, err))
+            continue
+        if args.json:
+            entries.append(validate_entry(p.recipe.file, p))
             continue
         for line in warning_lines(p.warnings):
             err.write(line + "\n")
         out.write(f"{p.recipe.file}: ok — {len(p.jobs):,} job{'s' if len(p.jobs) != 1 else ''}, "
                   f"{format_usd(p.total_cost)}\n")
+    if args.json:
+        doc = {"format": VALIDATE_FORMAT, "valid": code == EXIT_OK, "recipes": entries}
+        out.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     return code if code in (EXIT_OK, EXIT_INVALID) else EXIT_INVALID
 
 
@@ -93,7 +105,7 @@ def cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         for line in warning_lines(p.warnings):
             err.write(line + "\n")
         if args.json:
-            write_plan_json(p, out)
+            write_plan_json(p, out, requests=not args.no_requests)
         else:
             for line in plan_summary(p, rows=max(1, args.rows)):
                 out.write(line + "\n")

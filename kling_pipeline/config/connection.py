@@ -88,15 +88,17 @@ def _env_key(env: Mapping[str, str]) -> tuple[Secret, str] | None:
 
 
 def resolve_connection(env: Mapping[str, str], *, profile: str | None = None, base_url: str | None = None,
-                       hint: str = "") -> Connection:
-    """Base URL and key by the rule above. Raises ``MissingKey``, ``ConfigError``."""
+                       key: Secret | None = None, hint: str = "") -> Connection:
+    """Base URL and key by the rule above (a ``key`` given by the caller comes first).
+    Raises ``MissingKey``, ``ConfigError``."""
     config = load_config(env)
     chosen, explicit = choose_profile(config, profile, env)
     urls = [(base_url, "--base-url")]
-    keys: list[tuple[Secret, str] | None] = []
+    keys: list[tuple[Secret, str] | None] = [None if key is None else (key, "the caller")]
     if chosen is not None and explicit:
         urls.append((chosen.base_url, f"profile {chosen.name}"))
-        keys.append(_profile_key(chosen, env))
+        if key is None:
+            keys.append(_profile_key(chosen, env))
     urls.append((env.get(BASE_URL_ENV, "").strip() or None, f"${BASE_URL_ENV}"))
     if chosen is not None and not explicit:
         urls.append((chosen.base_url, f"profile {chosen.name}"))

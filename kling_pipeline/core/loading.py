@@ -8,14 +8,20 @@ Paths are relative to the file that names them; cycles are errors.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from .errors import Diagnostic, Position, RecipeError
+from .errors import Diagnostic, Position, RecipeError, UsageError
 from .localfiles import ReadProblem, read_regular
 from .recipe import Recipe, build_recipe, check_recipe
+from .recipedata import data_to_text
 from .yamlsrc import Node, parse_yaml
 
-__all__ = ["display_path", "load_recipe", "load_recipe_partial", "merge_nodes", "read_tree"]
+__all__ = ["RecipeSource", "display_path", "load_recipe", "load_recipe_partial", "merge_nodes", "read_tree"]
+
+RecipeSource = str | os.PathLike[str] | Mapping[str, Any]
+"""A recipe file's path; YAML text (a string holding a line break); or the recipe as a mapping."""
 
 MAX_RECIPE_BYTES = 5 * 1024 * 1024
 MAX_EXTENDS_DEPTH = 32  # files extending each other in a chain
@@ -87,6 +93,11 @@ def read_tree(path: Path, shown: str, chain: tuple[Path, ...] = (), cause: Posit
     tree = parse_yaml(_read_text(path, shown, cause), shown)
     if sources is not None:
         sources.append(shown)
+    return _extend(tree, path, shown, (*chain, real), sources)
+
+
+def _extend(tree: Node, path: Path, shown: str, chain: tuple[Path, ...], sources: list[str] | None) -> Node:
+    """``tree`` (read from ``path``, or text standing for it) merged over what it ``extends``."""
     if not tree.is_mapping or "extends" not in tree.value:
         return tree
     ext = tree.value["extends"]
@@ -103,7 +114,7 @@ def read_tree(path: Path, shown: str, chain: tuple[Path, ...] = (), cause: Posit
     for ref in refs:
         parent_path = path.parent / ref.value
         parent_shown = os.path.normpath(os.path.join(os.path.dirname(shown), ref.value))
-        parent = read_tree(parent_path, parent_shown, (*chain, real), ref.pos, sources)
+        parent = read_tree(parent_path, parent_shown, chain, ref.pos, sources)
         if not parent.is_mapping:
             raise RecipeError([Diagnostic(parent.pos, "a recipe named by 'extends' must be a mapping")])
         merged = parent if merged is None else merge_nodes(merged, parent)
@@ -112,20 +123,42 @@ def read_tree(path: Path, shown: str, chain: tuple[Path, ...] = (), cause: Posit
     return merge_nodes(merged, own)
 
 
-def load_recipe(path: str | os.PathLike[str]) -> Recipe:
-    """Load, merge and shape-check a recipe file. Raises ``RecipeError``."""
-    recipe, problems = load_recipe_partial(path)
+def load_recipe(source: RecipeSource, *, base_dir: str | os.PathLike[str] | None = None) -> Recipe:
+    """Load, merge and shape-check a recipe: a file's path, YAML text (a string holding a
+    line break) or a mapping. Relative paths in text or a mapping (``extends``, ``output.dir``,
+    reference images) are relative to ``base_dir`` (default: the working directory), and
+    such a recipe needs a ``name``. Raises ``RecipeError``."""
+    recipe, problems = load_recipe_partial(source, base_dir=base_dir)
     if problems:
         raise RecipeError(problems)
     return recipe
 
 
-def load_recipe_partial(path: str | os.PathLike[str]) -> tuple[Recipe, list[Diagnostic]]:
+def _text_tree(text: str, shown: str, base: Path, sources: list[str]) -> Node:
+    tree = parse_yaml(text, shown)
+    sources.append(shown)
+    if tree.is_mapping and "name" not in tree.value:
+        raise RecipeError([Diagnostic(tree.pos, "missing key 'name': a recipe given as text or a mapping has no "
+                                                "file name to take its name from (the name names its output "
+                                                "directory)")])
+    return _extend(tree, base / shown, shown, (), sources)
+
+
+def load_recipe_partial(source: RecipeSource, *, base_dir: str | os.PathLike[str] | None = None
+                        ) -> tuple[Recipe, list[Diagnostic]]:
     """The recipe as far as it could be read, with its shape problems (for reporting
     every problem at once). Unreadable or unparsable files still raise ``RecipeError``."""
-    shown = display_path(path)
     sources: list[str] = []
-    tree = read_tree(Path(path), shown, sources=sources)
+    if isinstance(source, Mapping) or (isinstance(source, str) and "\n" in source):
+        kind = "<dict>" if isinstance(source, Mapping) else "<text>"
+        shown = kind if base_dir is None else os.path.join(display_path(base_dir), kind)
+        text = data_to_text(source, kind) if isinstance(source, Mapping) else source
+        tree = _text_tree(text, shown, Path(), sources)
+    elif isinstance(source, str | os.PathLike):
+        shown = display_path(source)
+        tree = read_tree(Path(source), shown, sources=sources)
+    else:
+        raise UsageError(f"a recipe is a file's path, YAML text or a mapping, not a {type(source).__name__}")
     if not tree.is_mapping:
         return build_recipe(tree, shown, tuple(sources)), []  # raises: a recipe must be a mapping
     return check_recipe(tree, shown, tuple(sources))

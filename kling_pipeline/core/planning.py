@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from operator import attrgetter
@@ -24,12 +24,12 @@ from typing import Any
 from .build import Builder, context, value_origin
 from .errors import Diagnostic, Position, RecipeError, UsageError
 from .jobs import Job
-from .loading import load_recipe_partial
+from .loading import RecipeSource, load_recipe_partial
 from .localfiles import FileChecker, FileProblem, FileResolver, LocalFile, check_path, classify
 from .matrix import expand
 from .meter import plan_meter
 from .outnames import escaping_names, output_dir
-from .recipe import INVALID_INPUT, Recipe
+from .recipe import INVALID_INPUT, Recipe, value_label
 from .render import TemplateSet, field_name, make_environment
 from .schemas import AppSpec, UnknownAppError, load_app
 from .sweep import DEFAULT_MAX_JOBS, size_problems
@@ -196,12 +196,12 @@ def _prepare(recipe: Recipe, app: AppSpec | None) -> tuple[
     return spec, templates, filename, validator, problems, warnings
 
 
-def plan_file(path: str | os.PathLike[str], **options: Any) -> Plan:
-    """Load and plan a recipe file, reporting every problem at once: shape problems
-    together with the template and request-field problems that can be found
-    without expanding the matrix. Options are those of ``plan``."""
+def plan_file(path: RecipeSource, *, base_dir: str | os.PathLike[str] | None = None, **options: Any) -> Plan:
+    """Load and plan a recipe (a file, YAML text or a mapping: see ``load_recipe``), reporting
+    every problem at once: shape problems together with the template and request-field
+    problems that can be found without expanding the matrix. Options are those of ``plan``."""
     try:
-        recipe, problems = load_recipe_partial(path)
+        recipe, problems = load_recipe_partial(path, base_dir=base_dir)
     except RecipeError as exc:  # unreadable file or YAML errors: shown capped like the rest
         if len(exc.diagnostics) <= MAX_SHOWN_ERRORS:
             raise
@@ -219,7 +219,17 @@ def plan_file(path: str | os.PathLike[str], **options: Any) -> Plan:
     return plan(recipe, **options)
 
 
-def plan(recipe: Recipe, *, app: AppSpec | None = None, only: Mapping[str, set[str]] | None = None,
+def only_sets(only: Mapping[str, Any] | None) -> dict[str, set[str]]:
+    """``only`` as ``{axis: {label, ...}}``: a single value (``{"style": "noir"}``) is one label, not
+    its characters; values that are not strings are read as the plan labels them (``1``, ``true``)."""
+    out: dict[str, set[str]] = {}
+    for axis, wanted in (only or {}).items():
+        values = [wanted] if isinstance(wanted, str | bytes) or not isinstance(wanted, Iterable) else wanted
+        out[str(axis)] = {v if isinstance(v, str) else value_label(v) for v in values}
+    return out
+
+
+def plan(recipe: Recipe, *, app: AppSpec | None = None, only: Mapping[str, Any] | None = None,
          budget_usd: int | None = None, out_dir: str | os.PathLike[str] | None = None,
          check_file: FileChecker = check_path, max_jobs: int = DEFAULT_MAX_JOBS) -> Plan:
     """Expand, render, validate and price ``recipe``. Raises ``RecipeError`` with every problem.
@@ -232,7 +242,7 @@ def plan(recipe: Recipe, *, app: AppSpec | None = None, only: Mapping[str, set[s
     _raise(size_problems(recipe, max_jobs))
     spec, templates, filename, validator, problems, warnings = _prepare(recipe, app)
     _raise(problems)
-    only = only or {}
+    only = only_sets(only)
     keys_known = set(recipe.matrix.axis_names) | {k for e in recipe.matrix.include for k in e.values}
     for axis in only:
         if axis not in keys_known:

@@ -36,6 +36,9 @@ class RunEntry:
     billed: int  # microcents this run settled
     last_at: float  # when its last record was written (its end, when recorded)
 
+    def __str__(self) -> str:
+        return short_line(self)
+
     @property
     def started(self) -> float:
         return self.run.at

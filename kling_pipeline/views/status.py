@@ -38,6 +38,9 @@ class Status:
     resume: dict[str, int] | None  # submit, submit_cost, reattach, reconcile, redownload, failed_left, unknown_left
     recent: tuple[RunEntry, ...] = ()  # the last few runs, oldest first
 
+    def __str__(self) -> str:
+        return "\n".join(status_lines(self))
+
     @property
     def resume_fits(self) -> bool | None:
         if self.resume is None:
