@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import TextIO, cast
 
 from .. import __version__
-from . import _doctor, _plan, _prune, _report, _run, _runs, _status, _webhook
+from . import _complete, _doctor, _plan, _prune, _report, _run, _runs, _status, _webhook
 from ._exit import report
 from ._flags import add_max_jobs, http_url
 
@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     _runs.add_runs_parser(sub)
     _doctor.add_doctor_parser(sub)
     _prune.add_prune_parser(sub)
+    _complete.add_completion_parser(sub)
     _report.add_report_parser(sub)
     _webhook.add_webhook_parser(sub)
 
@@ -146,6 +147,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     out = out or cast(TextIO, _ClosedPipeTolerant(sys.stdout))
     err = err or sys.stderr
     parser = build_parser()
+    if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions (`kling-pipeline completion SHELL`)
+        _complete.complete(parser)
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv[:1] == ["emulator"]:  # the emulator parses its own flags (and --help)
