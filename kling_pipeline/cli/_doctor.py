@@ -19,8 +19,8 @@ from ..api.apierrors import ApiError, AuthFailed, TransportError
 from ..api.client import ClientPool, Secret, Timeouts
 from ..api.preflight import AppUnavailable, check_app
 from ..api.pricecheck import check_prices
-from ..config.connection import Connection
-from ..config.profiles import ConfigError, load_config
+from ..config.connection import Connection, choose_profile
+from ..config.profiles import PROFILE_ENV, ConfigError, load_config
 from ..core.errors import KlingError, RecipeError, UsageError
 from ..core.money import format_usd
 from ..core.planning import Plan
@@ -62,8 +62,13 @@ def _config_check(args: argparse.Namespace) -> Check:
     if not config.exists:
         return Check("config", "ok", f"no config file at {config.path} (optional: profiles, see docs/config.md)")
     names = ", ".join(config.profiles) or "none"
-    return Check("config", "ok", f"{config.path}: profiles {names}"
-                                 + (f"; default {config.default}" if config.default else ""))
+    try:
+        chosen, explicit = choose_profile(config, args.profile, os.environ)
+    except ConfigError as exc:
+        return Check("config", "fail", str(exc))
+    using = "; no profile in use" if chosen is None else f"; using {chosen.name}" + (
+        " (--profile)" if explicit else f" (${PROFILE_ENV})" if os.environ.get(PROFILE_ENV) else " (default)")
+    return Check("config", "ok", f"{config.path}: profiles {names}{using}")
 
 
 @contextlib.contextmanager
@@ -80,9 +85,7 @@ def _endpoint(args: argparse.Namespace, err: TextIO, checks: list[Check]) -> Ite
         checks.append(Check("key", "fail", str(exc)))
         yield None
         return
-    profile = f"; profile {conn.profile.name}" if conn.profile else ""
-    checks.append(Check("key", "ok", f"from {conn.key_from}{profile}; base URL {conn.base_url} "
-                                     f"(from {conn.base_url_from})"))
+    checks.append(Check("key", "ok", f"from {conn.key_from}; base URL {conn.base_url} (from {conn.base_url_from})"))
     yield conn.base_url, conn.key
 
 
