@@ -26,10 +26,13 @@ class CliResult:
 
 
 @pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
-    """Run ``kling-pipeline ARGS`` in-process with the test API key in the environment."""
+def cli(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., CliResult]:
+    """Run ``kling-pipeline ARGS`` in-process with the test API key in the environment (and no
+    user config file: an empty ``$XDG_CONFIG_HOME``)."""
     monkeypatch.setenv("INFERENCE_API_KEY", TEST_KEY)
-    monkeypatch.delenv("INFERENCE_BASE_URL", raising=False)
+    for name in ("INFERENCE_BASE_URL", "INFERENCE_API_KEY_FILE", "KLING_PIPELINE_CONFIG", "KLING_PIPELINE_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg")))
 
     def run(*args: str) -> CliResult:
         out, err = io.StringIO(), io.StringIO()

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ..core.checker import Checker, kind
+from ..core.checker import Checker
 from ..core.errors import Diagnostic, KlingError, Position, RecipeError
 from ..core.localfiles import ReadProblem, read_regular
 from ..core.yamlsrc import Node, parse_yaml
@@ -132,8 +132,7 @@ def _profile(check: Checker, name: str, node: Node, folder: Path) -> Profile | N
     rate = values.get("rate")
     if rate is not None and (isinstance(rate.value, bool) or not isinstance(rate.value, int | float)
                              or not 0 < rate.value < float("inf")):
-        check.error(rate.pos, f"{where}.rate must be a number of submits per second > 0, got {kind(rate)} "
-                              f"{rate.value!r}")
+        check.error(rate.pos, f"{where}.rate must be a number of submits per second > 0, got {rate.value!r}")
         rate = None
     return Profile(
         name=name, base_url=_url(check, values.get("base_url"), f"{where}.base_url"),
