@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-import argcomplete
+import argcomplete.io
 from argcomplete.completers import DirectoriesCompleter, FilesCompleter
+from argcomplete.finders import CompletionFinder
 from argcomplete.shell_integration import shellcode
 
 from ..config.profiles import load_config
@@ -99,11 +101,19 @@ def attach_completers(parser: argparse.ArgumentParser) -> None:
             action.completer = COMPLETERS[action.dest]  # type: ignore[attr-defined]
 
 
+class _Finder(CompletionFinder):
+    """argcomplete's finder with its debug output (written only under ``_ARC_DEBUG``) on standard
+    error: argcomplete would open file descriptor 9, which may be another file's (pytest's)."""
+
+    def _init_debug_stream(self) -> None:
+        argcomplete.io.debug_stream = sys.stderr
+
+
 def complete(parser: argparse.ArgumentParser, *, output_stream: TextIO | None = None,
              exit_method: Callable[[int], Any] = os._exit) -> None:
     """Answer the shell's completion request (``_ARGCOMPLETE`` is set) and exit."""
     attach_completers(parser)
-    argcomplete.autocomplete(parser, output_stream=output_stream, exit_method=exit_method)
+    _Finder()(parser, output_stream=output_stream, exit_method=exit_method)
 
 
 def script(shell: str, prog: str = "kling-pipeline") -> str:

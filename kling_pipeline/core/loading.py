@@ -151,7 +151,7 @@ def load_recipe_partial(source: RecipeSource, *, base_dir: str | os.PathLike[str
     sources: list[str] = []
     if isinstance(source, Mapping) or (isinstance(source, str) and "\n" in source):
         kind = "<dict>" if isinstance(source, Mapping) else "<text>"
-        shown = kind if base_dir is None else os.path.join(display_path(base_dir), kind)
+        shown = kind if base_dir is None else os.path.normpath(os.path.join(display_path(base_dir), kind))
         text = data_to_text(source, kind) if isinstance(source, Mapping) else source
         tree = _text_tree(text, shown, Path(), sources)
     elif isinstance(source, str | os.PathLike):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import textwrap
-from pathlib import Path
 
 from conftest import TEST_KEY
 from helpers import records

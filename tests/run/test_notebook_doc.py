@@ -32,7 +32,7 @@ def test_the_notebook_example_prints_what_the_docs_say(tmp_path: Path, monkeypat
         code = compile(source, "<cell>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
-            pending = eval(code, namespace)  # noqa: S307 - the documentation's own example
+            pending = eval(code, namespace)
             if pending is not None:  # a cell with a top-level await: run it as Jupyter would
                 asyncio.run(pending)
         assert printed.getvalue() == expected
