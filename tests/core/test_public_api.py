@@ -16,7 +16,8 @@ from .conftest import WriteRecipe
 
 PUBLIC = ["ApiError", "ConfigError", "Diagnostic", "Job", "JobOutcome", "KlingError", "LockError", "Plan", "Position",
           "Progress", "Recipe", "RecipeError", "RunEntry", "RunResult", "Status", "UsageError", "__version__",
-          "collect", "collect_async", "history", "load_recipe", "plan", "plan_file", "run_sweep", "run_sweep_async", "status"]
+          "collect", "collect_async", "history", "load_recipe", "plan", "plan_file", "run_sweep", "run_sweep_async",
+          "status"]
 
 
 def test_all_is_the_curated_list() -> None:
