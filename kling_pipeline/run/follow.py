@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..api.apierrors import ApiError, ConnectFailed, DownloadFailed, NotFound, Unreachable, is_provider_limit
-from ..api.retry import FOLLOW, StillRunning, attempts
+from ..api.retry import FOLLOW, StillRunning, call
 from ..api.wire import Status, TaskView, billed_units
 from ..store.records import DoneRecord
 from .context import RunContext
@@ -52,11 +52,14 @@ async def _look(ctx: RunContext, w: Work, task_id: str, stream: bool) -> TaskVie
 async def _wait_terminal(ctx: RunContext, w: Work, task_id: str) -> TaskView | JobResult:
     """Follow the stream (reconnecting), then poll; bounded by ``task_timeout``."""
     tries = 0
+
+    async def observe() -> TaskView:
+        nonlocal tries
+        tries += 1
+        return await _observe(ctx, w, task_id, stream=tries <= ctx.options.stream_attempts)
+
     try:
-        async for attempt in attempts(FOLLOW, timeout=ctx.options.task_timeout):
-            with attempt:
-                tries += 1
-                return await _observe(ctx, w, task_id, stream=tries <= ctx.options.stream_attempts)
+        return await call(FOLLOW, observe, give_up_after=ctx.options.task_timeout)
     except NotFound:
         return JobResult(w.key, w.job_id, "unknown", task_id=task_id, error=f"task {task_id} not found")
     except Unreachable as exc:
