@@ -19,12 +19,13 @@ from ..api.retry import DOWNLOAD, call
 from ..api.wire import TaskView
 from ..core.money import usd_decimal
 from ..core.outputs import OutputFile, suffix_for
+from ..store.cache import Entry
 from ..store.journal import FileWrite
 from ..store.records import OutputEntry
 from .context import RunContext
 from .work import Work
 
-__all__ = ["file_name", "save_outputs", "sidecar_path"]
+__all__ = ["file_name", "save_outputs", "serve_cached", "sidecar_path"]
 
 
 def sidecar_path(path: Path) -> Path:
@@ -107,4 +108,28 @@ async def save_outputs(ctx: RunContext, w: Work, view: TaskView,
         # Compact JSON: json's indenting encoder is pure Python and costs more than the download.
         writes.append(FileWrite(dest + ".json", (json.dumps(side, ensure_ascii=False) + "\n").encode()))
         saved.append(OutputEntry(rel, got.sha256, got.size, got.content_type, f.uri, rel + ".json"))
+    return saved, writes
+
+
+def serve_cached(ctx: RunContext, w: Work, entry: Entry) -> tuple[list[OutputEntry], list[FileWrite]]:
+    """Put a cached result's files in place (linked or copied from the shared cache), each with a
+    sidecar that says where it came from; nothing is sent, nothing billed."""
+    saved: list[OutputEntry] = []
+    writes: list[FileWrite] = []
+    out_dir = str(ctx.out_dir)
+    for index, f in enumerate(entry.files):
+        suffix = os.path.splitext(f.name)[1]
+        stem = w.output_name if index == 0 else f"{w.output_name}-{index}"
+        rel = stem if os.path.splitext(stem)[1].lower() == suffix.lower() else stem + suffix
+        dest = f"{out_dir}/{rel}"
+        ctx.cache_serve(entry, f, dest)
+        side = {"file": rel, "index": index, "sha256": f.sha256, "size": f.size, "content_type": f.content_type,
+                "job": {"id": w.job_id, "key": w.key, "combination": dict(w.labels)},
+                "recipe": ctx.provenance.get("recipe"), "git": ctx.provenance.get("git"), "app": ctx.app_ref,
+                "input": None if w.job is None else dict(ctx.plan.render(w.job).request),
+                "task_id": entry.task_id, "billed_usd": "0.00", "cached": True,
+                "paid_usd_when_made": usd_decimal(entry.billed_microcents), "run_id": ctx.run_id,
+                "tool": ctx.provenance.get("tool")}
+        writes.append(FileWrite(dest + ".json", (json.dumps(side, ensure_ascii=False) + "\n").encode()))
+        saved.append(OutputEntry(rel, f.sha256, f.size, f.content_type, "", rel + ".json"))
     return saved, writes
