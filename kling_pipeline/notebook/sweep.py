@@ -26,6 +26,7 @@ from ..core.recipe import Recipe
 from ..run.history import RunEnding
 from ..run.options import Mode, RunOptions
 from ..run.session import git_provenance, prepare, run_plan
+from ..store.cache import default_root
 from ..store.journal import MANIFEST_NAME, read_records
 from ..store.state import ManifestState
 from ..views.history import RunEntry, run_history
@@ -75,7 +76,7 @@ def _endpoint(emulator: bool, profile: str | None, base_url: str | None, key: st
 
 
 def _options(p: Plan, mode: Mode, profile: Any, concurrency: int | None, rate: float | None,
-             retry_failed: bool, retry_unknown: bool) -> RunOptions:
+             retry_failed: bool, retry_unknown: bool, cache: bool) -> RunOptions:
     n = concurrency if concurrency is not None else p.recipe.concurrency
     if concurrency is None and profile is not None and profile.concurrency is not None:
         n = min(n, profile.concurrency)
@@ -85,7 +86,7 @@ def _options(p: Plan, mode: Mode, profile: Any, concurrency: int | None, rate: f
         raise UsageError(f"rate must be a number of submits per second > 0, got {rate}")
     rate = rate if rate is not None else profile.rate if profile is not None else None
     return RunOptions(concurrency=n, rate=rate, retry_failed=retry_failed, retry_unknown=retry_unknown,
-                      webhook=p.recipe.webhook, mode=mode)
+                      webhook=p.recipe.webhook, mode=mode, cache=str(default_root()) if cache else None)
 
 
 def _words(call: str, p: Plan, given: Mapping[str, Any]) -> list[str]:
@@ -96,15 +97,16 @@ async def _run(target: Target, mode: Mode, *, emulator: bool, profile: str | Non
                key: str | None, only: Mapping[str, Any] | None, budget: str | float | None,
                out_dir: str | os.PathLike[str] | None, concurrency: int | None, rate: float | None,
                retry_failed: bool, retry_unknown: bool, on_progress: ProgressCallback | None,
-               report: bool) -> RunResult:
+               report: bool, cache: bool) -> RunResult:
     p = _plan_of(target, only, budget, out_dir)
     if mode == "detach" and emulator:
         raise UsageError("detach=True with emulator=True leaves tasks that nothing can collect: the emulator stops "
                          "when the call returns")
     given = {"only": only, "budget": budget, "concurrency": concurrency, "rate": rate, "profile": profile,
-             "retry_failed": retry_failed, "retry_unknown": retry_unknown, "emulator": emulator}
+             "retry_failed": retry_failed, "retry_unknown": retry_unknown, "emulator": emulator,
+             "no_cache": not cache}
     with _endpoint(emulator, profile, base_url, key) as (url, secret, prof):
-        options = _options(p, mode, prof, concurrency, rate, retry_failed, retry_unknown)
+        options = _options(p, mode, prof, concurrency, rate, retry_failed, retry_unknown, cache)
         p.output_dir.mkdir(parents=True, exist_ok=True)
         events = CallbackEvents(p, on_progress, len(prepare(p, options)[1].work))
         provenance = {"recipe": p.recipe.file, "git": git_provenance(list(p.recipe.sources))}
@@ -156,7 +158,7 @@ def _kw(emulator: bool = False, profile: str | None = None, base_url: str | None
         only: Mapping[str, Any] | None = None, budget: str | float | None = None,
         out_dir: str | os.PathLike[str] | None = None, concurrency: int | None = None, rate: float | None = None,
         retry_failed: bool = False, retry_unknown: bool = False, on_progress: ProgressCallback | None = None,
-        report: bool = True) -> dict[str, Any]:
+        report: bool = True, cache: bool = True) -> dict[str, Any]:
     return dict(locals())
 
 
@@ -166,7 +168,8 @@ def run_sweep(target: Target, *, detach: bool = False, **kw: Any) -> RunResult:
     Keywords: ``emulator`` (start the bundled emulator for this call), ``profile``, ``base_url``,
     ``key`` (else the command line's rule: ``$INFERENCE_API_KEY``, key files, profiles);
     ``only``, ``budget`` (USD), ``out_dir`` (with a recipe); ``concurrency``, ``rate``,
-    ``retry_failed``, ``retry_unknown``, ``detach``; ``on_progress`` (called with a ``Progress``;
+    ``retry_failed``, ``retry_unknown``, ``detach``, ``cache`` (the shared result cache, default
+    True: ``--no-cache`` is ``cache=False``); ``on_progress`` (called with a ``Progress``;
     an exception it raises is raised again once the run has ended cleanly); ``report``
     (write report.html, default True). A fatal error (a refused key, a missing app version)
     is raised once the run has stopped; a budget stop is ``result.stop_reason == "budget"``.
