@@ -25,6 +25,16 @@ class CliResult:
     err: str
 
 
+@pytest.fixture(autouse=True, scope="session")
+def session_result_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Session- and module-scoped fixtures run before any test's own cache is set: they get an
+    empty cache of the session's, so the user's real cache is never read nor written."""
+    root = tmp_path_factory.mktemp("session-result-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KLING_PIPELINE_CACHE", str(root))
+        yield root
+
+
 @pytest.fixture(autouse=True)
 def own_result_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets an empty shared result cache of its own: a result paid in one test is never
