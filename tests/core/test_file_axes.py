@@ -254,3 +254,14 @@ def test_a_file_axis_expands_like_a_list_of_its_paths(write: WriteRecipe, tmp_pa
     assert recipe.matrix.axes[0].files == "refs/*.png"
     assert [c.values for c in expand(recipe.matrix)] == [{"ref": "refs/x.png", "style": "s"},
                                                          {"ref": "refs/y.png", "style": "s"}]
+
+
+def test_the_documented_examples(write: WriteRecipe, tmp_path: Path) -> None:
+    doc = (ROOT / "docs/recipes.md").read_text(encoding="utf-8")
+    section = doc[doc.index("#### File axes"):doc.index("#### Filters")]
+    example = section[section.index("```yaml\n") + 8:section.index("```", section.index("```yaml\n") + 8)]
+    shutil.copytree(ROOT / "recipes/refs", tmp_path / "refs")
+    assert len(ok(write("version: 1\napp: klingai/image-o1\n" + example)).jobs) == 4
+    shown = next(line for line in section.splitlines() if "no file matches" in line)
+    assert errors(write(sweep("refs/*.jpg"), "sweep.yaml")) == [shown]
+    assert id_part("people/amber.png") in section

@@ -12,6 +12,8 @@ from kling_pipeline import UsageError
 from .conftest import WriteRecipe
 from .util import HEAD, cli, errors, ok
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 def sweep(filter_: str, extra: str = "") -> str:
     return (HEAD + "matrix:\n  style: [watercolor, noir, pop]\n  size: [1k, 2k]\n"
@@ -166,3 +168,11 @@ def test_the_filter_is_worked_out_once_per_set_of_the_values_it_reads(write: Wri
                  f"  filter: {json.dumps(expensive)}\ninput:\n  prompt: '{{{{ style }}}} {{{{ subject }}}}'\n")
     p = ok(path)
     assert (len(p.jobs), p.removed_by_filter) == (4000, 2000)
+
+
+def test_the_documented_message_is_what_the_plan_says(write: WriteRecipe) -> None:
+    doc = (ROOT / "docs/recipes.md").read_text(encoding="utf-8")
+    shown = next(line for line in doc.splitlines() if "matrix.filter: gives" in line)
+    path = write(HEAD + "matrix:\n  style: [watercolor, noir, pop]\n  size: [1k, 2k]\n  subject: [mug, lamp]\n"
+                 "  filter: style\ninput:\n  prompt: '{{ style }} {{ size }} {{ subject }}'\n", "sweep.yaml")
+    assert shown in errors(path)
