@@ -93,7 +93,16 @@ def _summary_lines(summary: RunSummary, plan: Plan) -> Iterator[str]:
         cap = f" of the {format_usd(s.cap)} cap" if s.cap is not None else ""
         yield (f"spend: {format_usd(summary.spent_this_run)} this run; {format_usd(s.settled)} settled"
                f" + {format_usd(s.reserved)} unresolved in total{cap}")
-    if summary.stop_reason == "budget":
+    short = [t for t in summary.stages if t.done < t.planned]
+    if summary.stages:
+        yield "stages: " + " · ".join(f"{t.name} {t.done}/{t.planned} done"
+                                      + (f" ({t.failed} failed)" if t.failed else "") for t in summary.stages)
+    if summary.stop_reason == "budget" and summary.stages:
+        cut = ", ".join(f"{t.name} ({t.planned - t.done} of {t.planned} not done)" for t in short)
+        left = sum(t.left_cost for t in short)
+        yield (f"budget stop: cut short: {cut}; finishing would cost at most {format_usd(left)}; "
+               "raise budget.max_usd or --budget and run again to continue (nothing done is paid again)")
+    elif summary.stop_reason == "budget":
         n = sum(1 for r in summary.results if r.status == "not_run")
         yield (f"budget stop: {n} job{'s' if n != 1 else ''} not run (would cost {format_usd(summary.not_run_cost)}); "
                "raise budget.max_usd or --budget and run again to continue")
@@ -191,7 +200,7 @@ def execute(args: argparse.Namespace, plan: Plan, run_mode: Mode, out: TextIO, e
     provenance = {"recipe": plan.recipe.file, "git": git_provenance(list(plan.recipe.sources))}
     mode = "json" if args.json else ("live" if err.isatty() else "plain")
     with backend(args, err) as (base_url, key):
-        events = make_events(mode, out if args.json else err, Counters(len(decision.work)))
+        events = make_events(mode, out if args.json else err, Counters(len(decision.work) + decision.waiting))
 
         async def main() -> RunSummary:
             return await run_plan(plan, base_url=base_url, key=key, options=options, events=events,

@@ -13,10 +13,11 @@ from pathlib import Path
 from .errors import Diagnostic, Position, RecipeError
 from .localfiles import ReadProblem, read_regular
 from .recipe import Recipe, build_recipe, check_recipe
+from .stages import Pipeline, check_pipeline, is_pipeline
 from .sweep import DEFAULT_MAX_JOBS
-from .yamlsrc import Node, parse_yaml
+from .yamlsrc import Node, merge_nodes, parse_yaml
 
-__all__ = ["display_path", "load_recipe", "load_recipe_partial", "merge_nodes", "read_tree"]
+__all__ = ["display_path", "load_any_partial", "load_recipe", "load_recipe_partial", "merge_nodes", "read_tree"]
 
 MAX_RECIPE_BYTES = 5 * 1024 * 1024
 MAX_EXTENDS_DEPTH = 32  # files extending each other in a chain
@@ -30,16 +31,6 @@ def display_path(path: str | os.PathLike[str]) -> str:
         return os.path.normpath(Path(os.path.realpath(p)).relative_to(os.path.realpath(Path.cwd())))
     except (OSError, ValueError):  # outside the working directory (or it is gone); a NUL in the name
         return os.path.normpath(p.absolute()) if "\x00" not in str(p) else repr(str(p))
-
-
-def merge_nodes(base: Node, over: Node) -> Node:
-    """Deep merge: mappings merge key by key, ``over`` wins; anything else is replaced."""
-    if not (base.is_mapping and over.is_mapping):
-        return over
-    merged = dict(base.value)
-    for key, child in over.items():
-        merged[key] = merge_nodes(merged[key], child) if key in merged else child
-    return Node(merged, over.pos, key_pos=over.key_pos, tag=over.tag)
 
 
 def _read_text(path: Path, shown: str, cause: Position | None) -> str:
@@ -125,10 +116,26 @@ def load_recipe(path: str | os.PathLike[str], *, max_jobs: int = DEFAULT_MAX_JOB
 def load_recipe_partial(path: str | os.PathLike[str], *,
                         max_jobs: int = DEFAULT_MAX_JOBS) -> tuple[Recipe, list[Diagnostic]]:
     """The recipe as far as it could be read, with its shape problems (for reporting
-    every problem at once). Unreadable or unparsable files still raise ``RecipeError``."""
+    every problem at once). Unreadable or unparsable files still raise ``RecipeError``,
+    and so does a pipeline (``load_any_partial`` reads those)."""
+    got, problems = load_any_partial(path, max_jobs=max_jobs)
+    if isinstance(got, Pipeline):
+        raise RecipeError([Diagnostic(Position(got.file, 1, 1), "this recipe is a pipeline (it has 'stages'): "
+                                                                "plan it with plan_file()")])
+    if got is None:
+        raise RecipeError(problems)
+    return got, problems
+
+
+def load_any_partial(path: str | os.PathLike[str], *,
+                     max_jobs: int = DEFAULT_MAX_JOBS) -> tuple[Recipe | Pipeline | None, list[Diagnostic]]:
+    """A recipe or a pipeline (a recipe with ``stages``) as far as it could be read, with its
+    shape problems; None for a pipeline none of whose stages could be read."""
     shown = display_path(path)
     sources: list[str] = []
     tree = read_tree(Path(path), shown, sources=sources)
     if not tree.is_mapping:
         return build_recipe(tree, shown, tuple(sources)), []  # raises: a recipe must be a mapping
+    if is_pipeline(tree):
+        return check_pipeline(tree, shown, tuple(sources), max_jobs=max_jobs)
     return check_recipe(tree, shown, tuple(sources), max_jobs=max_jobs)

@@ -26,14 +26,16 @@ from .combofilter import Filter
 from .errors import Diagnostic, Position, RecipeError, UsageError
 from .fileaxes import own_outputs
 from .jobs import Job
-from .loading import load_recipe_partial
+from .loading import load_any_partial
 from .localfiles import FileChecker, FileProblem, FileResolver, LocalFile, check_path, classify
 from .matrix import expand
 from .meter import plan_meter
 from .outnames import escaping_names, output_dir
+from .outputs import OutputSpec
 from .recipe import INVALID_INPUT, Recipe
 from .render import TemplateSet, field_name, make_environment
 from .schemas import AppSpec, UnknownAppError, load_app
+from .stages import Pipeline
 from .sweep import DEFAULT_MAX_JOBS, size_problems
 from .validate import RequestValidator
 from .yamlsrc import Node
@@ -62,6 +64,30 @@ class RenderedJob:
     files: Mapping[str, LocalFile]  # request field -> checked local file / data: URI
 
 
+@dataclass(slots=True)
+class StagePlan:
+    """One stage of a pipeline's plan: its own plan (downstream jobs keyed with tokens for the
+    files they read: see ``chain``), the stage it needs, and what its app returns."""
+
+    name: str
+    plan: Plan
+    needs: str | None
+    outputs: OutputSpec
+    _index: dict[str, Job] | None = None
+
+    def index(self) -> dict[str, Job]:
+        """The stage's jobs by plan-time key (made on first use)."""
+        if self._index is None:
+            self._index = {j.key: j for j in self.plan.jobs}
+        return self._index
+
+    def job(self, key: str) -> Job:
+        return self.index()[key]
+
+    def has(self, key: str) -> bool:
+        return key in self.index()
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     recipe: Recipe
@@ -79,6 +105,15 @@ class Plan:
     validator: RequestValidator = field(compare=False, repr=False)
     files: FileResolver = field(compare=False, repr=False)
     removed_by_filter: int = 0  # combinations matrix.filter left out (before --only)
+    stages: tuple[StagePlan, ...] = ()  # a pipeline's stages (``jobs`` holds them all); () for one stage
+    pipeline: Pipeline | None = field(default=None, compare=False, repr=False)
+
+    def stage_of(self, job: Job) -> StagePlan | None:
+        """The stage ``job`` (a plan-time job) belongs to; None for a one-stage plan."""
+        for sp in self.stages:
+            if sp.has(job.key):
+                return sp
+        return None
 
     @property
     def over_budget(self) -> int:
@@ -91,7 +126,12 @@ class Plan:
         return context(self.recipe, job.combination, job.repeat_index)
 
     def render(self, job: Job) -> RenderedJob:
-        """Re-render a job's request (deterministic; the plan keeps no rendered inputs)."""
+        """Re-render a job's request (deterministic; the plan keeps no rendered inputs).
+        A pipeline's downstream job is rendered with tokens for the files it reads (see ``chain``)."""
+        if self.stages:
+            sp = self.stage_of(job)
+            if sp is not None:
+                return sp.plan.render(job)
         request = self.templates.render(self.context(job))
         files: dict[str, LocalFile] = {}
         for name in self.validator.file_fields:
@@ -211,11 +251,20 @@ def plan_file(path: str | os.PathLike[str], **options: Any) -> Plan:
     together with the template and request-field problems that can be found
     without expanding the matrix. Options are those of ``plan``."""
     try:
-        recipe, problems = load_recipe_partial(path, max_jobs=options.get("max_jobs", DEFAULT_MAX_JOBS))
+        got, problems = load_any_partial(path, max_jobs=options.get("max_jobs", DEFAULT_MAX_JOBS))
     except RecipeError as exc:  # unreadable file or YAML errors: shown capped like the rest
         if len(exc.diagnostics) <= MAX_SHOWN_ERRORS:
             raise
         raise RecipeError(exc.diagnostics[:MAX_SHOWN_ERRORS], total=exc.total) from None
+    if not isinstance(got, Recipe):
+        if problems or got is None:
+            _raise(sorted(problems, key=lambda d: (d.position or Position("", 0, 0), d.message)))
+        assert got is not None
+        from .chain import plan_pipeline  # (the pipeline planner plans each stage with ``plan``)
+
+        options.pop("app", None)  # each stage has its own app
+        return plan_pipeline(got, **options)
+    recipe = got
     if problems:
         more: list[Diagnostic] = []
         if recipe.app.name:

@@ -76,13 +76,14 @@ async def _wait_terminal(ctx: RunContext, w: Work, task_id: str) -> TaskView | J
 
 
 def _billed(ctx: RunContext, w: Work, view: TaskView, reserved: int) -> int:
-    units = billed_units(view.task, ctx.pricing.unit)
+    pricing = ctx.stage_for(w).pricing
+    units = billed_units(view.task, pricing.unit)
     if view.status is Status.COMPLETED:
-        return ctx.pricing.microcents_per_unit * (units if units is not None else w.units)
+        return pricing.microcents_per_unit * (units if units is not None else w.units)
     if view.status is Status.REJECTED:
         return 0
     if units is not None:
-        return ctx.pricing.microcents_per_unit * units
+        return pricing.microcents_per_unit * units
     if view.status is Status.FAILED and is_provider_limit(view.error):
         return 0  # the provider refused before running: billing happens on completion only
     return reserved  # failed/cancelled with no billing data: count it (conservative)
@@ -127,10 +128,12 @@ async def finish(ctx: RunContext, w: Work, task_id: str, reserved: int, attempt:
     ctx.gate.settle(reserved, billed)
     await ctx.journal.write_files(writes)
     await ctx.record(DoneRecord(w.key, w.job_id, task_id, "completed", billed, None, tuple(saved),
-                                units=billed // max(1, ctx.pricing.microcents_per_unit), raw_output=view.output))
+                                units=billed // max(1, ctx.stage_for(w).pricing.microcents_per_unit),
+                                raw_output=view.output))
     if ctx.cache is not None:  # paid and on disk: any output directory may use it now
         files = [(ctx.out_dir / o.path, o.sha256, o.content_type) for o in saved]
-        await anyio.to_thread.run_sync(ctx.cache.put, w.key, ctx.app_ref, task_id, billed, files, view.output)
+        await anyio.to_thread.run_sync(ctx.cache.put, w.key, ctx.stage_for(w).app_ref, task_id, billed, files,
+                                       view.output)
     return JobResult(w.key, w.job_id, "completed", billed, task_id, files=tuple(o.path for o in saved))
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .budget import LedgerSnapshot
+from .pipeline import StageTally
 from .work import Decision
 
 __all__ = ["JobResult", "RunSummary"]
@@ -36,6 +37,7 @@ class RunSummary:
     fatal: BaseException | None = None
     not_run_cost: int = 0
     manifest: Path | None = None
+    stages: list[StageTally] = field(default_factory=list)  # a pipeline's stages, where each stands
 
     def add(self, result: JobResult) -> None:
         self.counts[result.status] = self.counts.get(result.status, 0) + 1

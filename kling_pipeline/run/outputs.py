@@ -12,6 +12,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from ..api.apierrors import ApiError, DownloadFailed
 from ..api.client import Downloaded
@@ -62,9 +63,10 @@ async def save_outputs(ctx: RunContext, w: Work, view: TaskView,
     provenance sidecar); the caller hands both to the manifest writer together with the
     ``done`` record, so they land on disk in one batch, files first.
     """
-    files = ctx.outputs.files(view.output)
+    stage = ctx.stage_for(w)
+    files = stage.outputs.files(view.output)
     if not files:
-        wanted = ", ".join(f.name for f in ctx.outputs.file_fields) or "a file"
+        wanted = ", ".join(f.name for f in stage.outputs.file_fields) or "a file"
         raise DownloadFailed(f"task {view.id} completed without a file in its output (expected {wanted})")
     fields = len({f.field.name for f in files})
     out_dir = str(ctx.out_dir)
@@ -91,7 +93,8 @@ async def save_outputs(ctx: RunContext, w: Work, view: TaskView,
             "job": {"id": w.job_id, "key": w.key, "combination": dict(w.labels)},
             "recipe": ctx.provenance.get("recipe"),
             "git": ctx.provenance.get("git"),
-            "app": ctx.app_ref,
+            "app": stage.app_ref,
+            **_chain(ctx, w),
             "input": None if intent is None else dict(intent.input),
             "input_files": {} if intent is None else dict(intent.files),
             "task_id": view.id,
@@ -111,6 +114,20 @@ async def save_outputs(ctx: RunContext, w: Work, view: TaskView,
     return saved, writes
 
 
+def _chain(ctx: RunContext, w: Work) -> dict[str, Any]:
+    """A pipeline job's stage and the chain of jobs (and files) it comes from, upstream first."""
+    if not w.stage:
+        return {}
+    made = ctx.chain.made.get(w.key) if ctx.chain is not None else None
+    return {"stage": w.stage, "chain": list(made.upstream.chain) if made is not None else []}
+
+
+def _input(ctx: RunContext, w: Work) -> dict[str, Any]:
+    assert w.job is not None
+    made = ctx.chain.made.get(w.key) if ctx.chain is not None else None
+    return dict(made.request) if made is not None else dict(ctx.plan.render(w.job).request)
+
+
 def serve_cached(ctx: RunContext, w: Work, entry: Entry) -> tuple[list[OutputEntry], list[FileWrite]]:
     """Put a cached result's files in place (linked or copied from the shared cache), each with a
     sidecar that says where it came from; nothing is sent, nothing billed."""
@@ -125,8 +142,9 @@ def serve_cached(ctx: RunContext, w: Work, entry: Entry) -> tuple[list[OutputEnt
         ctx.cache_serve(entry, f, dest)
         side = {"file": rel, "index": index, "sha256": f.sha256, "size": f.size, "content_type": f.content_type,
                 "job": {"id": w.job_id, "key": w.key, "combination": dict(w.labels)},
-                "recipe": ctx.provenance.get("recipe"), "git": ctx.provenance.get("git"), "app": ctx.app_ref,
-                "input": None if w.job is None else dict(ctx.plan.render(w.job).request),
+                "recipe": ctx.provenance.get("recipe"), "git": ctx.provenance.get("git"),
+                "app": ctx.stage_for(w).app_ref, **_chain(ctx, w),
+                "input": None if w.job is None else _input(ctx, w),
                 "task_id": entry.task_id, "billed_usd": "0.00", "cached": True,
                 "paid_usd_when_made": usd_decimal(entry.billed_microcents), "run_id": ctx.run_id,
                 "tool": ctx.provenance.get("tool")}

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -61,10 +61,12 @@ class Lost:
 class Reconciler:
     """Looks lost submits up in the task listing while any are waiting."""
 
-    def __init__(self, api: ApiClient, options: RunOptions, app_ref: str, claimed: set[str],
+    def __init__(self, api: ApiClient, options: RunOptions, app_ref: str | Collection[str], claimed: set[str],
                  on_change: Callable[[int, float | None], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self._api, self._options, self._app = api, options, app_ref.split("@", maxsplit=1)[0]
+        refs = [app_ref] if isinstance(app_ref, str) else list(app_ref)  # a pipeline's stages: their apps
+        self._api, self._options = api, options
+        self._apps = {r.split("@", maxsplit=1)[0] for r in refs}
         self._claimed = claimed  # task ids some job owns (shared with the recorder)
         self._clock = clock
         self._on_change = on_change
@@ -173,7 +175,7 @@ class Reconciler:
             if lost.webhook and task.get("webhook") not in (None, lost.webhook):
                 continue
             app = str(task.get("app") or "")
-            if app and app.split("@", maxsplit=1)[0] != self._app:
+            if app and app.split("@", maxsplit=1)[0] not in self._apps:
                 continue
             found.append((str(task.get("created_at") or ""), tid))
         return min(found)[1] if found else None

@@ -110,6 +110,7 @@ class IntentRecord:
     app: str | None = None
     webhook: str | None = None
     at: float = field(default_factory=_now)
+    stage: str | None = None  # a pipeline's stage (None: a one-stage recipe)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> IntentRecord:
@@ -119,14 +120,14 @@ class IntentRecord:
                    str(d["output"]) if "output" in d else key[:10],
                    {str(k): str(v) for k, v in _dict(d.get("combination")).items()}, _int(d.get("repeat_index")),
                    _dict(d.get("files")), _str(d.get("run")), _str(d.get("app")), _str(d.get("webhook")),
-                   _float(d.get("at")))
+                   _float(d.get("at")), _str(d.get("stage")))
 
     def to_dict(self) -> dict[str, Any]:
         return {"t": self.T, "key": self.key, "job": self.job, "attempt": self.attempt, "run": self.run,
                 "app": self.app, "input": dict(self.input), "files": dict(self.files),
                 "reserved_microcents": self.reserved_microcents, "units": self.units, "output": self.output,
                 "combination": dict(self.combination), "repeat_index": self.repeat_index, "webhook": self.webhook,
-                "at": self.at}
+                "at": self.at, **({"stage": self.stage} if self.stage is not None else {})}
 
 
 @dataclass(frozen=True, slots=True)
