@@ -63,7 +63,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
     only = parse_only(getattr(args, "only", []) or [])
     budget = budget_arg(getattr(args, "budget", None))
     plan = plan_for_cli(args.recipe, only=only, budget_usd=budget, out_dir=getattr(args, "out", None),
-                        **_limits(args))
+                        max_job_usd=getattr(args, "max_job_usd", None), **_limits(args))
     shard = getattr(args, "shard", None)
     if shard is None:  # (the output directory's modules are not needed to plan)
         return plan

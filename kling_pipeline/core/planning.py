@@ -21,6 +21,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
+from .appstore import SchemaStore, locate_store, resolve_app
 from .build import Builder, context, value_origin
 from .errors import Diagnostic, Position, RecipeError, UsageError
 from .jobs import Job
@@ -31,13 +32,13 @@ from .meter import plan_meter
 from .outnames import escaping_names, output_dir
 from .recipe import INVALID_INPUT, Recipe
 from .render import TemplateSet, field_name, make_environment
-from .schemas import AppSpec, UnknownAppError, load_app
+from .schemas import AppSpec, UnknownAppError
 from .sweep import DEFAULT_MAX_JOBS, size_problems
 from .validate import RequestValidator
 from .yamlsrc import Node
 
-__all__ = ["DEFAULT_MAX_JOBS", "MAX_SHOWN_ERRORS", "AxisCost", "Plan", "RenderedJob", "parse_only", "plan",
-           "plan_file"]
+__all__ = ["DEFAULT_MAX_JOBS", "MAX_SHOWN_ERRORS", "AxisCost", "Plan", "RenderedJob", "find_app", "parse_only",
+           "plan", "plan_file"]
 
 MAX_SHOWN_ERRORS = 50
 BASE_NAMES = ("recipe", "repeat_index")
@@ -76,6 +77,32 @@ class Plan:
     templates: TemplateSet = field(compare=False, repr=False)
     validator: RequestValidator = field(compare=False, repr=False)
     files: FileResolver = field(compare=False, repr=False)
+    max_job_microcents: int | None = None  # --max-job-usd: reserved by each job whose price is unknown
+    unbounded: int = 0  # jobs whose price is unknown and not bounded (each reserves nothing): `run` refuses
+
+    def check_bounded(self) -> None:
+        """``RecipeError`` when some job's price is unknown and nothing bounds it: a run could not
+        keep its budget (``price.usd_per_unit`` in the recipe or ``--max-job-usd`` would)."""
+        if not self.unbounded:
+            return
+        pricing = self.app.pricing
+        why = f" ({pricing.note})" if pricing.note else ""
+        jobs = f"{self.unbounded:,} job{'s' if self.unbounded != 1 else ''}"
+        raise RecipeError([Diagnostic(self.recipe.app_pos, (
+            f"the price of {self.app.name} is unknown{why}, so the budget cannot hold {jobs}: set "
+            f"price.usd_per_unit in the recipe (USD per {pricing.unit}) or pass --max-job-usd USD (the most one "
+            "job may cost)"))])
+
+    @property
+    def lowest_cost(self) -> int | None:
+        """The least the plan may cost: ``total_cost`` for an exact price, the sum of the lower
+        bounds for a range (``total_cost`` is then the upper bound); None when the price is unknown."""
+        pricing = self.app.pricing
+        if pricing.confidence == "exact":
+            return self.total_cost
+        if pricing.confidence == "unknown" or pricing.min_microcents_per_unit is None:
+            return None
+        return self.total_units * pricing.min_microcents_per_unit
 
     @property
     def over_budget(self) -> int:
@@ -179,13 +206,25 @@ def _static_checks(recipe: Recipe, app: AppSpec, templates: TemplateSet, filenam
     return problems, warnings
 
 
-def _prepare(recipe: Recipe, app: AppSpec | None) -> tuple[
-        AppSpec, TemplateSet, TemplateSet, RequestValidator, list[Diagnostic], list[Diagnostic]]:
+def find_app(recipe: Recipe, schemas: SchemaStore | None = None) -> AppSpec:
+    """The app data ``recipe.app`` names (``appstore.resolve_app``): from ``schemas``, else the
+    store found from the recipe's directory, else the bundled data; ``RecipeError`` at ``app``."""
+    store = schemas or locate_store(Path(recipe.file).parent)
     try:
-        spec = app or load_app(recipe.app)
+        return resolve_app(recipe.app, store).spec
     except UnknownAppError as exc:
         raise RecipeError([Diagnostic(recipe.app_pos, str(exc))]) from None
+
+
+def _prepare(recipe: Recipe, app: AppSpec | None, schemas: SchemaStore | None = None) -> tuple[
+        AppSpec, TemplateSet, TemplateSet, RequestValidator, list[Diagnostic], list[Diagnostic]]:
+    spec = app or find_app(recipe, schemas)
     if recipe.price_microcents is not None:
+        if recipe.price_key == "usd_per_image" and spec.pricing.unit != "image":
+            raise RecipeError([Diagnostic(recipe.price_pos or recipe.app_pos,
+                                          f"price.usd_per_image: {spec.name} bills per {spec.pricing.unit}, not per "
+                                          "image; write price.usd_per_unit (USD per "
+                                          f"{spec.pricing.unit})")])
         spec = spec.with_price(recipe.price_microcents)
     env = make_environment()
     templates = TemplateSet(env, recipe.input)
@@ -210,7 +249,7 @@ def plan_file(path: str | os.PathLike[str], **options: Any) -> Plan:
         more: list[Diagnostic] = []
         if recipe.app.name:
             try:
-                more = _prepare(recipe, options.get("app"))[4]
+                more = _prepare(recipe, options.get("app"), options.get("schemas"))[4]
             except RecipeError as exc:
                 more = list(exc.diagnostics)
         seen = set(problems)
@@ -221,16 +260,20 @@ def plan_file(path: str | os.PathLike[str], **options: Any) -> Plan:
 
 def plan(recipe: Recipe, *, app: AppSpec | None = None, only: Mapping[str, set[str]] | None = None,
          budget_usd: int | None = None, out_dir: str | os.PathLike[str] | None = None,
-         check_file: FileChecker = check_path, max_jobs: int = DEFAULT_MAX_JOBS) -> Plan:
+         check_file: FileChecker = check_path, max_jobs: int = DEFAULT_MAX_JOBS,
+         schemas: SchemaStore | None = None, max_job_usd: int | None = None) -> Plan:
     """Expand, render, validate and price ``recipe``. Raises ``RecipeError`` with every problem.
 
     ``budget_usd`` (microcents) is a command-line cap; the lower of it and the recipe's wins.
-    A sweep of more than ``max_jobs`` jobs is refused before it is expanded.
+    A sweep of more than ``max_jobs`` jobs is refused before it is expanded. ``schemas``: the
+    schema store (default: the one found from the recipe's directory, see ``appstore``).
+    ``max_job_usd`` (microcents): the most one job may cost; a job whose price is unknown
+    reserves it, a job that may cost more is an error.
     """
     if out_dir is not None and "\x00" in os.fspath(out_dir):
         raise UsageError("--out: a directory name cannot hold a NUL character")
     _raise(size_problems(recipe, max_jobs))
-    spec, templates, filename, validator, problems, warnings = _prepare(recipe, app)
+    spec, templates, filename, validator, problems, warnings = _prepare(recipe, app, schemas)
     _raise(problems)
     only = only or {}
     keys_known = set(recipe.matrix.axis_names) | {k for e in recipe.matrix.include for k in e.values}
@@ -238,7 +281,7 @@ def plan(recipe: Recipe, *, app: AppSpec | None = None, only: Mapping[str, set[s
         if axis not in keys_known:
             raise UsageError(f"--only {axis}=...: the recipe has no matrix key {axis!r} "
                              f"(keys: {', '.join(sorted(keys_known)) or 'none'})")
-    builder = Builder(recipe, spec, templates, filename, validator, check_file)
+    builder = Builder(recipe, spec, templates, filename, validator, check_file, max_job_usd)
     with plan_meter():  # what every render of this plan spends, in all
         filtered = builder.run(expand(recipe.matrix), only)
     for axis, wanted in only.items():
@@ -255,6 +298,8 @@ def plan(recipe: Recipe, *, app: AppSpec | None = None, only: Mapping[str, set[s
         recipe=recipe, app=spec, jobs=jobs, warnings=tuple(warnings + builder.warnings.diagnostics()),
         budget_microcents=min(caps) if caps else None, output_dir=output_dir(recipe, out_dir),
         total_cost=sum(map(attrgetter("cost"), jobs)), total_units=sum(map(attrgetter("units"), jobs)),
-        images_returned=len(jobs) * spec.pricing.images_returned_per_task, collapsed=builder.collapsed,
+        images_returned=(sum(map(attrgetter("units"), jobs)) if spec.returns_every_image
+                         else len(jobs) * spec.pricing.images_returned_per_task), collapsed=builder.collapsed,
         filtered_out=filtered, templates=templates, validator=validator, files=builder.files,
+        max_job_microcents=max_job_usd, unbounded=builder.unbounded,
     )
