@@ -197,6 +197,13 @@ def _static_checks(recipe: Recipe, app: AppSpec, templates: TemplateSet, filenam
                 where = field_name(leaf.path, ts.prefix)
                 problems.append(Diagnostic(leaf.pos, f"{where}: {name!r} is undefined{suggestion} "
                                                      f"(known names: {', '.join(sorted(known))})"))
+    if not validator.closed and recipe.input.tag != INVALID_INPUT:  # an open schema: the app ignores the rest
+        for name in [k for k in keys if k not in validator.properties]:
+            hint = difflib.get_close_matches(name, list(validator.properties), n=1)
+            suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+            warnings.append(Diagnostic(keys[name], f"input.{name} is not a field of {app.name}{suggestion} (its schema "
+                                                   "lets it through; the app will most likely ignore it; fields: "
+                                                   f"{', '.join(validator.properties)})"))
     for name in validator.ignored_fields & set(keys):
         warnings.append(Diagnostic(keys[name], f"input.{name} is accepted by {app.name} but not forwarded "
                                                "to the model by the current app version: it has no effect"))

@@ -188,7 +188,7 @@ def price_summary(p: Pricing) -> str:
     price = _range(p) if p.confidence == "range" else _per(p, p.microcents_per_unit)
     if p.quantity_field:
         price += f" x length of {p.quantity_field}" if p.quantity_of == "length" else f" x {p.quantity_field}"
-    fields = list(dict.fromkeys(k for r in p.rates for k, _ in r.when))
+    fields = sorted({k for r in p.rates for k, _ in r.when})
     if fields:
         price += f", {len(p.rates)} rate{'s' if len(p.rates) != 1 else ''} by {', '.join(fields)}"
     if p.confidence == "range":
