@@ -118,7 +118,7 @@ def _prices_agree(args: argparse.Namespace, p: Plan, err: TextIO) -> bool:
     for check in checks:
         err.write(check.line() + "\n")
     if not all(c.agrees for c in checks):
-        err.write("the price table in schemas/ disagrees with the service: update it, or set price.usd_per_image "
-                  "in the recipe\n")
+        err.write(f"the price table of {p.app.name} disagrees with the service: pull it again (`kling-pipeline "
+                  f"schema pull {p.app.name}`), or give price.usd_per_unit in the recipe\n")
         return False
     return True
