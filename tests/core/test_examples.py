@@ -23,7 +23,9 @@ RECIPES = ROOT / "recipes"
 # of the README's `kling-pipeline validate recipes/*.yaml`.
 BASE = RECIPES / "bases" / "defaults.yaml"
 EXAMPLES = sorted(p.name for p in RECIPES.glob("*.yaml"))
-JOBS = {"quickstart.yaml": 4, "product-shots.yaml": 17, "image-to-image.yaml": 6, "paired-zip.yaml": 12}
+JOBS = {"quickstart.yaml": 4, "product-shots.yaml": 17, "image-to-image.yaml": 6, "paired-zip.yaml": 12,
+        "video-teaser.yaml": 4}
+COST = {name: f"${jobs * 0.028:.3f}" for name, jobs in JOBS.items()} | {"video-teaser.yaml": "$1.568"}
 
 
 def test_the_examples_are_the_ones_documented() -> None:
@@ -48,8 +50,8 @@ def test_the_readme_tour_validates_every_recipe_the_glob_finds(monkeypatch: pyte
     """``kling-pipeline validate recipes/*.yaml``, the README's first command, passes on what ships."""
     monkeypatch.chdir(ROOT)
     paths = sorted(str(p.relative_to(ROOT)) for p in RECIPES.glob("*.yaml"))
-    assert cli("validate", *paths) == (0, "".join(f"{p}: ok — {JOBS[Path(p).name]} jobs, "
-                                                  f"${JOBS[Path(p).name] * 0.028:.3f}\n" for p in paths), "")
+    assert cli("validate", *paths) == (0, "".join(f"{p}: ok — {JOBS[Path(p).name]} jobs, {COST[Path(p).name]}\n"
+                                                  for p in paths), "")
     assert "kling-pipeline validate recipes/*.yaml" in (ROOT / "README.md").read_text(encoding="utf-8")
 
 
