@@ -98,8 +98,14 @@ def _targets(args: argparse.Namespace, store: SchemaStore) -> list[AppRef]:
     return [AppRef(name) for name in sorted({*store.apps(), *known_apps()})]
 
 
+Pulled = tuple[AppRef, StoredApp | str, _Held | None]
+"""An app as the service describes it now (or, for ``--check``, why it could not be read) and what the
+project had of it."""
+
+
 def cmd_pull(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from ..api.client import ClientPool
+    from ..api.preflight import AppUnavailable
     from ..api.schemapull import pull_app
 
     store = schema_store(args)
@@ -107,13 +113,19 @@ def cmd_pull(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     now = datetime.now(UTC)
     with backend(args, err) as (base_url, key):
 
-        async def main() -> list[tuple[AppRef, StoredApp, _Held | None]]:
-            found = []
+        async def main() -> list[Pulled]:
+            found: list[Pulled] = []
             async with ClientPool(base_url, key, 1) as pool:
                 for ref in refs:
                     earlier = _held(store, ref, ref.version)
-                    pulled = await pull_app(pool.api, base_url, ref, now=now, price_from=args.price_from,
-                                            earlier=earlier.app if earlier else None)
+                    try:
+                        pulled = await pull_app(pool.api, base_url, ref, now=now, price_from=args.price_from,
+                                                earlier=earlier.app if earlier else None)
+                    except AppUnavailable as exc:
+                        if not args.check:
+                            raise
+                        found.append((ref, str(exc), earlier))  # the project holds what the service has not
+                        continue
                     found.append((ref, pulled, _held(store, ref, pulled.version)))
             return found
 
@@ -121,6 +133,7 @@ def cmd_pull(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.check:
         return _check(results, out)
     for _ref, pulled, held in results:
+        assert isinstance(pulled, StoredApp)
         _write(store, pulled, held, out)
     return EXIT_OK
 
@@ -149,9 +162,13 @@ def _write(store: SchemaStore, pulled: StoredApp, held: _Held | None, out: TextI
     out.write(f"  use it: app: {pulled.name}@{pulled.version}\n")
 
 
-def _check(results: list[tuple[AppRef, StoredApp, _Held | None]], out: TextIO) -> int:
+def _check(results: list[Pulled], out: TextIO) -> int:
     stale = 0
     for ref, pulled, held in results:
+        if isinstance(pulled, str):
+            stale += 1
+            out.write(f"{ref.name}: STALE — {pulled}\n")
+            continue
         if held is None:
             stale += 1
             out.write(f"{ref.name}: STALE — this project has no schema of it (the service's current version is "

@@ -93,6 +93,7 @@ class Builder:
         kernel = self.kernel
         keys, binding = None, None  # the kernel's binding for the last combination's keys
         seen_keys = self.seen_keys
+        fast_costs = self._costs
         for combo in combos:
             if only:
                 labels = combo.labels
@@ -109,7 +110,9 @@ class Builder:
                 if binding is not None:
                     fast = binding.request(combo.picks, r)
                     if fast is not None and fast[0] not in seen_keys:
-                        self.finish(combo, r, fast[0], fast[1], None, binding.filename, self.fast_cost(fast[1]))
+                        units = fast[1]
+                        cost = fast_costs[units] if units in fast_costs else self.fast_cost(units)
+                        self.finish(combo, r, fast[0], units, None, binding.filename, cost)
                         continue
                 self.job(combo, r)
                 if self.stopped:

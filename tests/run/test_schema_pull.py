@@ -225,3 +225,20 @@ def test_a_range_reserves_its_upper_bound(cli, project):
     assert doc["price"]["confidence"] == "range"
     assert (doc["price"]["min_usd_per_unit"], doc["price"]["max_usd_per_unit"]) == ("0.0387", "0.12062")
     assert doc["budget"] == {"max_usd": "0.30", "within": False, "over_usd": "0.18248"}
+
+
+def test_check_counts_an_app_the_service_does_not_have_as_stale(cli, project):
+    from tests_support import TEST_LIMITS
+
+    from kling_pipeline.emulator import EmulatorConfig, EmulatorServer
+
+    with EmulatorServer(EmulatorConfig(apps=("klingai/video-o1",), limits=TEST_LIMITS)) as emu:
+        result = cli("schema", "pull", "--check", "--base-url", emu.base_url)
+    assert result.code == 1
+    assert result.out.splitlines() == [
+        *(f"{app}: STALE — the service has no app '{app}' (GET /apps/{app} answered 404); check its name on "
+          "inference.sh" for app in ("elevenlabs/sound-effects", "elevenlabs/tts", "google/gemini-2-5-flash-image")),
+        "klingai/image-o1: current (version 0pbaxv40 in the bundled data)",
+        "klingai/video-o1: current (version ef28809a in the bundled data)",
+        "schema check: 3 of 5 apps stale; `kling-pipeline schema pull APP` updates one",
+    ]
