@@ -4,8 +4,11 @@ Each client runs in its own process against its own fresh emulator process
 (fixed latency L), doing the same work: N tasks at concurrency C, each one
 submitted, followed to completion and its image downloaded to disk.
 
-* ``ours``      — ``plan_file`` + ``run_plan`` on the CLI's event loop (uvloop): the real run
-                  path (manifest with fsync, budget ledger, sidecars, the lean HTTP/1.1 transport);
+* ``ours``      — ``plan_file`` + ``run_plan`` + the report on the CLI's event loop (uvloop): what
+                  ``kling-pipeline run`` does (manifest with fsync, budget, files and sidecars, report);
+* ``lean``      — a lean loop of our own: the same HTTP work (submit, follow the stream to the end,
+                  download and hash the file) in one process, one connection pool, uvloop, no files,
+                  no manifest, no budget: the reference the run's CPU per task is measured against;
 * ``sdk-sync``  — ``inferencesh.Inference.run`` (wait) in a thread pool of C, image via requests;
 * ``sdk-async`` — ``inferencesh.AsyncInference.run`` under a semaphore of C, image via aiohttp;
 * ``floor``     — the emulator's own overhead: a minimal raw-socket client in two processes
@@ -62,13 +65,14 @@ def start_emulator(latency: float) -> tuple[subprocess.Popen[str], str]:
 # ----------------------------------------------------------------------------- children
 
 
-def child_ours(url: str, n: int, c: int, work: Path) -> dict[str, Any]:
+def child_ours(url: str, n: int, c: int, work: Path, report: bool = True) -> dict[str, Any]:
     from kling_pipeline.api.client import Secret
     from kling_pipeline.cli._backend import run_async
     from kling_pipeline.core.planning import plan_file
     from kling_pipeline.run.options import RunOptions
     from kling_pipeline.run.session import run_plan
     from kling_pipeline.views.progress import Counters, PlainEvents
+    from kling_pipeline.views.report import write_report
 
     recipe = work / "bench.yaml"
     recipe.write_text(textwrap.dedent(f"""
@@ -90,7 +94,71 @@ def child_ours(url: str, n: int, c: int, work: Path) -> dict[str, Any]:
         summary = run_async(lambda: run_plan(plan, base_url=url, key=Secret(KEY),
                                              options=RunOptions(concurrency=c), events=events))
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return {"completed": summary.count("completed"), "wall": wall, "cpu": cpu}
+        if report:
+            write_report(plan.output_dir, plan)
+        cpu_report = time.process_time() - c0 - cpu
+    return {"completed": summary.count("completed"), "wall": wall, "cpu": cpu + cpu_report, "cpu_run": cpu,
+            "cpu_report": cpu_report}
+
+
+def child_ours_no_report(url: str, n: int, c: int, work: Path) -> dict[str, Any]:
+    return child_ours(url, n, c, work, report=False)
+
+
+def child_lean(url: str, n: int, c: int, work: Path) -> dict[str, Any]:
+    """The same HTTP work as a run, as little else as possible: the reference for CPU per task."""
+    import hashlib
+
+    import anyio
+
+    from kling_pipeline.api.http11 import Http11Transport
+    from kling_pipeline.cli._backend import run_async
+
+    async def main() -> int:
+        transport = Http11Transport(max_idle_per_origin=2 * c + 16)
+        auth = [(b"Authorization", f"Bearer {KEY}".encode()), (b"Content-Type", b"application/json")]
+        stream_headers = [*auth, (b"Accept", b"application/x-ndjson")]
+        limiter = anyio.CapacityLimiter(c)
+        done = 0
+
+        async def one(i: int) -> None:
+            nonlocal done
+            async with limiter:  # a slot is a task at the service, as in a run
+                body = json.dumps({"app": APP, "input": {"prompt": f"benchmark image number {i}",
+                                                         "aspect_ratio": "1:1"}}).encode()
+                response = await transport.send("POST", f"{url}/apps/run", auth, body)
+                task = json.loads(await response.read())["data"]
+                await response.aclose()
+                response = await transport.send("GET", f"{url}/tasks/{task['id']}/stream", stream_headers,
+                                                 read_timeout=60)
+                last: dict[str, Any] = {}
+                pending = b""
+                async for chunk in response.aiter():
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    for line in lines:
+                        if line.strip():
+                            event = json.loads(line)
+                            if event.get("type") != "heartbeat":
+                                last = event
+                await response.aclose()
+            image = last["output"]["image"]
+            response = await transport.send("GET", image["uri"] if isinstance(image, dict) else image, [])
+            digest = hashlib.sha256()
+            async for chunk in response.aiter():
+                digest.update(chunk)
+            await response.aclose()
+            done += 1
+
+        async with anyio.create_task_group() as tg:
+            for i in range(n):
+                tg.start_soon(one, i)
+        await transport.aclose()
+        return done
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    completed = run_async(main)
+    return {"completed": completed, "wall": time.perf_counter() - t0, "cpu": time.process_time() - c0}
 
 
 def _inputs(n: int, tag: str) -> list[dict[str, Any]]:
@@ -201,7 +269,8 @@ def _floor_part(url: str, n: int, c: int, part: int) -> tuple[int, float]:
     return done, time.process_time() - c0
 
 
-CHILDREN = {"ours": child_ours, "sdk-sync": child_sdk_sync, "sdk-async": child_sdk_async, "floor": child_floor}
+CHILDREN = {"ours": child_ours, "ours-no-report": child_ours_no_report, "lean": child_lean, "sdk-sync": child_sdk_sync,
+            "sdk-async": child_sdk_async, "floor": child_floor}
 
 
 def run_child(kind: str, n: int, c: int, latency: float, parent: Path) -> dict[str, Any]:
@@ -247,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
           f" ceil(N/C)*L = {floor:g}s")
     print(f"{'client':<10} {'N':>6} {'done':>6} {'wall s':>8} {'wall/floor':>10} {'CPU ms/task':>12} "
           f"{'peak RSS MB':>12} {'emulator CPU s':>15}")
-    runs = [(k, args.n) for k in (args.only or ["floor", "ours", "sdk-async", "sdk-sync"])]
+    runs = [(k, args.n) for k in (args.only or ["floor", "lean", "ours", "sdk-async", "sdk-sync"])]
     runs += [("ours", n) for n in args.ours_n]
     # Every child's files stay until the end: on ext4, creating files soon (< ~35 s) after
     # thousands were deleted makes the kernel scan for "recently deleted" inodes on each
@@ -281,6 +350,18 @@ def _targets(results: dict[str, dict[str, Any]], args: argparse.Namespace, floor
     ours = results.get(f"ours@{args.n}")
     if ours is None:
         return 0
+    if "cpu_report" in ours:
+        run_ms, report_ms = ours["cpu_run"] / args.n * 1000, ours["cpu_report"] / args.n * 1000
+        print(f"ours: run {run_ms:.2f} ms/task + report {report_ms:.2f} ms/task of CPU")
+    lean = results.get(f"lean@{args.n}")
+    if lean is not None:
+        cpu_ratio = ours["cpu"] / lean["cpu"]
+        eff_ours, eff_lean = floor / ours["wall"], floor / lean["wall"]
+        print(f"target: our CPU per task <= 1.0 x the lean loop's: {cpu_ratio:.2f} x "
+              f"({ours['cpu'] / args.n * 1000:.2f} vs {lean['cpu'] / args.n * 1000:.2f} ms/task): "
+              f"{'met' if cpu_ratio <= 1.0 else 'MISSED'}")
+        print(f"target: our wall efficiency >= the lean loop's: {eff_ours:.3f} vs {eff_lean:.3f}: "
+              f"{'met' if eff_ours >= eff_lean else 'MISSED'}")
     overhead = max(0.0, results[f"floor@{args.n}"]["wall"] - floor) if f"floor@{args.n}" in results else 0.0
     limit = 1.03 * floor + overhead
     print(f"target: our wall {ours['wall']:.2f}s <= 1.03 x {floor:g}s + emulator overhead {overhead:.2f}s "

@@ -25,6 +25,15 @@ class CliResult:
     err: str
 
 
+@pytest.fixture(autouse=True)
+def own_result_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets an empty shared result cache of its own: a result paid in one test is never
+    served to another (and the user's real cache is never touched)."""
+    root = tmp_path_factory.mktemp("result-cache")
+    monkeypatch.setenv("KLING_PIPELINE_CACHE", str(root))
+    return root
+
+
 @pytest.fixture
 def cli(monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
     """Run ``kling-pipeline ARGS`` in-process with the test API key in the environment."""

@@ -69,7 +69,7 @@ class Pacer:
     """The queue of one limit class."""
 
     def __init__(self, kind: LimitClass, state: PaceState | None = None, *,
-                 clock: Callable[[], float] = anyio.current_time,
+                 clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
                  epoch: Callable[[], float] = time.time,
                  on_change: Callable[[PaceReport], None] | None = None) -> None:
@@ -157,7 +157,7 @@ class Pacing:
 
     def __init__(self, runs_ceiling: float | None = None, *,
                  on_change: Callable[[PaceReport], None] | None = None,
-                 clock: Callable[[], float] = anyio.current_time,
+                 clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[None]] = anyio.sleep) -> None:
         def pacer(kind: LimitClass) -> Pacer:
             state = PaceState(runs_ceiling if kind == "runs" else None)

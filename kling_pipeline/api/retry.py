@@ -9,23 +9,19 @@ them without sleeping through ``stamina.set_testing`` (see ``tests/unit/test_ret
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import AbstractContextManager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import stamina
 
 from .apierrors import ApiError, ConnectFailed, DownloadFailed, NotFound, ResponseLost
 
-__all__ = ["DOWNLOAD", "FOLLOW", "LISTING", "UPLOAD", "NotListedYet", "Policy", "StillRunning", "attempts"]
+__all__ = ["DOWNLOAD", "FOLLOW", "UPLOAD", "Policy", "StillRunning", "call"]
 
 
 class StillRunning(Exception):
     """A task followed to its end is not there yet: look again."""
-
-
-class NotListedYet(Exception):
-    """A lost submit's task is not in the task listing (yet): look again while it may lag."""
 
 
 def transient_transfer(exc: Exception) -> bool:
@@ -46,16 +42,12 @@ def not_there_yet(exc: Exception) -> bool:
                                                and not exc.fatal)
 
 
-def not_listed_yet(exc: Exception) -> bool:
-    return isinstance(exc, NotListedYet)
-
-
 @dataclass(frozen=True, slots=True)
 class Policy:
     """``attempts`` (None: until ``timeout``), waits from ``initial`` doubling to ``maximum``, plus jitter."""
 
     name: str
-    on: object  # the predicate (stamina's ``on``)
+    on: Callable[[Exception], bool]  # the predicate: retry after this failure?
     attempts: int | None
     initial: float
     maximum: float
@@ -66,15 +58,28 @@ class Policy:
 UPLOAD = Policy("upload", transient_transfer, attempts=4, initial=0.5, maximum=4.0, jitter=0.5)
 DOWNLOAD = Policy("download", transient_download, attempts=4, initial=0.5, maximum=4.0, jitter=0.5)
 FOLLOW = Policy("follow", not_there_yet, attempts=None, initial=0.25, maximum=10.0, jitter=0.25)
-LISTING = Policy("listing", not_listed_yet, attempts=None, initial=1.0, maximum=10.0, jitter=0.0)
 
 
-def attempts(policy: Policy, *, timeout: float | None = None, initial: float | None = None
-             ) -> AsyncIterator[AbstractContextManager[None]]:
-    """``async for attempt in attempts(UPLOAD): with attempt: ...`` — the last failure is re-raised."""
-    limit = policy.timeout if timeout is None else timeout
-    context: AsyncIterator[AbstractContextManager[None]] = stamina.retry_context(
-        on=policy.on,  # type: ignore[arg-type]
-        attempts=policy.attempts, timeout=limit, wait_initial=policy.initial if initial is None else initial,
-        wait_max=policy.maximum, wait_jitter=policy.jitter)
-    return context
+T = TypeVar("T")
+
+
+async def call(policy: Policy, fn: Callable[[], Awaitable[T]], *, give_up_after: float | None = None) -> T:
+    """``await fn()``, again as ``policy`` says while it fails with what the policy retries;
+    the last failure is re-raised. The first try costs nothing extra (most calls succeed):
+    stamina's machinery is entered only after a failure, which it then sees as its first."""
+    try:
+        return await fn()
+    except Exception as exc:
+        if not policy.on(exc):
+            raise
+        first: Exception | None = exc
+    result: T | None = None
+    async for attempt in stamina.retry_context(
+            on=policy.on, attempts=policy.attempts, timeout=policy.timeout if give_up_after is None else give_up_after,
+            wait_initial=policy.initial, wait_max=policy.maximum, wait_jitter=policy.jitter):
+        with attempt:
+            if first is not None:  # the failure above is this loop's first attempt: wait, then go again
+                failure, first = first, None
+                raise failure
+            result = await fn()
+    return result  # type: ignore[return-value]

@@ -97,9 +97,30 @@ def cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         else:
             for line in plan_summary(p, rows=max(1, args.rows)):
                 out.write(line + "\n")
+            cached = _cache_line(p)
+            if cached:
+                out.write(cached + "\n")
     if args.check_prices and not _prices_agree(args, p, err):
         return EXIT_FAILED
     return EXIT_BUDGET if p.over_budget else EXIT_OK
+
+
+def _cache_line(p: Plan) -> str | None:
+    """How many jobs not done here yet the shared result cache will serve, and what that saves."""
+    from ..store.cache import ResultCache, default_root
+    from ..store.journal import MANIFEST_NAME, read_records
+    from ..store.state import ManifestState
+
+    keys = ResultCache(default_root()).keys()
+    if not keys:
+        return None
+    done = {j.key for j in ManifestState.replay(read_records(p.output_dir / MANIFEST_NAME)) if j.state == "completed"}
+    served = [j for j in p.jobs if j.key in keys and j.key not in done]
+    if not served:
+        return None
+    saved = format_usd(sum(j.cost for j in served))
+    return (f"  cache: {len(served):,} job{'s' if len(served) != 1 else ''} will be served from the shared cache of "
+            f"paid results ({saved} saved; run --no-cache to pay for them again)")
 
 
 def _prices_agree(args: argparse.Namespace, p: Plan, err: TextIO) -> bool:

@@ -16,6 +16,7 @@ from ..core.planning import Plan
 from ..run.options import Mode, RunOptions
 from ..run.outcome import RunSummary
 from ..run.session import git_provenance, prepare, run_plan
+from ..store.cache import default_root
 from ..store.sharding import lock_name, manifest_name, parse_shard
 from ..views.planview import warning_lines
 from ..views.progress import Counters, LiveEvents, make_events
@@ -58,6 +59,9 @@ def add_run_arguments(p: argparse.ArgumentParser, *, collect: bool = False) -> N
                    help="on Ctrl-C, how long to wait for running tasks (default 120)")
     p.add_argument("--connect-grace", type=seconds, default=30.0, metavar="S",
                    help="stop the run when the API cannot be reached for this long (default 30)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="do not serve jobs from the shared cache of paid results, nor add to it "
+                        "($KLING_PIPELINE_CACHE, default ~/.cache/kling-pipeline/results)")
     p.add_argument("--json", action="store_true", help="one JSON event per line on stdout")
 
 
@@ -70,7 +74,7 @@ def _options(args: argparse.Namespace, plan: Plan) -> RunOptions:
         retry_unknown=args.retry_unknown, reconcile=not args.no_reconcile,
         reconcile_window=args.reconcile_window, cancel_inflight=args.cancel_inflight,
         drain_timeout=args.drain_timeout, webhook=getattr(args, "webhook", None) or plan.recipe.webhook,
-        connect_grace=args.connect_grace,
+        connect_grace=args.connect_grace, cache=None if args.no_cache else str(default_root()),
     )
 
 

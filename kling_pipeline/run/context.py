@@ -17,6 +17,7 @@ from ..api.client import ApiClient
 from ..core.outputs import OutputSpec
 from ..core.planning import Plan
 from ..core.schemas import Pricing
+from ..store.cache import CachedFile, Entry, ResultCache
 from ..store.journal import FileWrite, Journal
 from ..store.records import AcceptedRecord, AdoptedRecord, DoneRecord, IntentRecord, Record
 from ..store.state import ManifestState
@@ -86,6 +87,11 @@ class RunContext:
     reach: Reachability = field(default_factory=Reachability)
     inflight: Inflight = field(default_factory=Inflight)
     staged: dict[str, Staged] = field(default_factory=dict)  # key -> ready to send
+    cache: ResultCache | None = None  # the shared cache of paid results (None: --no-cache)
+
+    def cache_serve(self, entry: Entry, f: CachedFile, dest: str) -> None:
+        assert self.cache is not None
+        self.cache.serve(entry, f, Path(dest))
 
     @property
     def app_ref(self) -> str:

@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import anyio
+import anyio.to_thread
+
 from ..api.apierrors import ApiError, ConnectFailed, DownloadFailed, NotFound, Unreachable, is_provider_limit
-from ..api.retry import FOLLOW, StillRunning, attempts
+from ..api.retry import FOLLOW, StillRunning, call
 from ..api.wire import Status, TaskView, billed_units
 from ..store.records import DoneRecord
 from .context import RunContext
 from .outcome import JobResult
-from .outputs import save_outputs
+from .outputs import save_outputs, serve_cached
 from .submit import submit
 from .work import Work, retryable_failure
 
@@ -55,11 +58,14 @@ async def _look(ctx: RunContext, w: Work, task_id: str, stream: bool) -> TaskVie
 async def _wait_terminal(ctx: RunContext, w: Work, task_id: str) -> TaskView | JobResult:
     """Follow the stream (reconnecting), then poll; bounded by ``task_timeout``."""
     tries = 0
+
+    async def observe() -> TaskView:
+        nonlocal tries
+        tries += 1
+        return await _observe(ctx, w, task_id, stream=tries <= ctx.options.stream_attempts)
+
     try:
-        async for attempt in attempts(FOLLOW, timeout=ctx.options.task_timeout):
-            with attempt:
-                tries += 1
-                return await _observe(ctx, w, task_id, stream=tries <= ctx.options.stream_attempts)
+        return await call(FOLLOW, observe, give_up_after=ctx.options.task_timeout)
     except NotFound:
         return JobResult(w.key, w.job_id, "unknown", task_id=task_id, error=f"task {task_id} not found")
     except Unreachable as exc:
@@ -137,7 +143,23 @@ async def finish(ctx: RunContext, w: Work, task_id: str, reserved: int, attempt:
     await ctx.journal.write_files(writes)
     await ctx.record(DoneRecord(w.key, w.job_id, task_id, "completed", billed, None, tuple(saved), units=units,
                                 raw_output=view.output))
+    if ctx.cache is not None:  # paid and on disk: any output directory may use it now
+        files = [(ctx.out_dir / o.path, o.sha256, o.content_type) for o in saved]
+        await anyio.to_thread.run_sync(ctx.cache.put, w.key, ctx.app_ref, task_id, billed, files, view.output)
     return JobResult(w.key, w.job_id, "completed", billed, task_id, files=tuple(o.path for o in saved))
+
+
+async def from_cache(ctx: RunContext, w: Work) -> JobResult | None:
+    """Serve a job from the shared cache; None when its entry turned out missing or damaged (send it)."""
+    assert ctx.cache is not None
+    entry = await anyio.to_thread.run_sync(ctx.cache.get, w.key)
+    if entry is None:
+        return None
+    saved, writes = await anyio.to_thread.run_sync(serve_cached, ctx, w, entry)
+    await ctx.journal.write_files(writes)
+    await ctx.record(DoneRecord(w.key, w.job_id, entry.task_id, "completed", 0, None, tuple(saved),
+                                raw_output=entry.raw_output, cached=True))
+    return JobResult(w.key, w.job_id, "completed", 0, entry.task_id, files=tuple(o.path for o in saved))
 
 
 async def redownload(ctx: RunContext, w: Work, task_id: str, billed: int) -> JobResult:

@@ -31,3 +31,4 @@ class RunOptions:
     max_download_bytes: int = 64 * 1024 * 1024
     connect_grace: float = 30.0  # how long the API may stay unreachable before the run stops
     mode: Mode = "run"
+    cache: str | None = None  # the shared result cache's directory (None: no cache)

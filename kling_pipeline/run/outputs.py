@@ -12,22 +12,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..api.apierrors import ApiError, DownloadFailed
 from ..api.client import Downloaded
-from ..api.retry import DOWNLOAD, attempts
+from ..api.retry import DOWNLOAD, call
 from ..api.wire import TaskView
 from ..core.money import usd_decimal
 from ..core.outputs import DEFAULT_SUFFIX, OutputFile, suffix_for
+from ..store.cache import Entry
 from ..store.journal import FileWrite
 from ..store.records import OutputEntry
 from .context import RunContext
 from .work import Work
 
-__all__ = ["file_name", "save_outputs", "sidecar_path", "value_file"]
+__all__ = ["file_name", "save_outputs", "serve_cached", "sidecar_path", "value_file"]
 
 TEXT_TYPE = "text/plain; charset=utf-8"
 JSON_TYPE = "application/json"
@@ -48,21 +50,16 @@ def file_name(base: str, f: OutputFile, first: bool, fields: int) -> str:
         stem = f"{base}-{f.field.name}" + (f"-{f.index}" if f.index else "")
     else:
         stem = f"{base}-{f.index}"
-    kind = f.field.kind or "file"
-    given = PurePosixPath(stem).suffix.lower()
-    if given and given == suffix_for(kind, f.content_type, f.uri):
+    suffix = suffix_for(f.field.kind or "file", f.content_type, f.uri)
+    if os.path.splitext(stem)[1].lower() == suffix:
         return stem
-    return stem + suffix_for(kind, f.content_type, f.uri)
+    return stem + suffix
 
 
 async def _download(ctx: RunContext, f: OutputFile, name: str) -> Downloaded:
-    got: Downloaded | None = None
-    async for attempt in attempts(DOWNLOAD):  # a download costs nothing: safe to repeat
-        with attempt:
-            got = await ctx.api.download(f.uri, name, ctx.out_dir, max_bytes=ctx.options.max_download_bytes,
-                                         accept=f.field.accept, kind=f.field.kind or "file")
-    assert got is not None
-    return got
+    return await call(DOWNLOAD, lambda: ctx.api.download(  # a download costs nothing: safe to repeat
+        f.uri, name, ctx.out_dir, max_bytes=ctx.options.max_download_bytes, accept=f.field.accept,
+        kind=f.field.kind or "file"))
 
 
 def value_file(base: str, name: str, value: Any) -> tuple[str, bytes, str, str]:
@@ -94,11 +91,13 @@ async def save_outputs(ctx: RunContext, w: Work, view: TaskView,
         wanted = ", ".join(f.name for f in ctx.outputs.file_fields) or "a file"
         raise DownloadFailed(f"task {view.id} completed without a file in its output (expected {wanted})")
     fields = len({f.field.name for f in files})
+    out_dir = str(ctx.out_dir)
     job = ctx.state.jobs.get(w.key)
     intent = job.intent if job is not None else None
     made: list[tuple[dict[str, Any], OutputEntry, FileWrite]] = []
     for number, f in enumerate(files):
         rel = file_name(w.output_name, f, number == 0, fields)
+        dest = f"{out_dir}/{rel}"
         started = time.time()
         try:
             got = await _download(ctx, f, rel)
@@ -110,14 +109,14 @@ async def save_outputs(ctx: RunContext, w: Work, view: TaskView,
         if f.field.kind == "image":  # the name earlier versions gave it
             side["image"] = rel
         made.append((side, OutputEntry(rel, got.sha256, got.size, got.content_type, f.uri, rel + ".json"),
-                     FileWrite(ctx.out_dir / rel, got.data, got.spilled)))
+                     FileWrite(dest, got.data, None if got.spilled is None else str(got.spilled))))
     for name, value in values.items():
         rel, data, ctype, kind = value_file(w.output_name, name, value)
         sha = hashlib.sha256(data).hexdigest()
         side = {"file": rel, "field": name, "kind": kind, "index": 0, "sha256": sha, "size": len(data),
                 "content_type": ctype, "source_uri": None}
         entry = OutputEntry(rel, sha, len(data), ctype, "", rel + ".json")
-        made.append((side, entry, FileWrite(ctx.out_dir / rel, data)))
+        made.append((side, entry, FileWrite(f"{out_dir}/{rel}", data)))
     listed = [{"file": side["file"], "field": side["field"], "kind": side["kind"]} for side, _, _ in made]
     shared = {
         "job": {"id": w.job_id, "key": w.key, "combination": dict(w.labels)},
@@ -139,5 +138,29 @@ async def save_outputs(ctx: RunContext, w: Work, view: TaskView,
         writes.append(write)
         # Compact JSON: json's indenting encoder is pure Python and costs more than the download.
         document = {**side, **shared, "timings": timings}
-        writes.append(FileWrite(sidecar_path(write.path), (json.dumps(document, ensure_ascii=False) + "\n").encode()))
+        writes.append(FileWrite(write.path + ".json", (json.dumps(document, ensure_ascii=False) + "\n").encode()))
     return [entry for _, entry, _ in made], writes
+
+
+def serve_cached(ctx: RunContext, w: Work, entry: Entry) -> tuple[list[OutputEntry], list[FileWrite]]:
+    """Put a cached result's files in place (linked or copied from the shared cache), each with a
+    sidecar that says where it came from; nothing is sent, nothing billed."""
+    saved: list[OutputEntry] = []
+    writes: list[FileWrite] = []
+    out_dir = str(ctx.out_dir)
+    for index, f in enumerate(entry.files):
+        suffix = os.path.splitext(f.name)[1]
+        stem = w.output_name if index == 0 else f"{w.output_name}-{index}"
+        rel = stem if os.path.splitext(stem)[1].lower() == suffix.lower() else stem + suffix
+        dest = f"{out_dir}/{rel}"
+        ctx.cache_serve(entry, f, dest)
+        side = {"file": rel, "index": index, "sha256": f.sha256, "size": f.size, "content_type": f.content_type,
+                "job": {"id": w.job_id, "key": w.key, "combination": dict(w.labels)},
+                "recipe": ctx.provenance.get("recipe"), "git": ctx.provenance.get("git"), "app": ctx.app_ref,
+                "input": None if w.job is None else dict(ctx.plan.render(w.job).request),
+                "task_id": entry.task_id, "billed_usd": "0.00", "cached": True,
+                "paid_usd_when_made": usd_decimal(entry.billed_microcents), "run_id": ctx.run_id,
+                "tool": ctx.provenance.get("tool")}
+        writes.append(FileWrite(dest + ".json", (json.dumps(side, ensure_ascii=False) + "\n").encode()))
+        saved.append(OutputEntry(rel, f.sha256, f.size, f.content_type, "", rel + ".json"))
+    return saved, writes

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from .context import RunContext
-from .follow import finish, redownload
+from .follow import finish, from_cache, redownload
 from .outcome import JobResult
 from .reconciler import PROOF_MARGIN
 from .submit import reconcile, submit
@@ -25,6 +25,10 @@ async def run_work(ctx: RunContext, w: Work) -> JobResult:
     if w.action is Action.REDOWNLOAD:
         assert state is not None and state.task_id
         return await redownload(ctx, w, state.task_id, state.billed)
+    if w.action is Action.FROM_CACHE:
+        served = await from_cache(ctx, w)
+        if served is not None:
+            return served  # else: the entry was gone or damaged: send the job like any other
     attempt = (state.attempts if state else 0) + 1
     if w.action is Action.REATTACH:
         assert state is not None and state.task_id

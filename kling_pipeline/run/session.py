@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Any
 
 import anyio
+import anyio.to_thread
 
 from .. import __version__
 from ..api.client import ApiClient, ClientPool, Secret
@@ -28,6 +29,7 @@ from ..api.pacing import Pacing
 from ..api.preflight import check_app
 from ..core.outputs import OutputSpec
 from ..core.planning import Plan
+from ..store.cache import ResultCache
 from ..store.journal import MANIFEST_NAME, Journal, read_records
 from ..store.lock import LOCK_NAME, LockError, OutputLock
 from ..store.records import RunRecord
@@ -74,8 +76,10 @@ def prepare(plan: Plan, options: RunOptions, manifest: str = MANIFEST_NAME) -> t
 
 
 def _decide(plan: Plan, state: ManifestState, options: RunOptions) -> Decision:
+    cached = ResultCache(Path(options.cache)).keys() if options.cache else set()
     return decide(plan, state, retry_failed=options.retry_failed, retry_unknown=options.retry_unknown,
-                  reconcile=options.reconcile, mode=options.mode, provider_retries=options.provider_retries)
+                  reconcile=options.reconcile, mode=options.mode, provider_retries=options.provider_retries,
+                  cached=cached)
 
 
 class OpenRun:
@@ -129,7 +133,8 @@ class OpenRun:
                          reconciler=Reconciler(api, self.options, str(self.plan.recipe.app), claimed,
                                                on_change=events.listing),
                          provenance=prov, run_id=run_id or uuid.uuid4().hex[:12],
-                         webhook_token=self.state.webhook_token or secrets.token_urlsafe(24), claimed=claimed)
+                         webhook_token=self.state.webhook_token or secrets.token_urlsafe(24), claimed=claimed,
+                         cache=ResultCache(Path(self.options.cache)) if self.options.cache else None)
         if record_run:
             recipe = self.plan.recipe
             await ctx.record(RunRecord(
@@ -164,5 +169,7 @@ async def run_plan(plan: Plan, *, base_url: str, key: Secret, options: RunOption
                 ctx = await opened.start(pool.api, events, provenance=provenance)
                 await schedule(ctx, decision.work, summary)
                 summary.stop_reason, summary.fatal = ctx.stop.reason, ctx.stop.fatal
+                if ctx.cache is not None:
+                    await anyio.to_thread.run_sync(ctx.cache.evict)  # within its bound, oldest use first
         summary.ledger = opened.ledger.snapshot()
     return summary

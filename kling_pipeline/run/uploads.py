@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 
 from ..api.client import ApiClient
-from ..api.retry import UPLOAD, attempts
+from ..api.retry import UPLOAD, call
 from ..core.errors import KlingError
 from ..core.localfiles import LocalFile, decode_data_uri
 from ..core.planning import RenderedJob
@@ -51,10 +51,8 @@ class Uploader:
         done = self._busy[local.sha256] = anyio.Event()
         try:
             data, filename = await self._read(local, value)
-            uploaded = ""
-            async for attempt in attempts(UPLOAD):  # an upload costs nothing: safe to repeat
-                with attempt:
-                    uploaded = await self._api.upload(data, filename, local.media_type)
+            # an upload costs nothing: safe to repeat
+            uploaded = await call(UPLOAD, lambda: self._api.upload(data, filename, local.media_type))
             await self._record(UploadRecord(local.sha256, uploaded, filename))
             return uploaded
         finally:

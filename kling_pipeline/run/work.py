@@ -7,7 +7,7 @@ at the sizes of a completed job's files on disk (a missing file is fetched again
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -25,6 +25,7 @@ class Action(Enum):
     REATTACH = "reattach"  # a task id is known: follow it, never re-send
     RECONCILE = "reconcile"  # a submit whose answer was lost: find the task in the listing
     REDOWNLOAD = "redownload"  # completed, but an image is missing on disk: fetch it again by task id
+    FROM_CACHE = "from_cache"  # paid and downloaded before (any output directory): served from the shared cache
     SKIP = "skip"
 
 
@@ -94,11 +95,12 @@ def retryable_failure(state: JobState, provider_retries: int = PROVIDER_RETRIES)
 
 def decide(plan: Plan, manifest: ManifestState, *, retry_failed: bool = False, retry_unknown: bool = False,
            reconcile: bool = True, jobs: Iterable[Job] | None = None, mode: str = "run",
-           provider_retries: int = PROVIDER_RETRIES) -> Decision:
+           provider_retries: int = PROVIDER_RETRIES, cached: Collection[str] = ()) -> Decision:
     """Decide each job's action. Jobs in the manifest but not in the plan (the recipe
     changed) are still followed when a task of theirs may be running or unfinished.
     A job whose task was cancelled (Ctrl-C with ``--cancel-inflight``) is sent again, and
     so is one that failed on the provider's limit within its retries (see ``retryable_failure``).
+    A job to send whose key is in ``cached`` (the shared result cache) is served from it instead.
 
     ``mode`` "detach" keeps only new submits (the rest waits for ``collect``);
     "collect" keeps everything but new submits (those wait for the next ``run``).
@@ -111,7 +113,7 @@ def decide(plan: Plan, manifest: ManifestState, *, retry_failed: bool = False, r
         fresh = Work(Action.SUBMIT, job.key, job.id, job.output_name, job.combination.labels, job.cost, job.units,
                      job, state)
         if state is None or state.state in ("new", "not_created", "rejected", "cancelled"):
-            out.work.append(fresh)
+            out.work.append(_with(fresh, Action.FROM_CACHE) if job.key in cached else fresh)
         elif state.state == "completed":
             if outputs_present(state, plan.output_dir):
                 out.done.append(state)
@@ -145,7 +147,7 @@ def decide(plan: Plan, manifest: ManifestState, *, retry_failed: bool = False, r
         submitting = mode == "detach"
         out.deferred = [w for w in out.work if (w.action is Action.SUBMIT) is not submitting]
         out.work = [w for w in out.work if (w.action is Action.SUBMIT) is submitting]
-    order = {Action.REATTACH: 0, Action.REDOWNLOAD: 1, Action.RECONCILE: 2, Action.SUBMIT: 3}
+    order = {Action.REATTACH: 0, Action.REDOWNLOAD: 1, Action.FROM_CACHE: 1, Action.RECONCILE: 2, Action.SUBMIT: 3}
     out.work.sort(key=lambda w: order[w.action])
     return out
 

@@ -9,21 +9,23 @@ from __future__ import annotations
 
 import os
 import threading
-from pathlib import Path
 
 __all__ = ["fsync_dir", "write_atomic"]
 
 
-def write_atomic(path: Path, data: bytes | str, *, durable: bool = False, made: set[Path] | None = None) -> None:
+def write_atomic(path: str | os.PathLike[str], data: bytes | str, *, durable: bool = False,
+                 made: set[str] | None = None) -> None:
     """Write ``data`` to ``path`` through a temp file and a rename. ``made``: directories
-    known to exist already (a caller writing many files saves a ``mkdir`` per file)."""
-    parent = path.parent
+    known to exist already (a caller writing many files saves a ``mkdir`` per file). Plain
+    strings and ``os`` calls: the files thread runs this for every output file."""
+    target = os.fspath(path)
+    parent, name = os.path.split(target)
     if made is None or parent not in made:
-        parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(parent or ".", exist_ok=True)
         if made is not None:
             made.add(parent)
     raw = data.encode() if isinstance(data, str) else data
-    tmp = f"{parent}/.{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"  # two threads never share one
+    tmp = f"{parent}/.{name}.{os.getpid()}.{threading.get_ident()}.tmp"  # two threads never share one
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         try:
@@ -34,7 +36,7 @@ def write_atomic(path: Path, data: bytes | str, *, durable: bool = False, made: 
                 os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -42,10 +44,10 @@ def write_atomic(path: Path, data: bytes | str, *, durable: bool = False, made: 
             pass
         raise
     if durable:
-        fsync_dir(parent)
+        fsync_dir(parent or ".")
 
 
-def fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: str | os.PathLike[str]) -> None:
     """Make a rename or a new file in ``directory`` durable."""
     fd = os.open(directory, os.O_RDONLY)
     try:

@@ -97,7 +97,7 @@ class Journal:
             raise ManifestError(f"{path}: cannot open the manifest: {exc.strerror or exc}") from None
         self._fd = fd
         self._failed: ManifestError | None = None
-        self._dirs: set[Path] = set()  # directories known to exist (the files thread's own)
+        self._dirs: set[str] = set()  # directories known to exist (the files thread's own)
         self._records = _Worker(self._write_records, "kling-pipeline-manifest")
         self._files = _Worker(self._write_files, "kling-pipeline-files")
 
@@ -277,18 +277,19 @@ class FileWrite:
     """A file the files thread puts in place: ``data`` written atomically, or an
     already-written temp file ``source`` renamed."""
 
-    path: Path
+    path: str  # plain strings: the files thread handles one per output file
     data: bytes | None = None
-    source: Path | None = None
+    source: str | None = None
 
-    def commit(self, made: set[Path] | None = None) -> None:
+    def commit(self, made: set[str] | None = None) -> None:
         """Few system calls, little Python between them: this runs in a thread that must
         win the GIL back after each call while the event loop is busy."""
         if self.source is not None:
-            if made is None or self.path.parent not in made:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+            parent = os.path.dirname(self.path)
+            if made is None or parent not in made:
+                os.makedirs(parent, exist_ok=True)
                 if made is not None:
-                    made.add(self.path.parent)
+                    made.add(parent)
             os.replace(self.source, self.path)
             return
         write_atomic(self.path, self.data or b"", made=made)

@@ -253,6 +253,7 @@ class DoneRecord:
     raw_output: Any = None
     download_pending: bool = False
     redownload: bool = False
+    cached: bool = False  # served from the shared result cache: nothing was sent, nothing billed
     at: float = field(default_factory=_now)
 
     @classmethod
@@ -262,7 +263,8 @@ class DoneRecord:
         return cls(key, str(d.get("job") or ""), _str(d.get("task")), str(d.get("status") or "failed"),
                    _int(d.get("billed_microcents")), _str(d.get("error")), outputs,
                    None if d.get("units") is None else _int(d.get("units")), d.get("raw_output"),
-                   bool(d.get("download_pending")), bool(d.get("redownload")), _float(d.get("at")))
+                   bool(d.get("download_pending")), bool(d.get("redownload")), bool(d.get("cached")),
+                   _float(d.get("at")))
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"t": self.T, "key": self.key, "job": self.job, "task": self.task,
@@ -278,6 +280,8 @@ class DoneRecord:
             d["download_pending"] = True
         if self.redownload:
             d["redownload"] = True
+        if self.cached:
+            d["cached"] = True
         return d
 
     def slim(self) -> DoneRecord:
@@ -285,7 +289,7 @@ class DoneRecord:
         if self.raw_output is None:
             return self
         return DoneRecord(self.key, self.job, self.task, self.status, self.billed_microcents, self.error,
-                          self.outputs, self.units, None, self.download_pending, self.redownload, self.at)
+                          self.outputs, self.units, None, self.download_pending, self.redownload, self.cached, self.at)
 
 
 Record = (RunRecord | IntentRecord | AcceptedRecord | AdoptedRecord | UnknownRecord | NotCreatedRecord | UploadRecord

@@ -88,6 +88,7 @@ def sites(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     with pytest.MonkeyPatch.context() as env, \
             EmulatorServer(EmulatorConfig(latency=Latency.fixed(0.05), limits=TEST_LIMITS)) as emu:
         env.setenv("KLING_PIPELINE_SCHEMAS", str(project / "kling-schemas"))
+        env.setenv("KLING_PIPELINE_CACHE", str(tmp_path_factory.mktemp("result-cache")))  # never the user's
         env.setenv("INFERENCE_API_KEY", "inf_test")
         for name, (app, text) in RECIPES.items():
             out, err = io.StringIO(), io.StringIO()

@@ -15,7 +15,7 @@ from kling_pipeline.api.apierrors import (
     ResponseLost,
     ServerError,
 )
-from kling_pipeline.api.retry import DOWNLOAD, FOLLOW, LISTING, UPLOAD, NotListedYet, Policy, StillRunning, attempts
+from kling_pipeline.api.retry import DOWNLOAD, FOLLOW, UPLOAD, Policy, StillRunning, call
 
 
 @pytest.fixture(autouse=True)
@@ -27,11 +27,15 @@ def no_sleeping() -> object:
 async def calls_until(policy: Policy, failures: list[Exception]) -> int:
     """Run a call that fails with ``failures`` in turn, then succeeds; how many calls were made."""
     made = 0
-    async for attempt in attempts(policy):
-        with attempt:
-            made += 1
-            if failures:
-                raise failures.pop(0)
+
+    async def fn() -> int:
+        nonlocal made
+        made += 1
+        if failures:
+            raise failures.pop(0)
+        return made
+
+    assert await call(policy, fn) == made
     return made
 
 
@@ -66,10 +70,3 @@ async def test_following_looks_again_while_the_task_runs_or_a_read_fails_but_not
     assert await calls_until(FOLLOW, [StillRunning(), ServerError("502"), StillRunning()]) == 4
     with pytest.raises(NotFound):
         await calls_until(FOLLOW, [NotFound("no task")])
-
-
-@pytest.mark.anyio
-async def test_the_listing_is_asked_again_only_while_the_task_is_not_listed() -> None:
-    assert await calls_until(LISTING, [NotListedYet(), NotListedYet()]) == 3
-    with pytest.raises(ServerError):
-        await calls_until(LISTING, [ServerError("listing failed")])
