@@ -162,8 +162,9 @@ class Builder:
         if first is not None:
             self.collapsed += 1
             # point at the value that makes this combination differ from the first (it has no effect)
-            firsts = first.combination.origins
-            where = next((p for k, p in combo.origins.items() if firsts.get(k) != p), recipe.input_pos)
+            firsts = dict(zip(first.combination.keys, first.combination.picks, strict=True))
+            where = next((p.pos for k, p in zip(combo.keys, combo.picks, strict=True) if firsts.get(k) is not p),
+                         recipe.input_pos)
             self.warnings.add(where, f"identical to {first.id} {first.label}: same request, run once", label)
             return
         bounds = pricing.cost_range(request)
@@ -186,7 +187,7 @@ class Builder:
         except KeyError:
             for pick in combo.picks:
                 if id(pick) not in slugs:
-                    slugs[id(pick)] = slug(pick.label)
+                    slugs[id(pick)] = pick.part or slug(pick.label)
                     self._alive.append(pick)  # its id stays its own
             parts = [slugs[id(pick)] for pick in combo.picks]
         if not parts:

@@ -13,6 +13,7 @@ from pathlib import Path
 from .errors import Diagnostic, Position, RecipeError
 from .localfiles import ReadProblem, read_regular
 from .recipe import Recipe, build_recipe, check_recipe
+from .sweep import DEFAULT_MAX_JOBS
 from .yamlsrc import Node, parse_yaml
 
 __all__ = ["display_path", "load_recipe", "load_recipe_partial", "merge_nodes", "read_tree"]
@@ -112,15 +113,17 @@ def read_tree(path: Path, shown: str, chain: tuple[Path, ...] = (), cause: Posit
     return merge_nodes(merged, own)
 
 
-def load_recipe(path: str | os.PathLike[str]) -> Recipe:
-    """Load, merge and shape-check a recipe file. Raises ``RecipeError``."""
-    recipe, problems = load_recipe_partial(path)
+def load_recipe(path: str | os.PathLike[str], *, max_jobs: int = DEFAULT_MAX_JOBS) -> Recipe:
+    """Load, merge and shape-check a recipe file (listing the files of its file axes, at
+    most ``max_jobs`` each). Raises ``RecipeError``."""
+    recipe, problems = load_recipe_partial(path, max_jobs=max_jobs)
     if problems:
         raise RecipeError(problems)
     return recipe
 
 
-def load_recipe_partial(path: str | os.PathLike[str]) -> tuple[Recipe, list[Diagnostic]]:
+def load_recipe_partial(path: str | os.PathLike[str], *,
+                        max_jobs: int = DEFAULT_MAX_JOBS) -> tuple[Recipe, list[Diagnostic]]:
     """The recipe as far as it could be read, with its shape problems (for reporting
     every problem at once). Unreadable or unparsable files still raise ``RecipeError``."""
     shown = display_path(path)
@@ -128,4 +131,4 @@ def load_recipe_partial(path: str | os.PathLike[str]) -> tuple[Recipe, list[Diag
     tree = read_tree(Path(path), shown, sources=sources)
     if not tree.is_mapping:
         return build_recipe(tree, shown, tuple(sources)), []  # raises: a recipe must be a mapping
-    return check_recipe(tree, shown, tuple(sources))
+    return check_recipe(tree, shown, tuple(sources), max_jobs=max_jobs)

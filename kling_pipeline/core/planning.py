@@ -23,7 +23,9 @@ from typing import Any
 
 from .appstore import SchemaStore, locate_store, resolve_app
 from .build import Builder, context, value_origin
+from .combofilter import Filter
 from .errors import Diagnostic, Position, RecipeError, UsageError
+from .fileaxes import own_outputs
 from .jobs import Job
 from .loading import load_recipe_partial
 from .localfiles import FileChecker, FileProblem, FileResolver, LocalFile, check_path, classify
@@ -77,6 +79,7 @@ class Plan:
     templates: TemplateSet = field(compare=False, repr=False)
     validator: RequestValidator = field(compare=False, repr=False)
     files: FileResolver = field(compare=False, repr=False)
+    removed_by_filter: int = 0  # combinations matrix.filter left out (before --only)
     max_job_microcents: int | None = None  # --max-job-usd: reserved by each job whose price is unknown
     unbounded: int = 0  # jobs whose price is unknown and not bounded (each reserves nothing): `run` refuses
 
@@ -187,8 +190,7 @@ def _static_checks(recipe: Recipe, app: AppSpec, templates: TemplateSet, filenam
     if recipe.input.tag != INVALID_INPUT:  # a missing/malformed input is reported once, by the shape check
         for fieldname, message in validator.check_keys(keys):
             problems.append(Diagnostic(keys.get(fieldname) if fieldname else recipe.input_pos, message))
-    known = set(recipe.vars) | set(BASE_NAMES) | set(recipe.matrix.axis_names) | set(recipe.declared)
-    known |= {k for e in recipe.matrix.include for k in e.values}
+    known = _known(recipe)
     for ts, extra in ((templates, ()), (filename, OUTPUT_NAMES)):
         for leaf, name in ts.names():
             if name not in known and name not in extra:
@@ -213,6 +215,12 @@ def _static_checks(recipe: Recipe, app: AppSpec, templates: TemplateSet, filenam
     return problems, warnings
 
 
+def _known(recipe: Recipe) -> set[str]:
+    """The names a template may read (besides the output names)."""
+    known = set(recipe.vars) | set(BASE_NAMES) | set(recipe.matrix.axis_names) | set(recipe.declared)
+    return known | {k for e in recipe.matrix.include for k in e.values}
+
+
 def find_app(recipe: Recipe, schemas: SchemaStore | None = None) -> AppSpec:
     """The app data ``recipe.app`` names (``appstore.resolve_app``): from ``schemas``, else the
     store found from the recipe's directory, else the bundled data; ``RecipeError`` at ``app``."""
@@ -224,7 +232,7 @@ def find_app(recipe: Recipe, schemas: SchemaStore | None = None) -> AppSpec:
 
 
 def _prepare(recipe: Recipe, app: AppSpec | None, schemas: SchemaStore | None = None) -> tuple[
-        AppSpec, TemplateSet, TemplateSet, RequestValidator, list[Diagnostic], list[Diagnostic]]:
+        AppSpec, TemplateSet, TemplateSet, RequestValidator, Filter, list[Diagnostic], list[Diagnostic]]:
     spec = app or find_app(recipe, schemas)
     if recipe.price_microcents is not None:
         if recipe.price_key == "usd_per_image" and spec.pricing.unit != "image":
@@ -239,7 +247,9 @@ def _prepare(recipe: Recipe, app: AppSpec | None, schemas: SchemaStore | None = 
     filename = TemplateSet(env, Node({"filename": Node(recipe.output.filename, fname_pos)}, fname_pos), "output")
     validator = RequestValidator(spec.input_schema)
     problems, warnings = _static_checks(recipe, spec, templates, filename, validator)
-    return spec, templates, filename, validator, problems, warnings
+    chooser = Filter(env, recipe.matrix.filter)
+    problems += chooser.errors + chooser.undefined(_known(recipe) - {"repeat_index"})
+    return spec, templates, filename, validator, chooser, problems, warnings
 
 
 def plan_file(path: str | os.PathLike[str], **options: Any) -> Plan:
@@ -247,7 +257,7 @@ def plan_file(path: str | os.PathLike[str], **options: Any) -> Plan:
     together with the template and request-field problems that can be found
     without expanding the matrix. Options are those of ``plan``."""
     try:
-        recipe, problems = load_recipe_partial(path)
+        recipe, problems = load_recipe_partial(path, max_jobs=options.get("max_jobs", DEFAULT_MAX_JOBS))
     except RecipeError as exc:  # unreadable file or YAML errors: shown capped like the rest
         if len(exc.diagnostics) <= MAX_SHOWN_ERRORS:
             raise
@@ -256,7 +266,7 @@ def plan_file(path: str | os.PathLike[str], **options: Any) -> Plan:
         more: list[Diagnostic] = []
         if recipe.app.name:
             try:
-                more = _prepare(recipe, options.get("app"), options.get("schemas"))[4]
+                more = _prepare(recipe, options.get("app"), options.get("schemas"))[5]
             except RecipeError as exc:
                 more = list(exc.diagnostics)
         seen = set(problems)
@@ -280,8 +290,8 @@ def plan(recipe: Recipe, *, app: AppSpec | None = None, only: Mapping[str, set[s
     if out_dir is not None and "\x00" in os.fspath(out_dir):
         raise UsageError("--out: a directory name cannot hold a NUL character")
     _raise(size_problems(recipe, max_jobs))
-    spec, templates, filename, validator, problems, warnings = _prepare(recipe, app, schemas)
-    _raise(problems)
+    spec, templates, filename, validator, chooser, problems, warnings = _prepare(recipe, app, schemas)
+    _raise(problems + own_outputs(recipe.matrix, output_dir(recipe, out_dir)))
     only = only or {}
     keys_known = set(recipe.matrix.axis_names) | {k for e in recipe.matrix.include for k in e.values}
     for axis in only:
@@ -289,13 +299,15 @@ def plan(recipe: Recipe, *, app: AppSpec | None = None, only: Mapping[str, set[s
             raise UsageError(f"--only {axis}=...: the recipe has no matrix key {axis!r} "
                              f"(keys: {', '.join(sorted(keys_known)) or 'none'})")
     builder = Builder(recipe, spec, templates, filename, validator, check_file, max_job_usd)
+    combos = expand(recipe.matrix)
     with plan_meter():  # what every render of this plan spends, in all
-        filtered = builder.run(expand(recipe.matrix), only)
+        filtered = builder.run(chooser.keep(combos, recipe, builder.problems) if chooser else combos, only)
     for axis, wanted in only.items():
         taken = builder.only_values.get(axis, {})
         for value in sorted(v for v in wanted if v not in taken):
             known = ", ".join(taken) or "none"
-            raise UsageError(f"--only {axis}={value}: no combination has {axis}={value} (values: {known})")
+            left = f"; matrix.filter left out {chooser.removed:,}" if chooser.removed else ""
+            raise UsageError(f"--only {axis}={value}: no combination has {axis}={value} (values: {known}{left})")
     problems = builder.problems.diagnostics() + escaping_names(output_dir(recipe, out_dir), builder.names,
                                                                builder.fname_leaf.pos)
     _raise(problems)
@@ -308,5 +320,5 @@ def plan(recipe: Recipe, *, app: AppSpec | None = None, only: Mapping[str, set[s
         images_returned=(sum(map(attrgetter("units"), jobs)) if spec.returns_every_image
                          else len(jobs) * spec.pricing.images_returned_per_task), collapsed=builder.collapsed,
         filtered_out=filtered, templates=templates, validator=validator, files=builder.files,
-        max_job_microcents=max_job_usd, unbounded=builder.unbounded,
+        removed_by_filter=chooser.removed, max_job_microcents=max_job_usd, unbounded=builder.unbounded,
     )

@@ -18,8 +18,10 @@ from typing import Any
 
 from .checker import Checker, kind
 from .errors import Diagnostic, Position, RecipeError
-from .matrix import Axis, AxisValue, MatrixEntry, MatrixSpec
+from .fileaxes import FileLister, file_axis, list_files, looks_like_file_axis
+from .matrix import Axis, AxisValue, Condition, MatrixEntry, MatrixSpec
 from .schemas import AppRef, parse_app_ref
+from .sweep import DEFAULT_MAX_JOBS
 from .yamlsrc import Node, to_plain
 
 __all__ = ["DEFAULT_FILENAME", "OutputSpec", "Recipe", "build_recipe", "check_recipe", "value_label"]
@@ -28,7 +30,8 @@ TOP_KEYS = (
     "version", "name", "description", "app", "extends", "vars", "matrix", "input",
     "repeat", "output", "budget", "concurrency", "price", "webhook",
 )
-MATRIX_KEYS = ("include", "exclude", "zip")
+MATRIX_KEYS = ("include", "exclude", "zip", "filter")
+TYPO_KEYS = ("include", "exclude", "zip")  # 'filters:' or 'filer:' may be axes (photo filters): not typos
 OUTPUT_KEYS = ("dir", "filename")
 BUDGET_KEYS = ("max_usd",)
 PRICE_KEYS = ("usd_per_unit", "usd_per_image")
@@ -103,7 +106,11 @@ def _entry(check: Checker, node: Node, what: str, axes: Mapping[str, Axis],
         return None
     ok = True
     for key, child in node.items():
-        if only_axes and key not in axes:
+        if looks_like_file_axis(child):
+            check.error(child.pos, f"{what} values are single values: a set of files is written as a matrix axis "
+                                   f"({key}: {{files: ...}}), and {what} names one of its files by its path")
+            ok = False
+        elif only_axes and key not in axes:
             known = ", ".join(axes) or "none"
             check.error(child.key_pos, f"{what} key {key!r} is not a matrix axis (axes: {known})")
             ok = False
@@ -122,11 +129,31 @@ def _entry(check: Checker, node: Node, what: str, axes: Mapping[str, Axis],
 
 def _keyword_typo(name: str) -> str | None:
     """The matrix keyword a matrix key looks like a misspelling of, if any."""
-    hint = difflib.get_close_matches(name, MATRIX_KEYS, n=1, cutoff=0.75)
+    hint = difflib.get_close_matches(name, TYPO_KEYS, n=1, cutoff=0.75)
     return hint[0] if hint and name not in MATRIX_KEYS else None
 
 
-def _matrix(check: Checker, node: Node | None, vars_: Mapping[str, Any]) -> MatrixSpec:
+def _filter(check: Checker, node: Node | None) -> tuple[Condition, ...]:
+    """``filter: EXPR`` or a list of them (all must hold); compiled and checked by ``combofilter``."""
+    if node is None:
+        return ()
+    items = node.value if node.is_sequence else [node]
+    if node.is_sequence and not items:
+        check.error(node.pos, "matrix.filter is an empty list: write an expression, or remove the key")
+    out = []
+    for item in items:
+        if not isinstance(item.value, str):
+            check.error(item.pos, f"matrix.filter must be an expression (a string such as 'style != \"noir\"'), "
+                                  f"or a list of them, got {kind(item)}")
+        elif not item.value.strip():
+            check.error(item.pos, "matrix.filter: an expression must not be empty")
+        else:
+            out.append(Condition(item.value, item.pos))
+    return tuple(out)
+
+
+def _matrix(check: Checker, node: Node | None, vars_: Mapping[str, Any], lister: FileLister,
+            max_jobs: int) -> MatrixSpec:
     if check.mapping(node, "matrix") is None or node is None:
         return MatrixSpec()
     axes: dict[str, Axis] = {}
@@ -141,6 +168,15 @@ def _matrix(check: Checker, node: Node | None, vars_: Mapping[str, Any]) -> Matr
             continue
         if name in vars_:
             check.error(child.key_pos, f"matrix axis {name!r} shadows the var of the same name")
+            continue
+        if child.is_mapping:
+            found = file_axis(check, name, child, lister, max_jobs)
+            if found is not None:
+                axes[name] = found
+            continue
+        if isinstance(child.value, str) and difflib.get_close_matches(name, ("filter",), cutoff=0.75):
+            check.error(child.pos, f"matrix axis {name!r} must be a list of values, got a string; did you mean "
+                                   "'filter'?")
             continue
         if not child.is_sequence:
             check.error(child.pos, f"matrix axis {name!r} must be a list of values, got {kind(child)}")
@@ -166,7 +202,8 @@ def _matrix(check: Checker, node: Node | None, vars_: Mapping[str, Any]) -> Matr
             entry = _entry(check, item, what, axes, vars_, only_axes=(what == "exclude"))
             if entry is not None:
                 entries[what].append(entry)
-    return MatrixSpec(tuple(axes.values()), zips, tuple(entries["include"]), tuple(entries["exclude"]))
+    return MatrixSpec(tuple(axes.values()), zips, tuple(entries["include"]), tuple(entries["exclude"]),
+                      _filter(check, node.value.get("filter")))
 
 
 def _zip(check: Checker, node: Node | None, axes: Mapping[str, Axis]) -> tuple[tuple[str, ...], ...]:
@@ -221,9 +258,10 @@ def _output(check: Checker, node: Node | None) -> OutputSpec:
     return OutputSpec(directory, d.pos if d else None, filename or DEFAULT_FILENAME, f.pos if f else None)
 
 
-def build_recipe(tree: Node, file: str, sources: tuple[str, ...] = ()) -> Recipe:
+def build_recipe(tree: Node, file: str, sources: tuple[str, ...] = (), *, max_jobs: int = DEFAULT_MAX_JOBS,
+                 lister: FileLister = list_files) -> Recipe:
     """Check the merged tree and return the recipe, or raise ``RecipeError`` with every problem."""
-    recipe, problems = check_recipe(tree, file, sources)
+    recipe, problems = check_recipe(tree, file, sources, max_jobs=max_jobs, lister=lister)
     if problems:
         raise RecipeError(problems)
     return recipe
@@ -244,8 +282,12 @@ def _declared(top: Mapping[str, Node]) -> frozenset[str]:
     return frozenset(n for n in names - set(MATRIX_KEYS) if not _keyword_typo(n))
 
 
-def check_recipe(tree: Node, file: str, sources: tuple[str, ...] = ()) -> tuple[Recipe, list[Diagnostic]]:
-    """The recipe as far as it could be read, and every shape problem found (sorted)."""
+def check_recipe(tree: Node, file: str, sources: tuple[str, ...] = (), *, max_jobs: int = DEFAULT_MAX_JOBS,
+                 lister: FileLister = list_files) -> tuple[Recipe, list[Diagnostic]]:
+    """The recipe as far as it could be read, and every shape problem found (sorted).
+
+    A file axis's glob is listed by ``lister`` (relative to the file that writes it), at most
+    ``max_jobs`` files: past the job limit the sweep would be refused anyway."""
     check = Checker()
     if not tree.is_mapping:
         raise RecipeError([Diagnostic(tree.pos, f"a recipe must be a mapping of keys, got {kind(tree)}")])
@@ -288,7 +330,7 @@ def check_recipe(tree: Node, file: str, sources: tuple[str, ...] = ()) -> tuple[
                 vars_[key] = to_plain(child)
                 var_origins[key] = child.pos
 
-    matrix = _matrix(check, top.get("matrix"), vars_)
+    matrix = _matrix(check, top.get("matrix"), vars_, lister, max_jobs)
 
     input_node = top.get("input")
     if input_node is None:

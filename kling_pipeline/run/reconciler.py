@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -33,6 +34,7 @@ __all__ = ["PROOF_MARGIN", "Lost", "Reconciler", "Verdict"]
 
 PROOF_MARGIN = 1.0  # seconds between a lost submit and a later send whose task proves the listing caught up
 MAX_LOOK = 10.0  # seconds between looks, at most
+PROOF_TASKS = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,13 +69,17 @@ class Reconciler:
         self._clock = clock
         self._on_change = on_change
         self._waiting: dict[str, Lost] = {}
-        self._sent: dict[str, float] = {}  # task id -> when this run sent its request (monotonic)
+        self._sent: OrderedDict[str, float] = OrderedDict()  # task id -> when this run sent it (monotonic)
         self._wake = anyio.Event()
 
     def note_sent(self, task_id: str, sent_at: float) -> None:
-        """A task this run created, and when its request left: a later look may use it as proof."""
+        """A task this run created, and when its request left: a later look may use it as proof.
+        The latest ``PROOF_TASKS`` are kept: the listing shows the newest first, and one is enough."""
         self._sent[task_id] = sent_at
-        self._wake.set()
+        if len(self._sent) > PROOF_TASKS:
+            self._sent.popitem(last=False)
+        if self._waiting:
+            self._wake.set()
 
     def now(self) -> float:
         return self._clock()

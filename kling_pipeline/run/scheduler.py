@@ -66,7 +66,7 @@ async def schedule(ctx: RunContext, work: list[Work], summary: RunSummary) -> No
     """Do ``work`` under ``concurrency`` slots; results go to ``summary``."""
 
     def done(w: Work, result: JobResult) -> None:
-        summary.results.append(result)
+        summary.add(result)
         if result.status == "not_run" and w.action is Action.SUBMIT:
             summary.not_run_cost += w.cost
         ctx.events.finished(w, result)

@@ -159,6 +159,7 @@ async def run_plan(plan: Plan, *, base_url: str, key: Secret, options: RunOption
     summary = RunSummary()
     async with OpenRun(plan, options, manifest=manifest, lock=lock) as opened:
         decision = summary.decision = opened.decide()
+        opened.state.forget(s.key for s in decision.done)  # done and on disk: only their state is needed now
         summary.manifest = opened.path
         if not decision.nothing_to_do:
             pacing = Pacing(options.rate, on_change=events.pacing)

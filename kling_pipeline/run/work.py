@@ -37,12 +37,19 @@ class Work:
     key: str
     job_id: str
     output_name: str
-    labels: Mapping[str, str]
+    given_labels: Mapping[str, str] | None  # None: the job's own (made when asked, not for each of 100,000)
     cost: int  # microcents for a new submit
     units: int
     job: Job | None = None  # None for a job the recipe no longer has (recorded in the manifest only)
     state: JobState | None = None
     retry_unknown: bool = False
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        """The job's combination as ``{axis: label}``."""
+        if self.given_labels is not None:
+            return self.given_labels
+        return self.job.combination.labels if self.job is not None else {}
 
 
 @dataclass(slots=True)
@@ -110,7 +117,7 @@ def decide(plan: Plan, manifest: ManifestState, *, retry_failed: bool = False, r
     for job in plan.jobs if jobs is None else jobs:
         keys.add(job.key)
         state = manifest.jobs.get(job.key)
-        fresh = Work(Action.SUBMIT, job.key, job.id, job.output_name, job.combination.labels, job.cost, job.units,
+        fresh = Work(Action.SUBMIT, job.key, job.id, job.output_name, None, job.cost, job.units,
                      job, state)
         if state is None or state.state in ("new", "not_created", "rejected", "cancelled"):
             out.work.append(_with(fresh, Action.FROM_CACHE) if job.key in cached else fresh)
@@ -153,5 +160,5 @@ def decide(plan: Plan, manifest: ManifestState, *, retry_failed: bool = False, r
 
 
 def _with(work: Work, action: Action, retry_unknown: bool = False) -> Work:
-    return Work(action, work.key, work.job_id, work.output_name, work.labels, work.cost, work.units, work.job,
+    return Work(action, work.key, work.job_id, work.output_name, work.given_labels, work.cost, work.units, work.job,
                 work.state, retry_unknown)

@@ -125,6 +125,8 @@ def plan_summary(plan: Plan, rows: int = DEFAULT_ROWS) -> Iterator[str]:
     extra = []
     if plan.collapsed:
         extra.append(f"{_plural(plan.collapsed, 'identical job')} merged")
+    if plan.removed_by_filter:
+        extra.append(f"{_plural(plan.removed_by_filter, 'combination')} removed by the filter")
     if plan.filtered_out:
         extra.append(f"{_plural(plan.filtered_out, 'combination')} left out by --only")
     if extra:
@@ -208,6 +210,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
             "unbounded_jobs": plan.unbounded,
             "collapsed": plan.collapsed,
             "filtered_out": plan.filtered_out,
+            "removed_by_filter": plan.removed_by_filter,
         },
         "budget": {
             "max_usd": None if plan.budget_microcents is None else usd_decimal(plan.budget_microcents),

@@ -192,7 +192,8 @@ def test_plan_json_document(write: WriteRecipe) -> None:
                   "confidence": "exact", "rates": [], "source": "inference.sh app page of klingai/image-o1",
                   "read_on": "2026-11-25"},
         "totals": {"jobs": 4, "images_billed": 6, "images_returned": 4, "units_billed": 6, "cost_usd": "0.168",
-                   "cost_low_usd": "0.168", "unbounded_jobs": 0, "collapsed": 0, "filtered_out": 0},
+                   "cost_low_usd": "0.168", "unbounded_jobs": 0, "collapsed": 0, "filtered_out": 0,
+                   "removed_by_filter": 0},
         "budget": {"max_usd": "0.10", "within": False, "over_usd": "0.068"},
         "rate_limit": {"runs_per_minute": 100.0, "min_submit_seconds": 2.4, "read_on": "2026-11-26",
                        "source": "the inference.sh API's published rate limits, per API key "
