@@ -141,6 +141,7 @@ def _exit_for(summary: RunSummary) -> int:
 
 def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     plan = make_plan(args)
+    plan.check_bounded()  # an unknown price without a bound: the budget could not hold
     for line in warning_lines(plan.warnings):
         err.write(line + "\n")
     return execute(args, plan, "detach" if args.detach else "run", out, err)

@@ -26,16 +26,16 @@ from typing import Any
 
 import jinja2.nodes
 
+from .appstore import SchemaStore
 from .errors import Diagnostic, Position, RecipeError, UsageError
 from .jobs import Job
 from .localfiles import FileChecker, check_path
 from .matrix import Axis, AxisValue
 from .outputs import OutputField, OutputSpec
-from .planning import MAX_SHOWN_ERRORS, Plan, StagePlan, plan
+from .planning import MAX_SHOWN_ERRORS, Plan, StagePlan, find_app, plan
 from .recipe import Recipe
 from .render import TemplateSet, field_name
 from .sandbox import TemplateProblem, make_environment, parse
-from .schemas import UnknownAppError, load_app
 from .stages import RESERVED, Pipeline, Stage, lineage_axes
 from .sweep import DEFAULT_MAX_JOBS
 
@@ -119,13 +119,13 @@ def _refs_in(leaf_source: str, name: str) -> list[str | None] | None:
 
 
 def _check_reads(stage: Stage, recipe: Recipe, up: StagePlan, lineage: Sequence[str],
-                 problems: list[Diagnostic]) -> _Reads:
+                 problems: list[Diagnostic], schemas: SchemaStore | None) -> _Reads:
     """Check what ``stage``'s templates read of its upstream, at each template's position."""
     assert stage.needs is not None
     needs = stage.needs
     try:
-        down_app = load_app(recipe.app)
-    except UnknownAppError:  # reported by the stage's plan
+        down_app = find_app(recipe, schemas)
+    except RecipeError:  # reported by the stage's plan
         return _Reads()
     inputs = {f.name: f for f in OutputSpec.from_schema(down_app.input_schema).file_fields}
     outputs = {f.name: f for f in up.outputs.fields}
@@ -292,7 +292,8 @@ def _foreign_tokens(sp: StagePlan, needs: str, problems: list[Diagnostic]) -> No
 
 def plan_pipeline(pipeline: Pipeline, *, only: Mapping[str, set[str]] | None = None,
                   budget_usd: int | None = None, out_dir: Any = None, check_file: FileChecker = check_path,
-                  max_jobs: int = DEFAULT_MAX_JOBS) -> Plan:
+                  max_jobs: int = DEFAULT_MAX_JOBS, schemas: SchemaStore | None = None,
+                  max_job_usd: int | None = None) -> Plan:
     """Plan every stage (upstream first) and join them into one ``Plan``: all the jobs, priced
     together, under one budget; ``Plan.stages`` has each stage's own plan."""
     only = only or {}
@@ -314,7 +315,7 @@ def plan_pipeline(pipeline: Pipeline, *, only: Mapping[str, set[str]] | None = N
             if up is None:  # the stage it needs could not be planned: its problems are reported
                 continue
             found: list[Diagnostic] = []
-            reads = _check_reads(stage, stage.recipe, up, lineage_axes(pipeline, stage.needs), found)
+            reads = _check_reads(stage, stage.recipe, up, lineage_axes(pipeline, stage.needs), found, schemas)
             if not found:
                 axis = _upstream_axis(stage, up, plans, reads, found)
             if found:
@@ -323,7 +324,7 @@ def plan_pipeline(pipeline: Pipeline, *, only: Mapping[str, set[str]] | None = N
         recipe = _stage_recipe(stage, axis)
         try:
             p = plan(recipe, only=_stage_only(recipe, axis, only), budget_usd=budget_usd, out_dir=out_dir,
-                     check_file=check_file, max_jobs=max_jobs)
+                     check_file=check_file, max_jobs=max_jobs, schemas=schemas, max_job_usd=max_job_usd)
         except RecipeError as exc:
             problems += exc.diagnostics
             continue
@@ -354,5 +355,6 @@ def _joined(pipeline: Pipeline, stages: list[StagePlan]) -> Plan:
         images_returned=sum(sp.plan.images_returned for sp in stages),
         collapsed=sum(sp.plan.collapsed for sp in stages), filtered_out=sum(sp.plan.filtered_out for sp in stages),
         removed_by_filter=sum(sp.plan.removed_by_filter for sp in stages), stages=tuple(stages),
+        unbounded=sum(sp.plan.unbounded for sp in stages),
         pipeline=pipeline,
     )

@@ -21,6 +21,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
+from .appstore import SchemaStore, locate_store, resolve_app
 from .build import Builder, context, value_origin
 from .combofilter import Filter
 from .errors import Diagnostic, Position, RecipeError, UsageError
@@ -34,14 +35,14 @@ from .outnames import escaping_names, output_dir
 from .outputs import OutputSpec
 from .recipe import INVALID_INPUT, Recipe
 from .render import TemplateSet, field_name, make_environment
-from .schemas import AppSpec, UnknownAppError, load_app
+from .schemas import AppSpec, UnknownAppError
 from .stages import Pipeline
 from .sweep import DEFAULT_MAX_JOBS, size_problems
 from .validate import RequestValidator
 from .yamlsrc import Node
 
-__all__ = ["DEFAULT_MAX_JOBS", "MAX_SHOWN_ERRORS", "AxisCost", "Plan", "RenderedJob", "parse_only", "plan",
-           "plan_file"]
+__all__ = ["DEFAULT_MAX_JOBS", "MAX_SHOWN_ERRORS", "AxisCost", "Plan", "RenderedJob", "find_app", "parse_only",
+           "plan", "plan_file"]
 
 MAX_SHOWN_ERRORS = 50
 BASE_NAMES = ("recipe", "repeat_index")
@@ -105,8 +106,41 @@ class Plan:
     validator: RequestValidator = field(compare=False, repr=False)
     files: FileResolver = field(compare=False, repr=False)
     removed_by_filter: int = 0  # combinations matrix.filter left out (before --only)
+    max_job_microcents: int | None = None  # --max-job-usd: reserved by each job whose price is unknown
+    unbounded: int = 0  # jobs whose price is unknown and not bounded (each reserves nothing): `run` refuses
     stages: tuple[StagePlan, ...] = ()  # a pipeline's stages (``jobs`` holds them all); () for one stage
     pipeline: Pipeline | None = field(default=None, compare=False, repr=False)
+
+    def check_bounded(self) -> None:
+        """``RecipeError`` when some job's price is unknown and nothing bounds it: a run could not
+        keep its budget (``price.usd_per_unit`` in the recipe or ``--max-job-usd`` would)."""
+        if self.stages:
+            for sp in self.stages:
+                sp.plan.check_bounded()
+            return
+        if not self.unbounded:
+            return
+        pricing = self.app.pricing
+        why = f" ({pricing.note})" if pricing.note else ""
+        jobs = f"{self.unbounded:,} job{'s' if self.unbounded != 1 else ''}"
+        raise RecipeError([Diagnostic(self.recipe.app_pos, (
+            f"the price of {self.app.name} is unknown{why}, so the budget cannot hold {jobs}: set "
+            f"price.usd_per_unit in the recipe (USD per {pricing.unit}) or pass --max-job-usd USD (the most one "
+            "job may cost)"))])
+
+    @property
+    def lowest_cost(self) -> int | None:
+        """The least the plan may cost: ``total_cost`` for an exact price, the sum of the lower
+        bounds for a range (``total_cost`` is then the upper bound); None when the price is unknown."""
+        if self.stages:
+            lows = [sp.plan.lowest_cost for sp in self.stages]
+            return None if any(low is None for low in lows) else sum(low or 0 for low in lows)
+        pricing = self.app.pricing
+        if pricing.confidence == "exact":
+            return self.total_cost
+        if pricing.confidence == "unknown" or pricing.min_microcents_per_unit is None:
+            return None
+        return self.total_units * pricing.min_microcents_per_unit
 
     def stage_of(self, job: Job) -> StagePlan | None:
         """The stage ``job`` (a plan-time job) belongs to; None for a one-stage plan."""
@@ -212,6 +246,13 @@ def _static_checks(recipe: Recipe, app: AppSpec, templates: TemplateSet, filenam
                 where = field_name(leaf.path, ts.prefix)
                 problems.append(Diagnostic(leaf.pos, f"{where}: {name!r} is undefined{suggestion} "
                                                      f"(known names: {', '.join(sorted(known))})"))
+    if not validator.closed and recipe.input.tag != INVALID_INPUT:  # an open schema: the app ignores the rest
+        for name in [k for k in keys if k not in validator.properties]:
+            hint = difflib.get_close_matches(name, list(validator.properties), n=1)
+            suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+            warnings.append(Diagnostic(keys[name], f"input.{name} is not a field of {app.name}{suggestion} (its schema "
+                                                   "lets it through; the app will most likely ignore it; fields: "
+                                                   f"{', '.join(validator.properties)})"))
     for name in validator.ignored_fields & set(keys):
         warnings.append(Diagnostic(keys[name], f"input.{name} is accepted by {app.name} but not forwarded "
                                                "to the model by the current app version: it has no effect"))
@@ -227,13 +268,25 @@ def _known(recipe: Recipe) -> set[str]:
     return known | {k for e in recipe.matrix.include for k in e.values}
 
 
-def _prepare(recipe: Recipe, app: AppSpec | None) -> tuple[
-        AppSpec, TemplateSet, TemplateSet, RequestValidator, Filter, list[Diagnostic], list[Diagnostic]]:
+def find_app(recipe: Recipe, schemas: SchemaStore | None = None) -> AppSpec:
+    """The app data ``recipe.app`` names (``appstore.resolve_app``): from ``schemas``, else the
+    store found from the recipe's directory, else the bundled data; ``RecipeError`` at ``app``."""
+    store = schemas or locate_store(Path(recipe.file).parent)
     try:
-        spec = app or load_app(recipe.app)
+        return resolve_app(recipe.app, store).spec
     except UnknownAppError as exc:
         raise RecipeError([Diagnostic(recipe.app_pos, str(exc))]) from None
+
+
+def _prepare(recipe: Recipe, app: AppSpec | None, schemas: SchemaStore | None = None) -> tuple[
+        AppSpec, TemplateSet, TemplateSet, RequestValidator, Filter, list[Diagnostic], list[Diagnostic]]:
+    spec = app or find_app(recipe, schemas)
     if recipe.price_microcents is not None:
+        if recipe.price_key == "usd_per_image" and spec.pricing.unit != "image":
+            raise RecipeError([Diagnostic(recipe.price_pos or recipe.app_pos,
+                                          f"price.usd_per_image: {spec.name} bills per {spec.pricing.unit}, not per "
+                                          "image; write price.usd_per_unit (USD per "
+                                          f"{spec.pricing.unit})")])
         spec = spec.with_price(recipe.price_microcents)
     env = make_environment()
     templates = TemplateSet(env, recipe.input)
@@ -269,7 +322,7 @@ def plan_file(path: str | os.PathLike[str], **options: Any) -> Plan:
         more: list[Diagnostic] = []
         if recipe.app.name:
             try:
-                more = _prepare(recipe, options.get("app"))[5]
+                more = _prepare(recipe, options.get("app"), options.get("schemas"))[5]
             except RecipeError as exc:
                 more = list(exc.diagnostics)
         seen = set(problems)
@@ -280,16 +333,20 @@ def plan_file(path: str | os.PathLike[str], **options: Any) -> Plan:
 
 def plan(recipe: Recipe, *, app: AppSpec | None = None, only: Mapping[str, set[str]] | None = None,
          budget_usd: int | None = None, out_dir: str | os.PathLike[str] | None = None,
-         check_file: FileChecker = check_path, max_jobs: int = DEFAULT_MAX_JOBS) -> Plan:
+         check_file: FileChecker = check_path, max_jobs: int = DEFAULT_MAX_JOBS,
+         schemas: SchemaStore | None = None, max_job_usd: int | None = None) -> Plan:
     """Expand, render, validate and price ``recipe``. Raises ``RecipeError`` with every problem.
 
     ``budget_usd`` (microcents) is a command-line cap; the lower of it and the recipe's wins.
-    A sweep of more than ``max_jobs`` jobs is refused before it is expanded.
+    A sweep of more than ``max_jobs`` jobs is refused before it is expanded. ``schemas``: the
+    schema store (default: the one found from the recipe's directory, see ``appstore``).
+    ``max_job_usd`` (microcents): the most one job may cost; a job whose price is unknown
+    reserves it, a job that may cost more is an error.
     """
     if out_dir is not None and "\x00" in os.fspath(out_dir):
         raise UsageError("--out: a directory name cannot hold a NUL character")
     _raise(size_problems(recipe, max_jobs))
-    spec, templates, filename, validator, chooser, problems, warnings = _prepare(recipe, app)
+    spec, templates, filename, validator, chooser, problems, warnings = _prepare(recipe, app, schemas)
     _raise(problems + own_outputs(recipe.matrix, output_dir(recipe, out_dir)))
     only = only or {}
     keys_known = set(recipe.matrix.axis_names) | {k for e in recipe.matrix.include for k in e.values}
@@ -297,7 +354,7 @@ def plan(recipe: Recipe, *, app: AppSpec | None = None, only: Mapping[str, set[s
         if axis not in keys_known:
             raise UsageError(f"--only {axis}=...: the recipe has no matrix key {axis!r} "
                              f"(keys: {', '.join(sorted(keys_known)) or 'none'})")
-    builder = Builder(recipe, spec, templates, filename, validator, check_file)
+    builder = Builder(recipe, spec, templates, filename, validator, check_file, max_job_usd)
     combos = expand(recipe.matrix)
     with plan_meter():  # what every render of this plan spends, in all
         filtered = builder.run(chooser.keep(combos, recipe, builder.problems) if chooser else combos, only)
@@ -316,7 +373,8 @@ def plan(recipe: Recipe, *, app: AppSpec | None = None, only: Mapping[str, set[s
         recipe=recipe, app=spec, jobs=jobs, warnings=tuple(warnings + builder.warnings.diagnostics()),
         budget_microcents=min(caps) if caps else None, output_dir=output_dir(recipe, out_dir),
         total_cost=sum(map(attrgetter("cost"), jobs)), total_units=sum(map(attrgetter("units"), jobs)),
-        images_returned=len(jobs) * spec.pricing.images_returned_per_task, collapsed=builder.collapsed,
+        images_returned=(sum(map(attrgetter("units"), jobs)) if spec.returns_every_image
+                         else len(jobs) * spec.pricing.images_returned_per_task), collapsed=builder.collapsed,
         filtered_out=filtered, templates=templates, validator=validator, files=builder.files,
-        removed_by_filter=chooser.removed,
+        removed_by_filter=chooser.removed, max_job_microcents=max_job_usd, unbounded=builder.unbounded,
     )

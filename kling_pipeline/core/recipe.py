@@ -34,7 +34,7 @@ MATRIX_KEYS = ("include", "exclude", "zip", "filter")
 TYPO_KEYS = ("include", "exclude", "zip")  # 'filters:' or 'filer:' may be axes (photo filters): not typos
 OUTPUT_KEYS = ("dir", "filename")
 BUDGET_KEYS = ("max_usd",)
-PRICE_KEYS = ("usd_per_image",)
+PRICE_KEYS = ("usd_per_unit", "usd_per_image")
 DEFAULT_FILENAME = "{{ job_id }}_{{ short_key }}_{{ image_index }}"
 DEFAULT_CONCURRENCY = 8
 INVALID_INPUT = "invalid"  # tag of the empty stand-in for a missing or malformed 'input' (already reported)
@@ -74,6 +74,8 @@ class Recipe:
     declared: frozenset[str] = field(default=frozenset())  # names of vars and matrix keys as written
     matrix_pos: Position | None = None  # the 'matrix' key, when there is one
     repeat_pos: Position | None = None  # the value of 'repeat', when written
+    price_key: str | None = None  # which key of 'price' gave price_microcents (usd_per_unit, usd_per_image)
+    price_pos: Position | None = None  # that key's value
 
     @property
     def input_pos(self) -> Position:
@@ -351,10 +353,18 @@ def check_recipe(tree: Node, file: str, sources: tuple[str, ...] = (), *, max_jo
         budget_pos = budget_node.value["max_usd"].pos if "max_usd" in budget_node.value else None
 
     price_node = check.mapping(top.get("price"), "price")
-    price = None
+    price, price_key, price_pos = None, None, None
     if price_node is not None:
         check.keys(price_node, PRICE_KEYS, "price")
-        price = check.usd(price_node.value.get("usd_per_image"), "price.usd_per_image")
+        given = [k for k in PRICE_KEYS if k in price_node.value]
+        if len(given) > 1:
+            check.error(price_node.value[given[1]].key_pos or price_node.pos,
+                        "price: give usd_per_unit or usd_per_image, not both")
+        elif not given and all(k in PRICE_KEYS for k in price_node.value):  # (an unknown key is said already)
+            check.error(price_node.pos, "price needs usd_per_unit (USD per unit the app bills: image, second...)")
+        if given:
+            price_key, price_pos = given[0], price_node.value[given[0]].pos
+            price = check.usd(price_node.value[price_key], f"price.{price_key}")
 
     webhook = check.string(top.get("webhook"), "webhook")
     if webhook is not None and not webhook.startswith(("http://", "https://")):
@@ -367,7 +377,7 @@ def check_recipe(tree: Node, file: str, sources: tuple[str, ...] = (), *, max_jo
         budget_microcents=budget, budget_pos=budget_pos, concurrency=concurrency,
         price_microcents=price, webhook=webhook, sources=sources or (file,), declared=_declared(top),
         matrix_pos=top["matrix"].key_pos if "matrix" in top else None,
-        repeat_pos=top["repeat"].pos if "repeat" in top else None,
+        repeat_pos=top["repeat"].pos if "repeat" in top else None, price_key=price_key, price_pos=price_pos,
     ), sorted(check.problems, key=_order)
 
 

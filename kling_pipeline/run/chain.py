@@ -75,8 +75,9 @@ def _produced(stage: str, record: DoneRecord, outputs: OutputSpec, out_dir: Path
               upstream: Produced | None) -> Produced:
     by_uri = {o.uri: o for o in record.outputs if o.uri}
     files: dict[tuple[str, int], OutputEntry] = {}
-    for f in outputs.files(record.raw_output):
-        entry = by_uri.get(f.uri)
+    for i, f in enumerate(outputs.files(record.raw_output)):
+        # by the URI it was fetched from; a result served from the cache has its files in the same order
+        entry = by_uri.get(f.uri) or (record.outputs[i] if not by_uri and i < len(record.outputs) else None)
         if entry is not None:
             files[(f.field.name, f.index)] = entry
     fresh = 0.0 if record.cached or record.redownload else record.at + URL_FRESH

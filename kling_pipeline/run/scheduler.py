@@ -131,6 +131,7 @@ async def schedule(ctx: RunContext, work: list[Work], summary: RunSummary,
                     workers.start_soon(one, w)
             outer.cancel_scope.cancel()
     finally:
+        stager.taken.close()
         stager.abandon()
 
 
