@@ -1,26 +1,38 @@
-"""``plan --check-prices``: the bundled price table against the service's estimate endpoint.
+"""``plan --check-prices``: the price table against the service's estimate endpoint.
 
-One estimate per distinct billed quantity in the plan (the price depends on ``n``
-only); a difference is reported with both figures, so a stale price table never
-silently skews a budget.
+One estimate per distinct (billed quantity, price) in the plan — the quantity field and the
+fields of the rates decide the price; a difference is reported with both figures, so a
+stale price table never silently skews a budget. A range is compared bound for bound.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..core.localfiles import classify
 from ..core.money import format_usd
 from ..core.planning import Plan
 from .client import ApiClient
 
 __all__ = ["PriceCheck", "check_prices"]
 
+PLACEHOLDER = "https://example.com/kling-pipeline-price-check"
+"""Sent for a local file: the price may depend on whether a file is given, never on its bytes."""
+
+
+def _shown(bounds: tuple[int, int] | None) -> str:
+    if bounds is None:
+        return "no figure"
+    low, high = bounds
+    return format_usd(low) if low == high else f"{format_usd(low)} to {format_usd(high)}"
+
 
 @dataclass(frozen=True, slots=True)
 class PriceCheck:
     units: int
-    ours: int  # microcents
-    theirs: int | None
+    unit: str
+    ours: tuple[int, int] | None  # microcents: (lowest, highest); the same for an exact price
+    theirs: tuple[int, int] | None
     confidence: str
 
     @property
@@ -28,25 +40,35 @@ class PriceCheck:
         return self.theirs is not None and self.theirs == self.ours
 
     def line(self) -> str:
-        seen = format_usd(self.theirs) if self.theirs is not None else "no figure"
         verdict = "agrees" if self.agrees else "DIFFERS"
-        images = f"{self.units} image{'s' if self.units != 1 else ''}"
-        return (f"price check, {images} a task: table {format_usd(self.ours)}, service {seen} "
+        amount = f"{self.units} {self.unit}{'s' if self.units != 1 else ''}"
+        return (f"price check, {amount} a task: table {_shown(self.ours)}, service {_shown(self.theirs)} "
                 f"({self.confidence}) — {verdict}")
+
+
+def _bounds(answer: dict[str, object]) -> tuple[int, int] | None:
+    exact, low, high = answer.get("microcents"), answer.get("min"), answer.get("max")
+    if isinstance(exact, int):
+        return exact, exact
+    if isinstance(low, int) and isinstance(high, int):
+        return low, high
+    return None
 
 
 async def check_prices(plan: Plan, api: ApiClient) -> list[PriceCheck]:
     app = await api.get_app(plan.app.name)
     app_id = str(app.get("id") or plan.app.name)
-    seen: dict[int, PriceCheck] = {}
+    pricing = plan.app.pricing
+    seen: dict[tuple[int, int], PriceCheck] = {}
     for job in plan.jobs:
-        if job.units in seen:
+        if (job.units, job.cost) in seen:
             continue
         request = plan.render(job).request
-        for name in plan.validator.file_fields:  # the price does not depend on the image: leave it out
-            request.pop(name, None)
+        for name in plan.validator.file_fields:
+            value = request.get(name)
+            if isinstance(value, str) and classify(value) != "url":
+                request[name] = PLACEHOLDER
         answer = await api.estimate(app_id, request)
-        micro = answer.get("microcents")
-        seen[job.units] = PriceCheck(job.units, job.cost, micro if isinstance(micro, int) else None,
-                                     str(answer.get("confidence", "unknown")))
-    return sorted(seen.values(), key=lambda c: c.units)
+        seen[(job.units, job.cost)] = PriceCheck(job.units, pricing.unit, pricing.cost_range(request), _bounds(answer),
+                                                 str(answer.get("confidence", "unknown")))
+    return sorted(seen.values(), key=lambda c: (c.units, c.ours or (0, 0)))

@@ -7,9 +7,11 @@ import argparse
 import math
 from urllib.parse import urlsplit
 
+from ..core.money import parse_usd
 from ..core.sweep import DEFAULT_MAX_JOBS
 
-__all__ = ["add_max_jobs", "http_url", "job_count", "port", "positive_number", "seconds"]
+__all__ = ["add_max_job_usd", "add_max_jobs", "http_url", "job_count", "port", "positive_number", "seconds",
+           "usd_amount"]
 
 
 def _number(text: str, what: str) -> float:
@@ -76,3 +78,17 @@ def add_max_jobs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-jobs", type=job_count, metavar="N",
                    help=f"refuse a sweep of more than N jobs, counted before it is expanded "
                         f"(default {DEFAULT_MAX_JOBS:,})")
+
+
+def usd_amount(text: str) -> int:
+    """A dollar amount (``0.50``, ``$2``), in microcents."""
+    try:
+        return parse_usd(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_max_job_usd(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-job-usd", type=usd_amount, metavar="USD",
+                   help="the most one job may cost: reserved for each job of an app whose price is unknown; "
+                        "a job that may cost more is an error")

@@ -10,9 +10,9 @@ from collections.abc import Callable, Sequence
 from typing import TextIO, cast
 
 from .. import __version__
-from . import _complete, _doctor, _plan, _prune, _report, _run, _runs, _status, _webhook
+from . import _complete, _doctor, _plan, _prune, _report, _run, _runs, _schema, _status, _webhook
 from ._exit import report
-from ._flags import add_max_jobs, http_url
+from ._flags import add_max_job_usd, add_max_jobs, http_url
 
 __all__ = ["build_parser", "main"]
 
@@ -25,6 +25,7 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
                    help="keep only combinations where AXIS has VALUE (repeatable; same axis = any of)")
     p.add_argument("--budget", metavar="USD", help="spend cap in USD (the lower of this and the recipe's wins)")
     p.add_argument("--out", metavar="DIR", help="output directory (default: the recipe's output.dir)")
+    add_max_job_usd(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     _runs.add_runs_parser(sub)
     _doctor.add_doctor_parser(sub)
     _prune.add_prune_parser(sub)
+    _schema.add_schema_parser(sub)
     _complete.add_completion_parser(sub)
     _report.add_report_parser(sub)
     _webhook.add_webhook_parser(sub)

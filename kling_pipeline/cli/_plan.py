@@ -64,7 +64,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
     only = parse_only(getattr(args, "only", []) or [])
     budget = budget_arg(getattr(args, "budget", None))
     plan = plan_for_cli(args.recipe, only=only, budget_usd=budget, out_dir=getattr(args, "out", None),
-                        **_limits(args))
+                        max_job_usd=getattr(args, "max_job_usd", None), **_limits(args))
     shard = getattr(args, "shard", None)
     if shard is None:  # (the output directory's modules are not needed to plan)
         return plan
@@ -151,7 +151,7 @@ def _prices_agree(args: argparse.Namespace, p: Plan, err: TextIO) -> bool:
     for check in checks:
         err.write(check.line() + "\n")
     if not all(c.agrees for c in checks):
-        err.write("the price table in schemas/ disagrees with the service: update it, or set price.usd_per_image "
-                  "in the recipe\n")
+        err.write(f"the price table of {p.app.name} disagrees with the service: pull it again (`kling-pipeline "
+                  f"schema pull {p.app.name}`), or give price.usd_per_unit in the recipe\n")
         return False
     return True

@@ -103,7 +103,16 @@ def _summary_lines(summary: RunSummary, plan: Plan) -> Iterator[str]:
         cap = f" of the {format_usd(s.cap)} cap" if s.cap is not None else ""
         yield (f"spend: {format_usd(summary.spent_this_run)} this run; {format_usd(s.settled)} settled"
                f" + {format_usd(s.reserved)} unresolved in total{cap}")
-    if summary.stop_reason == "budget":
+    short = [t for t in summary.stages if t.done < t.planned]
+    if summary.stages:
+        yield "stages: " + " · ".join(f"{t.name} {t.done}/{t.planned} done"
+                                      + (f" ({t.failed} failed)" if t.failed else "") for t in summary.stages)
+    if summary.stop_reason == "budget" and summary.stages:
+        cut = ", ".join(f"{t.name} ({t.planned - t.done} of {t.planned} not done)" for t in short)
+        left = sum(t.left_cost for t in short)
+        yield (f"budget stop: cut short: {cut}; finishing would cost at most {format_usd(left)}; "
+               "raise budget.max_usd or --budget and run again to continue (nothing done is paid again)")
+    elif summary.stop_reason == "budget":
         n = sum(1 for r in summary.results if r.status == "not_run")
         yield (f"budget stop: {n} job{'s' if n != 1 else ''} not run (would cost {format_usd(summary.not_run_cost)}); "
                "raise budget.max_usd or --budget and run again to continue")
@@ -155,6 +164,7 @@ def _summary_on_error(args: argparse.Namespace, out: TextIO) -> Iterator[None]:
 def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     with _summary_on_error(args, out):
         plan = make_plan(args)
+        plan.check_bounded()  # an unknown price without a bound: the budget could not hold
         for line in warning_lines(plan.warnings):
             err.write(line + "\n")
         return execute(args, plan, "detach" if args.detach else "run", out, err)
@@ -220,7 +230,7 @@ def execute(args: argparse.Namespace, plan: Plan, run_mode: Mode, out: TextIO, e
     provenance = {"recipe": plan.recipe.file, "git": git_provenance(list(plan.recipe.sources))}
     mode = "json" if args.json else ("live" if err.isatty() else "plain")
     with backend(args, err) as (base_url, key):
-        events = make_events(mode, out if args.json else err, Counters(len(decision.work)))
+        events = make_events(mode, out if args.json else err, Counters(len(decision.work) + decision.waiting))
 
         ending = RunEnding.of(getattr(args, "argv", ()), _exit_for)  # the run's history: its command line
 
@@ -241,5 +251,5 @@ def execute(args: argparse.Namespace, plan: Plan, run_mode: Mode, out: TextIO, e
         report = report_after_run(plan, err)
     code = _exit_for(summary)
     if args.json:
-        write_event(out, "summary", summary_fields(summary, code, report=report))
+        write_event(out, "summary", summary_fields(summary, code, images=events.c.images, report=report))
     return code

@@ -62,9 +62,10 @@ class Builder:
     """The per-job loop of ``plan``; holds what it has seen so far."""
 
     def __init__(self, recipe: Recipe, app: AppSpec, templates: TemplateSet, filename: TemplateSet,
-                 validator: RequestValidator, check_file: FileChecker) -> None:
+                 validator: RequestValidator, check_file: FileChecker, max_job: int | None = None) -> None:
         self.recipe, self.app, self.templates, self.filename = recipe, app, templates, filename
         self.validator = validator
+        self.max_job = max_job  # --max-job-usd: the most one job may cost, reserved where the price is unknown
         self.problems = Problems()
         self.warnings = Problems()
         self.jobs: list[Job] = []
@@ -72,17 +73,19 @@ class Builder:
         self.seen_ids: set[str] = set()
         self.names: dict[str, Job] = {}
         self.collapsed = 0
+        self.unbounded = 0  # jobs whose price is unknown (they reserve nothing: `run` refuses them)
         self.files = FileResolver(validator.file_fields, check_file)
         self.app_ref = str(recipe.app)
         self.fname_leaf = filename.leaves[("filename",)]
         self.only_values: dict[str, dict[str, None]] = {}  # --only axis -> its labels, in first-seen order
         self.stopped = False  # a template went past its bounds: the other jobs would only repeat that
         self.show_repeat = recipe.repeat > 1
+        self.returned_cap = app.returned_cap
         self.kernel = Kernel.build(recipe.name, recipe.vars, templates, self.fname_leaf, validator, app.pricing,
-                                   self.app_ref)
+                                   self.app_ref, self.returned_cap)
         self._slugs: dict[int, str] = {}  # id(pick) -> its part of job ids
         self._alive: list[Any] = []  # the picks in _slugs
-        self._costs: dict[int, int] = {}  # units -> microcents: one int object per price
+        self._costs: dict[int, int | None] = {}  # units -> microcents (fast path): one int object per price
 
     def run(self, combos: Iterable[Combination], only: Mapping[str, set[str]]) -> int:
         filtered = 0
@@ -90,6 +93,7 @@ class Builder:
         kernel = self.kernel
         keys, binding = None, None  # the kernel's binding for the last combination's keys
         seen_keys = self.seen_keys
+        fast_costs = self._costs
         for combo in combos:
             if only:
                 labels = combo.labels
@@ -106,7 +110,9 @@ class Builder:
                 if binding is not None:
                     fast = binding.request(combo.picks, r)
                     if fast is not None and fast[0] not in seen_keys:
-                        self.finish(combo, r, fast[0], fast[1], None, binding.filename)
+                        units = fast[1]
+                        cost = fast_costs[units] if units in fast_costs else self.fast_cost(units)
+                        self.finish(combo, r, fast[0], units, None, binding.filename, cost)
                         continue
                 self.job(combo, r)
                 if self.stopped:
@@ -144,7 +150,7 @@ class Builder:
             return
         pricing = self.app.pricing
         units = pricing.quantity(request)
-        if units > pricing.images_returned_per_task:
+        if units > self.returned_cap:
             per = format_usd(pricing.cost(request))
             self.warnings.add(
                 self.origin(combo, (pricing.quantity_field,)),
@@ -156,11 +162,22 @@ class Builder:
         if first is not None:
             self.collapsed += 1
             # point at the value that makes this combination differ from the first (it has no effect)
-            firsts = first.combination.origins
-            where = next((p for k, p in combo.origins.items() if firsts.get(k) != p), recipe.input_pos)
+            firsts = dict(zip(first.combination.keys, first.combination.picks, strict=True))
+            where = next((p.pos for k, p in zip(combo.keys, combo.picks, strict=True) if firsts.get(k) is not p),
+                         recipe.input_pos)
             self.warnings.add(where, f"identical to {first.id} {first.label}: same request, run once", label)
             return
-        self.finish(combo, r, key, units, ctx, None)
+        bounds = pricing.cost_range(request)
+        self.finish(combo, r, key, units, ctx, None, self.max_job if bounds is None else bounds[1])
+
+    def fast_cost(self, units: int) -> int | None:
+        """What a job of ``units`` reserves when the price reads no other field (the kernel's jobs)."""
+        try:
+            return self._costs[units]
+        except KeyError:
+            bounds = self.app.pricing.unit_bounds({})  # no rates: the same for every request
+            cost = self._costs[units] = self.max_job if bounds is None else units * bounds[1]
+            return cost
 
     def job_id(self, combo: Combination, r: int) -> str:
         """``job_id(combo, r, repeat)``, with each pick's part of the id worked out once."""
@@ -170,7 +187,7 @@ class Builder:
         except KeyError:
             for pick in combo.picks:
                 if id(pick) not in slugs:
-                    slugs[id(pick)] = slug(pick.label)
+                    slugs[id(pick)] = pick.part or slug(pick.label)
                     self._alive.append(pick)  # its id stays its own
             parts = [slugs[id(pick)] for pick in combo.picks]
         if not parts:
@@ -180,8 +197,15 @@ class Builder:
         return "-".join(parts)
 
     def finish(self, combo: Combination, r: int, key: str, units: int, ctx: dict[str, Any] | None,
-               fast_name: Callable[[tuple[Any, ...], int, str, str], str | None] | None) -> None:
-        """Name a job whose request is valid and new, and keep it."""
+               fast_name: Callable[[tuple[Any, ...], int, str, str], str | None] | None, cost: int | None) -> None:
+        """Name a job whose request is valid and new, and keep it. ``cost``: what it reserves (the
+        upper bound of its price; None: unknown, and no --max-job-usd)."""
+        if cost is not None and self.max_job is not None and cost > self.max_job:
+            field = self.app.pricing.quantity_field
+            where = self.origin(combo, (field,)) if field else self.recipe.app_pos
+            self.problems.add(where, f"a task costs up to {format_usd(cost)}, more than --max-job-usd "
+                                     f"{format_usd(self.max_job)}", self.label(combo, r))
+            return
         jid = self.job_id(combo, r)
         if jid in self.seen_ids:
             jid = f"{jid}~{key[:6]}"
@@ -210,10 +234,9 @@ class Builder:
                                                    "add a matrix key or {{ short_key }} to the name",
                               self.label(combo, r))
             return
-        cost = self._costs.get(units)
         if cost is None:
-            cost = self._costs[units] = units * self.app.pricing.microcents_per_unit
-        job = make_job(jid, key, combo, r, units, cost, name, self.show_repeat)
+            self.unbounded += 1
+        job = make_job(jid, key, combo, r, units, cost or 0, name, self.show_repeat)
         self.names[name] = job
         self.seen_keys[key] = job
         self.jobs.append(job)

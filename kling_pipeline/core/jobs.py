@@ -48,7 +48,7 @@ def content_key(app: str, request: Mapping[str, Any], repeat_index: int) -> str:
 
 
 def job_id(combination: Combination, repeat_index: int, repeat: int) -> str:
-    parts = [slug(p.label) for p in combination.picks] or ["job"]
+    parts = [p.part or slug(p.label) for p in combination.picks] or ["job"]
     if repeat > 1:
         parts.append(f"r{repeat_index}")
     return "-".join(parts)

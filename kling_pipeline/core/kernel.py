@@ -35,19 +35,20 @@ class Kernel:
     """The compiled per-job work of one plan (see the module docs)."""
 
     def __init__(self, recipe_name: str, vars_: Mapping[str, Any], fields: list[tuple[str, CompiledTemplate]],
-                 filename: CompiledTemplate, validator: RequestValidator, pricing: Pricing, app_ref: str) -> None:
+                 filename: CompiledTemplate, validator: RequestValidator, pricing: Pricing, app_ref: str,
+                 returned: int) -> None:
         self.recipe_name, self.vars = recipe_name, vars_
         self.fields = sorted(fields, key=lambda item: item[0])  # canonical JSON sorts the keys
         self.filename_leaf = filename
         self.validator, self.pricing = validator, pricing
-        self.returned = pricing.images_returned_per_task
+        self.returned = returned  # billed units above it warn: the general path does those jobs
         self.head = '{"app":' + canonical_json(app_ref) + ',"input":{'
         self._bindings: dict[tuple[str, ...], Binding | None] = {}
         self._last: tuple[tuple[str, ...], Binding | None] | None = None
 
     @classmethod
     def build(cls, recipe_name: str, vars_: Mapping[str, Any], templates: TemplateSet, filename: CompiledTemplate,
-              validator: RequestValidator, pricing: Pricing, app_ref: str) -> Kernel | None:
+              validator: RequestValidator, pricing: Pricing, app_ref: str, returned: int) -> Kernel | None:
         """The kernel for these templates, or None when they are not plain."""
         fields = templates.flat()
         if fields is None or validator.checks_whole or pricing.rates:  # rates: a price that reads other fields
@@ -57,7 +58,7 @@ class Kernel:
                 return None
             if leaf.kind != "const" and leaf.parts is None:
                 return None
-        return cls(recipe_name, vars_, fields, filename, validator, pricing, app_ref)
+        return cls(recipe_name, vars_, fields, filename, validator, pricing, app_ref, returned)
 
     def binding(self, keys: tuple[str, ...]) -> Binding | None:
         """The fields compiled for combinations of these matrix keys (None: not plain)."""

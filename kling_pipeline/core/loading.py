@@ -16,9 +16,12 @@ from .errors import Diagnostic, Position, RecipeError, UsageError
 from .localfiles import ReadProblem, read_regular
 from .recipe import Recipe, build_recipe, check_recipe
 from .recipedata import data_to_text
-from .yamlsrc import Node, parse_yaml
+from .stages import Pipeline, check_pipeline, is_pipeline
+from .sweep import DEFAULT_MAX_JOBS
+from .yamlsrc import Node, merge_nodes, parse_yaml
 
-__all__ = ["RecipeSource", "display_path", "load_recipe", "load_recipe_partial", "merge_nodes", "read_tree"]
+__all__ = ["RecipeSource", "display_path", "load_any_partial", "load_recipe", "load_recipe_partial", "merge_nodes",
+           "read_tree"]
 
 RecipeSource = str | os.PathLike[str] | Mapping[str, Any]
 """A recipe file's path; YAML text (a string holding a line break); or the recipe as a mapping."""
@@ -35,16 +38,6 @@ def display_path(path: str | os.PathLike[str]) -> str:
         return os.path.normpath(Path(os.path.realpath(p)).relative_to(os.path.realpath(Path.cwd())))
     except (OSError, ValueError):  # outside the working directory (or it is gone); a NUL in the name
         return os.path.normpath(p.absolute()) if "\x00" not in str(p) else repr(str(p))
-
-
-def merge_nodes(base: Node, over: Node) -> Node:
-    """Deep merge: mappings merge key by key, ``over`` wins; anything else is replaced."""
-    if not (base.is_mapping and over.is_mapping):
-        return over
-    merged = dict(base.value)
-    for key, child in over.items():
-        merged[key] = merge_nodes(merged[key], child) if key in merged else child
-    return Node(merged, over.pos, key_pos=over.key_pos, tag=over.tag)
 
 
 def _read_text(path: Path, shown: str, cause: Position | None) -> str:
@@ -123,42 +116,60 @@ def _extend(tree: Node, path: Path, shown: str, chain: tuple[Path, ...], sources
     return merge_nodes(merged, own)
 
 
-def load_recipe(source: RecipeSource, *, base_dir: str | os.PathLike[str] | None = None) -> Recipe:
+def load_recipe(source: RecipeSource, *, base_dir: str | os.PathLike[str] | None = None,
+                max_jobs: int = DEFAULT_MAX_JOBS) -> Recipe:
     """Load, merge and shape-check a recipe: a file's path, YAML text (a string holding a
-    line break) or a mapping. Relative paths in text or a mapping (``extends``, ``output.dir``,
-    reference images) are relative to ``base_dir`` (default: the working directory), and
-    such a recipe needs a ``name``. Raises ``RecipeError``."""
-    recipe, problems = load_recipe_partial(source, base_dir=base_dir)
+    line break) or a mapping (listing the files of its file axes, at most ``max_jobs`` each).
+    Relative paths in text or a mapping (``extends``, ``output.dir``, reference images) are
+    relative to ``base_dir`` (default: the working directory), and such a recipe needs a
+    ``name``. Raises ``RecipeError``."""
+    recipe, problems = load_recipe_partial(source, base_dir=base_dir, max_jobs=max_jobs)
     if problems:
         raise RecipeError(problems)
     return recipe
 
 
-def _text_tree(text: str, shown: str, base: Path, sources: list[str]) -> Node:
+def load_recipe_partial(path: RecipeSource, *, base_dir: str | os.PathLike[str] | None = None,
+                        max_jobs: int = DEFAULT_MAX_JOBS) -> tuple[Recipe, list[Diagnostic]]:
+    """The recipe as far as it could be read, with its shape problems (for reporting
+    every problem at once). Unreadable or unparsable files still raise ``RecipeError``,
+    and so does a pipeline (``load_any_partial`` reads those)."""
+    got, problems = load_any_partial(path, base_dir=base_dir, max_jobs=max_jobs)
+    if isinstance(got, Pipeline):
+        raise RecipeError([Diagnostic(Position(got.file, 1, 1), "this recipe is a pipeline (it has 'stages'): "
+                                                                "plan it with plan_file()")])
+    if got is None:
+        raise RecipeError(problems)
+    return got, problems
+
+
+def _text_tree(text: str, shown: str, sources: list[str]) -> Node:
     tree = parse_yaml(text, shown)
     sources.append(shown)
     if tree.is_mapping and "name" not in tree.value:
         raise RecipeError([Diagnostic(tree.pos, "missing key 'name': a recipe given as text or a mapping has no "
                                                 "file name to take its name from (the name names its output "
                                                 "directory)")])
-    return _extend(tree, base / shown, shown, (), sources)
+    return _extend(tree, Path(shown), shown, (), sources)
 
 
-def load_recipe_partial(source: RecipeSource, *, base_dir: str | os.PathLike[str] | None = None
-                        ) -> tuple[Recipe, list[Diagnostic]]:
-    """The recipe as far as it could be read, with its shape problems (for reporting
-    every problem at once). Unreadable or unparsable files still raise ``RecipeError``."""
+def load_any_partial(path: RecipeSource, *, base_dir: str | os.PathLike[str] | None = None,
+                     max_jobs: int = DEFAULT_MAX_JOBS) -> tuple[Recipe | Pipeline | None, list[Diagnostic]]:
+    """A recipe or a pipeline (a recipe with ``stages``) as far as it could be read, with its
+    shape problems; None for a pipeline none of whose stages could be read. ``path`` may also
+    be YAML text or a mapping (see ``load_recipe``)."""
     sources: list[str] = []
-    if isinstance(source, Mapping) or (isinstance(source, str) and "\n" in source):
-        kind = "<dict>" if isinstance(source, Mapping) else "<text>"
+    if isinstance(path, Mapping) or (isinstance(path, str) and "\n" in path):
+        kind = "<dict>" if isinstance(path, Mapping) else "<text>"
         shown = kind if base_dir is None else os.path.normpath(os.path.join(display_path(base_dir), kind))
-        text = data_to_text(source, kind) if isinstance(source, Mapping) else source
-        tree = _text_tree(text, shown, Path(), sources)
-    elif isinstance(source, str | os.PathLike):
-        shown = display_path(source)
-        tree = read_tree(Path(source), shown, sources=sources)
+        tree = _text_tree(data_to_text(path, kind) if isinstance(path, Mapping) else path, shown, sources)
+    elif isinstance(path, str | os.PathLike):
+        shown = display_path(path)
+        tree = read_tree(Path(path), shown, sources=sources)
     else:
-        raise UsageError(f"a recipe is a file's path, YAML text or a mapping, not a {type(source).__name__}")
+        raise UsageError(f"a recipe is a file's path, YAML text or a mapping, not a {type(path).__name__}")
     if not tree.is_mapping:
         return build_recipe(tree, shown, tuple(sources)), []  # raises: a recipe must be a mapping
-    return check_recipe(tree, shown, tuple(sources))
+    if is_pipeline(tree):
+        return check_pipeline(tree, shown, tuple(sources), max_jobs=max_jobs)
+    return check_recipe(tree, shown, tuple(sources), max_jobs=max_jobs)

@@ -16,6 +16,10 @@ Semantics (GitHub Actions' documented rules, plus ``zip``):
   combination of its own; new combinations are never merged into by later
   entries.
 * No axes and no include: one combination with no values (one job).
+
+A file axis (``fileaxes``) is an axis like the others once its files are listed. The
+``filter`` expressions are data here: ``combofilter`` applies them to what ``expand``
+yields, in the template sandbox.
 """
 
 from __future__ import annotations
@@ -27,21 +31,31 @@ from typing import Any
 
 from .errors import Position
 
-__all__ = ["Axis", "AxisValue", "Combination", "MatrixEntry", "MatrixSpec", "canonical", "check_work", "expand",
-           "same_value"]
+__all__ = ["Axis", "AxisValue", "Combination", "Condition", "MatrixEntry", "MatrixSpec", "canonical", "check_work",
+           "expand", "same_value"]
 
 
 @dataclass(frozen=True, slots=True)
 class AxisValue:
     value: Any
     pos: Position
-    label: str  # how the value reads in ids, labels and file names
+    label: str  # how the value reads in labels, --only and the plan
+    part: str | None = None  # its part of job ids and file names, when not ``slug(label)`` (a file's)
 
 
 @dataclass(frozen=True, slots=True)
 class Axis:
     name: str
     values: tuple[AxisValue, ...]
+    pos: Position
+    files: str | None = None  # the glob of a file axis (``{files: "refs/*.png"}``), as written
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """One expression of ``matrix.filter``: a combination is kept when it is true."""
+
+    source: str
     pos: Position
 
 
@@ -61,6 +75,7 @@ class MatrixSpec:
     zip: tuple[tuple[str, ...], ...] = ()
     include: tuple[MatrixEntry, ...] = ()
     exclude: tuple[MatrixEntry, ...] = ()
+    filter: tuple[Condition, ...] = ()  # applied by the planner (sandboxed Jinja): ``expand`` yields all
 
     @property
     def axis_names(self) -> tuple[str, ...]:
@@ -320,7 +335,8 @@ class _Includer:
         # keys land in the order successive dict.update() calls would give: original axes
         # first, then each new key where it is first added; the last entry to write it wins
         for key in sorted(merged, key=lambda k: (k not in index, merged[k][0], merged[k][1])):
-            chosen[key] = self.pick(merged[key][2], key)
+            if key not in index:  # an original axis's value fits the entry (it is the same): its own pick stays
+                chosen[key] = self.pick(merged[key][2], key)
         return Combination.of(tuple(chosen), tuple(chosen.values()))
 
     def pick(self, i: int, key: str) -> AxisValue:

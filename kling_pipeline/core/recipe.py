@@ -18,8 +18,10 @@ from typing import Any
 
 from .checker import Checker, kind
 from .errors import Diagnostic, Position, RecipeError
-from .matrix import Axis, AxisValue, MatrixEntry, MatrixSpec
+from .fileaxes import FileLister, file_axis, list_files, looks_like_file_axis
+from .matrix import Axis, AxisValue, Condition, MatrixEntry, MatrixSpec
 from .schemas import AppRef, parse_app_ref
+from .sweep import DEFAULT_MAX_JOBS
 from .yamlsrc import Node, to_plain
 
 __all__ = ["DEFAULT_FILENAME", "OutputSpec", "Recipe", "build_recipe", "check_recipe", "value_label"]
@@ -28,10 +30,11 @@ TOP_KEYS = (
     "version", "name", "description", "app", "extends", "vars", "matrix", "input",
     "repeat", "output", "budget", "concurrency", "price", "webhook",
 )
-MATRIX_KEYS = ("include", "exclude", "zip")
+MATRIX_KEYS = ("include", "exclude", "zip", "filter")
+TYPO_KEYS = ("include", "exclude", "zip")  # 'filters:' or 'filer:' may be axes (photo filters): not typos
 OUTPUT_KEYS = ("dir", "filename")
 BUDGET_KEYS = ("max_usd",)
-PRICE_KEYS = ("usd_per_image",)
+PRICE_KEYS = ("usd_per_unit", "usd_per_image")
 DEFAULT_FILENAME = "{{ job_id }}_{{ short_key }}_{{ image_index }}"
 DEFAULT_CONCURRENCY = 8
 INVALID_INPUT = "invalid"  # tag of the empty stand-in for a missing or malformed 'input' (already reported)
@@ -71,6 +74,8 @@ class Recipe:
     declared: frozenset[str] = field(default=frozenset())  # names of vars and matrix keys as written
     matrix_pos: Position | None = None  # the 'matrix' key, when there is one
     repeat_pos: Position | None = None  # the value of 'repeat', when written
+    price_key: str | None = None  # which key of 'price' gave price_microcents (usd_per_unit, usd_per_image)
+    price_pos: Position | None = None  # that key's value
 
     @property
     def input_pos(self) -> Position:
@@ -101,7 +106,11 @@ def _entry(check: Checker, node: Node, what: str, axes: Mapping[str, Axis],
         return None
     ok = True
     for key, child in node.items():
-        if only_axes and key not in axes:
+        if looks_like_file_axis(child):
+            check.error(child.pos, f"{what} values are single values: a set of files is written as a matrix axis "
+                                   f"({key}: {{files: ...}}), and {what} names one of its files by its path")
+            ok = False
+        elif only_axes and key not in axes:
             known = ", ".join(axes) or "none"
             check.error(child.key_pos, f"{what} key {key!r} is not a matrix axis (axes: {known})")
             ok = False
@@ -120,11 +129,31 @@ def _entry(check: Checker, node: Node, what: str, axes: Mapping[str, Axis],
 
 def _keyword_typo(name: str) -> str | None:
     """The matrix keyword a matrix key looks like a misspelling of, if any."""
-    hint = difflib.get_close_matches(name, MATRIX_KEYS, n=1, cutoff=0.75)
+    hint = difflib.get_close_matches(name, TYPO_KEYS, n=1, cutoff=0.75)
     return hint[0] if hint and name not in MATRIX_KEYS else None
 
 
-def _matrix(check: Checker, node: Node | None, vars_: Mapping[str, Any]) -> MatrixSpec:
+def _filter(check: Checker, node: Node | None) -> tuple[Condition, ...]:
+    """``filter: EXPR`` or a list of them (all must hold); compiled and checked by ``combofilter``."""
+    if node is None:
+        return ()
+    items = node.value if node.is_sequence else [node]
+    if node.is_sequence and not items:
+        check.error(node.pos, "matrix.filter is an empty list: write an expression, or remove the key")
+    out = []
+    for item in items:
+        if not isinstance(item.value, str):
+            check.error(item.pos, f"matrix.filter must be an expression (a string such as 'style != \"noir\"'), "
+                                  f"or a list of them, got {kind(item)}")
+        elif not item.value.strip():
+            check.error(item.pos, "matrix.filter: an expression must not be empty")
+        else:
+            out.append(Condition(item.value, item.pos))
+    return tuple(out)
+
+
+def _matrix(check: Checker, node: Node | None, vars_: Mapping[str, Any], lister: FileLister,
+            max_jobs: int) -> MatrixSpec:
     if check.mapping(node, "matrix") is None or node is None:
         return MatrixSpec()
     axes: dict[str, Axis] = {}
@@ -139,6 +168,15 @@ def _matrix(check: Checker, node: Node | None, vars_: Mapping[str, Any]) -> Matr
             continue
         if name in vars_:
             check.error(child.key_pos, f"matrix axis {name!r} shadows the var of the same name")
+            continue
+        if child.is_mapping:
+            found = file_axis(check, name, child, lister, max_jobs)
+            if found is not None:
+                axes[name] = found
+            continue
+        if isinstance(child.value, str) and difflib.get_close_matches(name, ("filter",), cutoff=0.75):
+            check.error(child.pos, f"matrix axis {name!r} must be a list of values, got a string; did you mean "
+                                   "'filter'?")
             continue
         if not child.is_sequence:
             check.error(child.pos, f"matrix axis {name!r} must be a list of values, got {kind(child)}")
@@ -164,7 +202,8 @@ def _matrix(check: Checker, node: Node | None, vars_: Mapping[str, Any]) -> Matr
             entry = _entry(check, item, what, axes, vars_, only_axes=(what == "exclude"))
             if entry is not None:
                 entries[what].append(entry)
-    return MatrixSpec(tuple(axes.values()), zips, tuple(entries["include"]), tuple(entries["exclude"]))
+    return MatrixSpec(tuple(axes.values()), zips, tuple(entries["include"]), tuple(entries["exclude"]),
+                      _filter(check, node.value.get("filter")))
 
 
 def _zip(check: Checker, node: Node | None, axes: Mapping[str, Axis]) -> tuple[tuple[str, ...], ...]:
@@ -219,9 +258,10 @@ def _output(check: Checker, node: Node | None) -> OutputSpec:
     return OutputSpec(directory, d.pos if d else None, filename or DEFAULT_FILENAME, f.pos if f else None)
 
 
-def build_recipe(tree: Node, file: str, sources: tuple[str, ...] = ()) -> Recipe:
+def build_recipe(tree: Node, file: str, sources: tuple[str, ...] = (), *, max_jobs: int = DEFAULT_MAX_JOBS,
+                 lister: FileLister = list_files) -> Recipe:
     """Check the merged tree and return the recipe, or raise ``RecipeError`` with every problem."""
-    recipe, problems = check_recipe(tree, file, sources)
+    recipe, problems = check_recipe(tree, file, sources, max_jobs=max_jobs, lister=lister)
     if problems:
         raise RecipeError(problems)
     return recipe
@@ -242,8 +282,12 @@ def _declared(top: Mapping[str, Node]) -> frozenset[str]:
     return frozenset(n for n in names - set(MATRIX_KEYS) if not _keyword_typo(n))
 
 
-def check_recipe(tree: Node, file: str, sources: tuple[str, ...] = ()) -> tuple[Recipe, list[Diagnostic]]:
-    """The recipe as far as it could be read, and every shape problem found (sorted)."""
+def check_recipe(tree: Node, file: str, sources: tuple[str, ...] = (), *, max_jobs: int = DEFAULT_MAX_JOBS,
+                 lister: FileLister = list_files) -> tuple[Recipe, list[Diagnostic]]:
+    """The recipe as far as it could be read, and every shape problem found (sorted).
+
+    A file axis's glob is listed by ``lister`` (relative to the file that writes it), at most
+    ``max_jobs`` files: past the job limit the sweep would be refused anyway."""
     check = Checker()
     if not tree.is_mapping:
         raise RecipeError([Diagnostic(tree.pos, f"a recipe must be a mapping of keys, got {kind(tree)}")])
@@ -286,7 +330,7 @@ def check_recipe(tree: Node, file: str, sources: tuple[str, ...] = ()) -> tuple[
                 vars_[key] = to_plain(child)
                 var_origins[key] = child.pos
 
-    matrix = _matrix(check, top.get("matrix"), vars_)
+    matrix = _matrix(check, top.get("matrix"), vars_, lister, max_jobs)
 
     input_node = top.get("input")
     if input_node is None:
@@ -309,10 +353,18 @@ def check_recipe(tree: Node, file: str, sources: tuple[str, ...] = ()) -> tuple[
         budget_pos = budget_node.value["max_usd"].pos if "max_usd" in budget_node.value else None
 
     price_node = check.mapping(top.get("price"), "price")
-    price = None
+    price, price_key, price_pos = None, None, None
     if price_node is not None:
         check.keys(price_node, PRICE_KEYS, "price")
-        price = check.usd(price_node.value.get("usd_per_image"), "price.usd_per_image")
+        given = [k for k in PRICE_KEYS if k in price_node.value]
+        if len(given) > 1:
+            check.error(price_node.value[given[1]].key_pos or price_node.pos,
+                        "price: give usd_per_unit or usd_per_image, not both")
+        elif not given and all(k in PRICE_KEYS for k in price_node.value):  # (an unknown key is said already)
+            check.error(price_node.pos, "price needs usd_per_unit (USD per unit the app bills: image, second...)")
+        if given:
+            price_key, price_pos = given[0], price_node.value[given[0]].pos
+            price = check.usd(price_node.value[price_key], f"price.{price_key}")
 
     webhook = check.string(top.get("webhook"), "webhook")
     if webhook is not None and not webhook.startswith(("http://", "https://")):
@@ -325,7 +377,7 @@ def check_recipe(tree: Node, file: str, sources: tuple[str, ...] = ()) -> tuple[
         budget_microcents=budget, budget_pos=budget_pos, concurrency=concurrency,
         price_microcents=price, webhook=webhook, sources=sources or (file,), declared=_declared(top),
         matrix_pos=top["matrix"].key_pos if "matrix" in top else None,
-        repeat_pos=top["repeat"].pos if "repeat" in top else None,
+        repeat_pos=top["repeat"].pos if "repeat" in top else None, price_key=price_key, price_pos=price_pos,
     ), sorted(check.problems, key=_order)
 
 

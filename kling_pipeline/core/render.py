@@ -23,10 +23,18 @@ from jinja2 import meta
 
 from .errors import Position
 from .meter import LimitError, NotDataError, measure, metered, to_json_data
-from .sandbox import BoundedEnvironment, TemplateProblem, compile_expression, compile_template, make_environment, parse
+from .sandbox import (
+    BoundedEnvironment,
+    TemplateProblem,
+    compile_expression,
+    compile_template,
+    make_environment,
+    parse,
+    parse_expression,
+)
 from .yamlsrc import Node
 
-__all__ = ["MAX_TEMPLATES", "CompiledTemplate", "RenderError", "TemplateSet", "make_environment"]
+__all__ = ["MAX_TEMPLATES", "CompiledTemplate", "RenderError", "TemplateSet", "compile_condition", "make_environment"]
 
 _SINGLE_EXPR = re.compile(r"^\s*\{\{((?:(?!\}\}|\{\{).)*)\}\}\s*$", re.DOTALL)
 _DOTTED = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z_][A-Za-z0-9_]*)*)\s*$")
@@ -108,6 +116,21 @@ def compile_leaf(env: BoundedEnvironment, path: Path_, node_value: Any, pos: Pos
     except TemplateProblem as exc:
         raise RenderError(path, pos, f"{where}: {exc}") from None
     return CompiledTemplate(path, pos, node_value, "text", None, _guarded(path, pos, render_text, where), names)
+
+
+def compile_condition(env: BoundedEnvironment, source: str, pos: Position, where: str) -> CompiledTemplate:
+    """A bare expression (``style != "noir"``, written without ``{{ }}``), bounded and
+    checked as a template's ``{{ expression }}`` is; its value is native. Raises
+    ``RenderError`` on a syntax error or an expression past the sandbox's bounds."""
+    try:
+        ast = parse_expression(env, source)
+        names = frozenset(meta.find_undeclared_variables(ast)) - set(env.globals)
+        fn = _native(env, (), pos, compile_expression(env, ast), where)
+    except jinja2.TemplateSyntaxError as exc:
+        raise RenderError((), pos, f"{where}: syntax error: {exc.message}") from None
+    except TemplateProblem as exc:
+        raise RenderError((), pos, f"{where}: {exc}") from None
+    return CompiledTemplate((), pos, source, "expr", None, fn, names)
 
 
 def _native(env: BoundedEnvironment, path: Path_, pos: Position, expr: Callable[..., Any], where: str) -> Renderer:

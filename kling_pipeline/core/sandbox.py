@@ -39,7 +39,7 @@ from .estimates import FILTERS, container_method, printf_size, str_method
 from .meter import MAX_BITS, LimitError, length, measure, sized, spend, step
 
 __all__ = ["MAX_NESTING", "MAX_TEMPLATE_CHARS", "BoundedEnvironment", "TemplateProblem", "compile_expression",
-           "compile_template", "make_environment", "parse"]
+           "compile_template", "make_environment", "parse", "parse_expression"]
 
 MAX_NESTING = 50  # blocks, brackets, filters and operators inside each other
 MAX_TEMPLATE_CHARS = 100_000  # a request template's source (a prompt is at most 2,500 characters)
@@ -306,16 +306,29 @@ def compile_template(env: BoundedEnvironment, ast: nodes.Template) -> Callable[[
     return render_text
 
 
-def compile_expression(env: BoundedEnvironment, source: str) -> Callable[..., Any]:
-    """One expression (``count + 1``) as a function of its context: its value, native."""
+def parse_expression(env: BoundedEnvironment, source: str) -> nodes.Template:
+    """One expression (``count + 1``), parsed as the template ``{% set result = ... %}``,
+    refused when too long or too deep. Raises ``jinja2.TemplateSyntaxError`` or ``TemplateProblem``."""
+    if len(source) > MAX_TEMPLATE_CHARS:
+        raise TemplateProblem(f"the expression is {len(source):,} characters long (at most {MAX_TEMPLATE_CHARS:,})")
     parser = Parser(env, source, state="variable")
     try:
         expr = parser.parse_expression()
     except RecursionError:
         raise TemplateProblem(_TOO_DEEP) from None
+    except (ValueError, OverflowError, MemoryError) as exc:  # e.g. a number too long to read
+        raise TemplateProblem(f"the expression cannot be read: {exc}") from None
     if not parser.stream.eos:
         raise jinja2.TemplateSyntaxError("chunk after expression", parser.stream.current.lineno, None, None)
     ast = nodes.Template([nodes.Assign(nodes.Name("result", "store"), expr, lineno=1)], lineno=1)
     if _nesting(ast) > MAX_NESTING:
         raise TemplateProblem(_TOO_DEEP)
+    ast.set_environment(env)
+    return ast
+
+
+def compile_expression(env: BoundedEnvironment, source: str | nodes.Template) -> Callable[..., Any]:
+    """One expression (its source, or ``parse_expression``'s tree) as a function of its
+    context: its value, native."""
+    ast = parse_expression(env, source) if isinstance(source, str) else source
     return TemplateExpression(_compile(env, ast), False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any, Literal, get_args
 
 from .errors import KlingError, SchemaDataError
 from .money import parse_usd
+from .outputs import OutputSpec
 
 __all__ = [
     "AppRef",
@@ -152,16 +154,30 @@ class Pricing:
         """Price of one request in microcents (exact, or the typical price of a range)."""
         return self.unit_price(request) * self.quantity(request)
 
-    def cost_range(self, request: Mapping[str, Any]) -> tuple[int, int] | None:
-        """(lowest, highest) price of one request in microcents; None when the price is unknown."""
+    def unit_bounds(self, request: Mapping[str, Any]) -> tuple[int, int] | None:
+        """(lowest, highest) microcents per unit for this request; None when the price is unknown."""
         if self.confidence == "unknown":
             return None
-        units, price = self.quantity(request), self.unit_price(request)
+        price = self.unit_price(request)
         if self.confidence == "exact":
-            return price * units, price * units
+            return price, price
         low = price if self.min_microcents_per_unit is None else self.min_microcents_per_unit
         high = price if self.max_microcents_per_unit is None else self.max_microcents_per_unit
-        return low * units, high * units
+        return low, high
+
+    def cost_range(self, request: Mapping[str, Any]) -> tuple[int, int] | None:
+        """(lowest, highest) price of one request in microcents; None when the price is unknown."""
+        bounds = self.unit_bounds(request)
+        if bounds is None:
+            return None
+        units = self.quantity(request)
+        return bounds[0] * units, bounds[1] * units
+
+    @property
+    def returned_cap(self) -> int:
+        """Billed units above which a task pays for images it does not return (``n`` of image-o1):
+        ``images_returned_per_task`` for a price per image; no cap for other units."""
+        return self.images_returned_per_task if self.unit == "image" else sys.maxsize
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +196,20 @@ class AppSpec:
     """How the bundled emulator fakes this app's outputs (``app.json``'s ``emulator``; read by the emulator only)."""
     source: Mapping[str, Any] = field(default_factory=dict)
     """Where the schemas were read (``app.json``'s ``source``: repository, paths, commits, date)."""
+
+    @property
+    def returns_every_image(self) -> bool:
+        """The output schema's images are lists only (gemini's ``images``): as many as the task is
+        billed for. (image-o1's has a single ``image``, and an ``images`` list no version fills.)"""
+        images = [f for f in OutputSpec.from_schema(self.output_schema).file_fields if f.kind == "image"]
+        return bool(images) and all(f.many for f in images)
+
+    @property
+    def returned_cap(self) -> int:
+        """Billed units above which a task pays for images it does not return: ``n`` of image-o1
+        (one image file, whatever ``n``); no cap for an app returning a list of images, or
+        billing another unit."""
+        return sys.maxsize if self.returns_every_image else self.pricing.returned_cap
 
     def with_price(self, microcents_per_unit: int) -> AppSpec:
         """A copy priced differently (a recipe's ``price`` override): that one exact unit price."""

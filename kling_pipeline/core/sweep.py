@@ -13,9 +13,13 @@ combination.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .errors import Diagnostic, Position
 from .matrix import MatrixSpec, check_work
-from .recipe import Recipe
+
+if TYPE_CHECKING:  # the recipe model reads DEFAULT_MAX_JOBS from here (it bounds a file axis's glob)
+    from .recipe import Recipe
 
 __all__ = ["DEFAULT_MAX_JOBS", "MAX_MATRIX_LOOKUPS", "count", "size_problems"]
 

@@ -67,14 +67,38 @@ def json_type(value: Any) -> str:
     return type(value).__name__
 
 
-def _types(schema: Mapping[str, Any]) -> list[str]:
+def _deref(schema: Any, root: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A branch with its local ``$ref`` (``#/$defs/...``, resolved in ``root``) followed."""
+    for _ in range(20):
+        ref = schema.get("$ref") if isinstance(schema, Mapping) else None
+        if not isinstance(ref, str) or not ref.startswith("#/"):
+            break
+        target: Any = root
+        for part in ref[2:].split("/"):
+            target = target.get(part) if isinstance(target, Mapping) else None
+        schema = target
+    return schema if isinstance(schema, Mapping) else {}
+
+
+def _types(schema: Mapping[str, Any], root: Mapping[str, Any] | None = None) -> list[str]:
     if "type" in schema:
         t = schema["type"]
         return list(t) if isinstance(t, list) else [t]
     out: list[str] = []
     for branch in schema.get("anyOf", schema.get("oneOf", [])):
-        out.extend(_types(branch))
+        out.extend(_types(_deref(branch, root or schema), root or schema))
     return out
+
+
+def _choice_enum(schema: Mapping[str, Any], v: Any) -> str | None:
+    """For a choice of an enum or null (``anyOf: [{$ref: enum}, {type: null}]``) and a value of the
+    enum's type: what the enum allows (else None)."""
+    branches = [_deref(b, schema) for b in schema.get("anyOf", schema.get("oneOf", []))]
+    values = [x for b in branches for x in b.get("enum", ())]
+    if not values or v is None or not any(type(x) is type(v) for x in values):
+        return None
+    nullable = any(b.get("type") == "null" for b in branches)
+    return f"{short(v)} is not one of: {', '.join(str(x) for x in values)}{' (or null)' if nullable else ''}"
 
 
 def _wrong_type(names: str, v: Any) -> str:
@@ -98,6 +122,10 @@ def describe(error: ValidationError) -> str:
         word = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "more than",
                 "exclusiveMaximum": "less than"}[str(kw)]
         return f"{short(v)} is out of range: must be {word} {arg}"
+    if kw in ("anyOf", "oneOf") and isinstance(error.schema, Mapping):
+        choice = _choice_enum(error.schema, v)
+        if choice is not None:
+            return choice
     if kw in ("type", "anyOf", "oneOf"):
         wanted = _types(error.schema) if isinstance(error.schema, Mapping) else []
         if wanted:

@@ -25,7 +25,7 @@ import yaml
 
 from .errors import Diagnostic, Position, RecipeError
 
-__all__ = ["MAX_DIGITS", "Node", "parse_yaml", "to_plain"]
+__all__ = ["MAX_DIGITS", "Node", "merge_nodes", "parse_yaml", "to_plain"]
 
 _Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -293,3 +293,13 @@ def to_plain(node: Node) -> Any:
     if isinstance(node.value, list):
         return [to_plain(v) for v in node.value]
     return node.value
+
+
+def merge_nodes(base: Node, over: Node) -> Node:
+    """Deep merge: mappings merge key by key, ``over`` wins; anything else is replaced."""
+    if not (base.is_mapping and over.is_mapping):
+        return over
+    merged = dict(base.value)
+    for key, child in over.items():
+        merged[key] = merge_nodes(merged[key], child) if key in merged else child
+    return Node(merged, over.pos, key_pos=over.key_pos, tag=over.tag)

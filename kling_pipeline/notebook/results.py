@@ -117,7 +117,7 @@ def _state_status(job: JobState | None) -> str:
 
 
 def outcome_of(job_id: str, key: str, labels: Mapping[str, str], state: JobState | None, out_dir: Path,
-               result: JobResult | None = None) -> JobOutcome:
+               result: JobResult | None = None, this_run: bool = False) -> JobOutcome:
     status = result.status if result is not None else _state_status(state)
     files: tuple[Path, ...] = ()
     if state is not None and state.done is not None and state.state == "completed":
@@ -127,11 +127,12 @@ def outcome_of(job_id: str, key: str, labels: Mapping[str, str], state: JobState
     return JobOutcome(job_id, key, status, files, state.billed if state is not None else result.cost if result else 0,
                       dict(labels), result.task_id if result and result.task_id else state.task_id if state else None,
                       result.error if result is not None else state.error if state is not None else None,
-                      result is not None)
+                      this_run or result is not None)
 
 
 def outcomes(plan: Plan, state: ManifestState, summary: RunSummary | None = None) -> tuple[JobOutcome, ...]:
     """Every job of ``plan`` as the manifest has it after the run, in plan order."""
-    results = {r.key: r for r in summary.results} if summary is not None else {}
+    results = {r.key: r for r in summary.results} if summary is not None else {}  # (all but the completed)
+    touched = {w.key for w in summary.decision.work} if summary is not None and summary.decision else set()
     return tuple(outcome_of(j.id, j.key, j.combination.labels, state.jobs.get(j.key), plan.output_dir,
-                            results.get(j.key)) for j in plan.jobs)
+                            results.get(j.key), j.key in touched) for j in plan.jobs)

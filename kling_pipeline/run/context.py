@@ -8,7 +8,7 @@ one place, ``session.open_run``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from ..store.cache import CachedFile, Entry, ResultCache
 from ..store.journal import FileWrite, Journal
 from ..store.records import AcceptedRecord, AdoptedRecord, DoneRecord, IntentRecord, Record
 from ..store.state import ManifestState
+from .chain import Chain, StageRun
 from .events import Events
 from .gate import BudgetGate
 from .options import RunOptions
@@ -28,15 +29,19 @@ from .reconciler import Reconciler
 from .slots import Inflight, Slots
 from .stop import Reachability, Stop
 from .uploads import Uploader
+from .work import Work
 
 __all__ = ["Recorder", "RunContext", "Staged"]
 
 
 class Recorder:
-    """Writes manifest records and folds them into the live state, as one step."""
+    """Writes manifest records and folds them into the live state, as one step (telling a
+    pipeline's chain what each completed job produced)."""
 
-    def __init__(self, journal: Journal, state: ManifestState, claimed: set[str]) -> None:
+    def __init__(self, journal: Journal, state: ManifestState, claimed: set[str],
+                 on_done: Callable[[DoneRecord], None] | None = None) -> None:
         self._journal, self._state, self._claimed = journal, state, claimed
+        self._on_done = on_done
 
     async def __call__(self, record: Record, files: Sequence[FileWrite] = ()) -> None:
         """Write ``record`` (after ``files``) and fold it into the live state.
@@ -51,6 +56,8 @@ class Recorder:
             await self._journal.append(record)
         else:
             self._journal.post(record, files)
+        if self._on_done is not None and isinstance(record, DoneRecord):
+            self._on_done(record)
         self._state.apply(record)
 
 
@@ -88,6 +95,15 @@ class RunContext:
     inflight: Inflight = field(default_factory=Inflight)
     staged: dict[str, Staged] = field(default_factory=dict)  # key -> ready to send
     cache: ResultCache | None = None  # the shared cache of paid results (None: --no-cache)
+    stages: Mapping[str, StageRun] = field(default_factory=dict)  # by name ("" for a one-stage recipe)
+    chain: Chain | None = None  # a pipeline's downstream jobs, made real as their inputs appear
+
+    def stage_for(self, w: Work) -> StageRun:
+        """The stage of ``w``: its app, its prices, what it returns."""
+        got = self.stages.get(w.stage)
+        if got is not None:
+            return got
+        return next(iter(self.stages.values()))
 
     def cache_serve(self, entry: Entry, f: CachedFile, dest: str) -> None:
         assert self.cache is not None

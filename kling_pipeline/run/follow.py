@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import anyio
 import anyio.to_thread
 
@@ -75,17 +78,29 @@ async def _wait_terminal(ctx: RunContext, w: Work, task_id: str) -> TaskView | J
                      error=f"task {task_id} not finished after {ctx.options.task_timeout:g}s; run again to re-attach")
 
 
-def _billed(ctx: RunContext, w: Work, view: TaskView, reserved: int) -> int:
-    units = billed_units(view.task, ctx.pricing.unit)
-    if view.status is Status.COMPLETED:
-        return ctx.pricing.microcents_per_unit * (units if units is not None else w.units)
+def _sent(ctx: RunContext, w: Work) -> Mapping[str, Any]:
+    """The request as it was sent (its intent), for the unit price its fields select."""
+    state = ctx.state.jobs.get(w.key)
+    return state.intent.input if state is not None and state.intent is not None else {}
+
+
+def _billed(ctx: RunContext, w: Work, view: TaskView, reserved: int) -> tuple[int, int | None]:
+    """(what the task cost, the units billed): the task's ``usage_events`` quantity x the unit
+    price of the request sent (its rate; a range's typical price). A price that is unknown is
+    counted at the reservation (``--max-job-usd``), as is a failure without billing data."""
+    pricing = ctx.stage_for(w).pricing
+    units = billed_units(view.task, pricing.unit)
     if view.status is Status.REJECTED:
-        return 0
-    if units is not None:
-        return ctx.pricing.microcents_per_unit * units
-    if view.status is Status.FAILED and is_provider_limit(view.error):
-        return 0  # the provider refused before running: billing happens on completion only
-    return reserved  # failed/cancelled with no billing data: count it (conservative)
+        return 0, 0
+    if units is None and view.status is Status.FAILED and is_provider_limit(view.error):
+        return 0, 0  # the provider refused before running: billing happens on completion only
+    if units is None and view.status is Status.COMPLETED:
+        units = w.units
+    if units is None:
+        return reserved, None  # failed/cancelled with no billing data: count it (conservative)
+    if pricing.confidence == "unknown":
+        return (reserved if units else 0), units
+    return pricing.unit_price(_sent(ctx, w)) * units, units
 
 
 async def finish(ctx: RunContext, w: Work, task_id: str, reserved: int, attempt: int) -> JobResult:
@@ -98,7 +113,7 @@ async def finish(ctx: RunContext, w: Work, task_id: str, reserved: int, attempt:
     if isinstance(outcome, JobResult):
         return outcome
     view = outcome
-    billed = _billed(ctx, w, view, reserved)
+    billed, units = _billed(ctx, w, view, reserved)
     if view.status is not Status.COMPLETED:
         ctx.gate.settle(reserved, billed)
         await ctx.record(DoneRecord(w.key, w.job_id, task_id, view.status.value, billed, view.error))
@@ -126,11 +141,12 @@ async def finish(ctx: RunContext, w: Work, task_id: str, reserved: int, attempt:
                          f"paid, but the download failed: {exc}; run again to fetch it (no new charge)")
     ctx.gate.settle(reserved, billed)
     await ctx.journal.write_files(writes)
-    await ctx.record(DoneRecord(w.key, w.job_id, task_id, "completed", billed, None, tuple(saved),
-                                units=billed // max(1, ctx.pricing.microcents_per_unit), raw_output=view.output))
+    await ctx.record(DoneRecord(w.key, w.job_id, task_id, "completed", billed, None, tuple(saved), units=units,
+                                raw_output=view.output))
     if ctx.cache is not None:  # paid and on disk: any output directory may use it now
         files = [(ctx.out_dir / o.path, o.sha256, o.content_type) for o in saved]
-        await anyio.to_thread.run_sync(ctx.cache.put, w.key, ctx.app_ref, task_id, billed, files, view.output)
+        await anyio.to_thread.run_sync(ctx.cache.put, w.key, ctx.stage_for(w).app_ref, task_id, billed, files,
+                                       view.output)
     return JobResult(w.key, w.job_id, "completed", billed, task_id, files=tuple(o.path for o in saved))
 
 

@@ -9,7 +9,6 @@ base URL) before they are written.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -53,11 +52,9 @@ def end_record(run_id: str, summary: RunSummary, ledger: LedgerSnapshot, seconds
                ending: RunEnding | None = None) -> RunEndRecord:
     """The record of how run ``run_id`` ended, from its summary and the ledger at its end."""
     ending = ending or RunEnding()
-    counts = Counter(r.status for r in summary.results)
-    images = sum(len(r.files) for r in summary.results if r.status == "completed")
     return RunEndRecord(
         run=run_id, exit_code=None if ending.exit_code is None else ending.exit_code(summary),
-        seconds=round(seconds, 3), counts=dict(sorted(counts.items())), images=images,
+        seconds=round(seconds, 3), counts=dict(sorted(summary.counts.items())),
         billed_microcents=summary.spent_this_run, settled_microcents=ledger.settled,
         not_run_microcents=summary.not_run_cost, stop=summary.stop_reason,
         error=None if summary.fatal is None else str(summary.fatal), flags=ending.flags)

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -33,6 +34,7 @@ __all__ = ["PROOF_MARGIN", "Lost", "Reconciler", "Verdict"]
 
 PROOF_MARGIN = 1.0  # seconds between a lost submit and a later send whose task proves the listing caught up
 MAX_LOOK = 10.0  # seconds between looks, at most
+PROOF_TASKS = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,21 +61,27 @@ class Lost:
 class Reconciler:
     """Looks lost submits up in the task listing while any are waiting."""
 
-    def __init__(self, api: ApiClient, options: RunOptions, app_ref: str, claimed: set[str],
+    def __init__(self, api: ApiClient, options: RunOptions, app_ref: str | Collection[str], claimed: set[str],
                  on_change: Callable[[int, float | None], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self._api, self._options, self._app = api, options, app_ref.split("@", maxsplit=1)[0]
+        refs = [app_ref] if isinstance(app_ref, str) else list(app_ref)  # a pipeline's stages: their apps
+        self._api, self._options = api, options
+        self._apps = {r.split("@", maxsplit=1)[0] for r in refs}
         self._claimed = claimed  # task ids some job owns (shared with the recorder)
         self._clock = clock
         self._on_change = on_change
         self._waiting: dict[str, Lost] = {}
-        self._sent: dict[str, float] = {}  # task id -> when this run sent its request (monotonic)
+        self._sent: OrderedDict[str, float] = OrderedDict()  # task id -> when this run sent it (monotonic)
         self._wake = anyio.Event()
 
     def note_sent(self, task_id: str, sent_at: float) -> None:
-        """A task this run created, and when its request left: a later look may use it as proof."""
+        """A task this run created, and when its request left: a later look may use it as proof.
+        The latest ``PROOF_TASKS`` are kept: the listing shows the newest first, and one is enough."""
         self._sent[task_id] = sent_at
-        self._wake.set()
+        if len(self._sent) > PROOF_TASKS:
+            self._sent.popitem(last=False)
+        if self._waiting:
+            self._wake.set()
 
     def now(self) -> float:
         return self._clock()
@@ -167,7 +175,7 @@ class Reconciler:
             if lost.webhook and task.get("webhook") not in (None, lost.webhook):
                 continue
             app = str(task.get("app") or "")
-            if app and app.split("@", maxsplit=1)[0] != self._app:
+            if app and app.split("@", maxsplit=1)[0] not in self._apps:
                 continue
             found.append((str(task.get("created_at") or ""), tid))
         return min(found)[1] if found else None

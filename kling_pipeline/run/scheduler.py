@@ -10,6 +10,7 @@ directory a resume can trust.
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 
 import anyio
@@ -19,6 +20,8 @@ from ..api.apierrors import ApiError
 from ..core.errors import KlingError
 from .context import RunContext
 from .outcome import JobResult, RunSummary
+from .pipeline import Downstream
+from .queue import WorkQueue
 from .runner import run_work
 from .submit import stage, unstage
 from .work import Action, Work
@@ -62,14 +65,26 @@ def _held_back(ctx: RunContext, w: Work) -> bool:
     return True
 
 
-async def schedule(ctx: RunContext, work: list[Work], summary: RunSummary) -> None:
-    """Do ``work`` under ``concurrency`` slots; results go to ``summary``."""
+async def schedule(ctx: RunContext, work: list[Work], summary: RunSummary,
+                   downstream: Downstream | None = None) -> None:
+    """Do ``work`` under ``concurrency`` slots; results go to ``summary``. With ``downstream``
+    (a pipeline), each completed job's downstream jobs join the work as it goes."""
+    queue = WorkQueue(work, growing=downstream is not None)
 
     def done(w: Work, result: JobResult) -> None:
-        summary.results.append(result)
+        summary.add(result)
         if result.status == "not_run" and w.action is Action.SUBMIT:
             summary.not_run_cost += w.cost
         ctx.events.finished(w, result)
+        if downstream is not None:
+            if result.status == "completed":
+                more = downstream.after(w.key)
+                queue.add(more.work)
+                for s in (*more.failed, *more.unknown):
+                    summary.add(JobResult(s.key, s.job_id or s.key[:10], s.state, error=s.error))
+            else:
+                downstream.chain.cut_below(w.key)
+            queue.ended()
 
     async def one(w: Work) -> None:
         result = JobResult(w.key, w.job_id, "interrupted")
@@ -90,15 +105,14 @@ async def schedule(ctx: RunContext, work: list[Work], summary: RunSummary) -> No
             ctx.gate.job_ended(w.key)
             done(w, result)
 
-    stager = _Stager(ctx, [w for w in work if w.action is Action.SUBMIT],
-                     min(LOOKAHEAD, ctx.options.concurrency) if ctx.options.mode != "collect" else 0)
+    stager = _Stager(ctx, queue, min(LOOKAHEAD, ctx.options.concurrency) if ctx.options.mode != "collect" else 0)
     try:
         async with anyio.create_task_group() as outer:
             async with anyio.create_task_group() as workers:
                 outer.start_soon(_watch_signals, ctx, workers.cancel_scope, outer)
                 outer.start_soon(stager.run)
                 outer.start_soon(ctx.reconciler.run)
-                for w in work:
+                async for w in stager.taken:
                     if w.action is Action.RECONCILE:  # it waits for the listing first, without a slot
                         ctx.gate.job_started(w.key)
                         workers.start_soon(one, w)
@@ -117,46 +131,48 @@ async def schedule(ctx: RunContext, work: list[Work], summary: RunSummary) -> No
                     workers.start_soon(one, w)
             outer.cancel_scope.cancel()
     finally:
+        stager.taken.close()
         stager.abandon()
 
 
 class _Stager:
-    """Stages submits ahead of free slots: money reserved, files uploaded, so a freed slot
-    sends its next request at once. At most ``depth`` jobs are staged and not yet started.
-    No intent is written while staged (it is written in the job's turn to be sent): a staged
-    job never started (a stop, a crash) only gives its money back."""
+    """Takes the work in order and stages submits ahead of free slots: money reserved, files
+    uploaded, so a freed slot sends its next request at once. At most ``depth`` jobs are staged
+    and not yet started. No intent is written while staged (it is written in the job's turn to
+    be sent): a staged job never started (a stop, a crash) only gives its money back. The
+    scheduler takes the work from ``taken``, in the same order."""
 
-    def __init__(self, ctx: RunContext, submits: list[Work], depth: int) -> None:
+    def __init__(self, ctx: RunContext, queue: WorkQueue, depth: int) -> None:
         self.ctx = ctx
-        self.submits = submits
+        self.queue = queue
         self.depth = depth
         self.ready: dict[str, anyio.Event] = {}
         self.ended: dict[str, JobResult] = {}
         self.room = anyio.Semaphore(max(1, depth))
+        self._send, self.taken = anyio.create_memory_object_stream[Work](math.inf)
 
     async def run(self) -> None:
-        """Reserve money in plan order (so a later job never holds what an earlier one, which the
+        """Reserve money in order (so a later job never holds what an earlier one, which the
         scheduler starts first, waits for), then upload and write intents concurrently."""
-        if not self.depth:
-            return
         ctx = self.ctx
-        async with anyio.create_task_group() as tg:
-            for i, w in enumerate(self.submits):
-                await self.room.acquire()
-                event = self.ready.setdefault(w.key, anyio.Event())
-                if not ctx.stop.is_set():
-                    ctx.gate.job_started(w.key)
-                    if await ctx.gate.reserve(w.cost):
-                        tg.start_soon(self._stage, w)
-                        continue
-                    if not ctx.stop.is_set():
-                        ctx.stop("budget")
-                    self.ended[w.key] = JobResult(w.key, w.job_id, "not_run", error="budget")
-                    ctx.gate.job_ended(w.key)
-                    event.set()
-                for rest in self.submits[i + 1 if w.key in self.ended else i:]:  # the scheduler decides
-                    self.ready.setdefault(rest.key, anyio.Event()).set()
-                return
+        async with self._send, anyio.create_task_group() as tg:
+            while (w := await self.queue.get()) is not None:
+                if self.depth and w.action is Action.SUBMIT:
+                    await self.room.acquire()
+                    event = self.ready.setdefault(w.key, anyio.Event())
+                    if ctx.stop.is_set():  # the scheduler decides (it holds the job back)
+                        event.set()
+                    else:
+                        ctx.gate.job_started(w.key)
+                        if await ctx.gate.reserve(w.cost):
+                            tg.start_soon(self._stage, w)
+                        else:
+                            if not ctx.stop.is_set():
+                                ctx.stop("budget")
+                            self.ended[w.key] = JobResult(w.key, w.job_id, "not_run", error="budget")
+                            ctx.gate.job_ended(w.key)
+                            event.set()
+                await self._send.send(w)
 
     async def _stage(self, w: Work) -> None:
         ctx = self.ctx

@@ -10,6 +10,8 @@ request leaves; every other record follows without waiting (see ``store.journal`
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import secrets
 import subprocess
@@ -29,18 +31,21 @@ from ..api.pacing import Pacing
 from ..api.preflight import check_app
 from ..core.outputs import OutputSpec
 from ..core.planning import Plan
+from ..core.recipe import Recipe
 from ..store.cache import ResultCache
 from ..store.journal import MANIFEST_NAME, Journal, read_records
 from ..store.lock import LOCK_NAME, LockError, OutputLock
 from ..store.records import RunRecord
 from ..store.state import ManifestState
 from .budget import BudgetLedger
+from .chain import Chain, StageRun
 from .context import Recorder, RunContext
 from .events import Events
 from .gate import BudgetGate
 from .history import RunEnding, end_record
 from .options import RunOptions
 from .outcome import RunSummary
+from .pipeline import Downstream, stage_tally
 from .reconciler import Reconciler
 from .scheduler import schedule
 from .slots import Slots
@@ -48,7 +53,7 @@ from .stop import Stop
 from .uploads import Uploader
 from .work import Action, Decision, decide
 
-__all__ = ["OpenRun", "git_provenance", "prepare", "run_plan"]
+__all__ = ["OpenRun", "decide_run", "git_provenance", "prepare", "run_plan", "stage_runs"]
 
 
 def git_provenance(files: list[str]) -> dict[str, Any] | None:
@@ -73,14 +78,55 @@ def prepare(plan: Plan, options: RunOptions, manifest: str = MANIFEST_NAME) -> t
     """Read the manifest (without locking) and decide what a run would do."""
     path = plan.output_dir / manifest
     state = ManifestState.replay(read_records(path))
-    return state, _decide(plan, state, options), path
+    return state, _decide(plan, state, options, _chain(plan))[0], path
 
 
-def _decide(plan: Plan, state: ManifestState, options: RunOptions) -> Decision:
+def decide_run(plan: Plan, state: ManifestState, options: RunOptions) -> tuple[Decision, Downstream | None]:
+    """What a run would do (for ``status``): for a pipeline, with its downstream jobs as far as
+    their inputs exist, and the chain that knows which (``Downstream.chain``)."""
+    return _decide(plan, state, options, _chain(plan))
+
+
+def stage_runs(plan: Plan) -> dict[str, StageRun]:
+    """Each stage's app, prices and outputs ("" for a one-stage recipe)."""
+    if not plan.stages:
+        outputs = OutputSpec.from_schema(plan.app.output_schema)
+        return {"": StageRun("", str(plan.recipe.app), plan.app.pricing, outputs)}
+    return {sp.name: StageRun(sp.name, str(sp.plan.recipe.app), sp.plan.app.pricing, sp.outputs)
+            for sp in plan.stages}
+
+
+def _chain(plan: Plan) -> Chain | None:
+    return Chain(plan, stage_runs(plan)) if plan.stages else None
+
+
+def _decide(plan: Plan, state: ManifestState, options: RunOptions,
+            chain: Chain | None) -> tuple[Decision, Downstream | None]:
+    """What a run does with each job; for a pipeline, with the downstream jobs of those done
+    already, and what decides the others' as their upstream jobs complete."""
     cached = ResultCache(Path(options.cache)).keys() if options.cache else set()
-    return decide(plan, state, retry_failed=options.retry_failed, retry_unknown=options.retry_unknown,
-                  reconcile=options.reconcile, mode=options.mode, provider_retries=options.provider_retries,
-                  cached=cached)
+    decide_ = functools.partial(decide, plan, retry_failed=options.retry_failed, retry_unknown=options.retry_unknown,
+                                reconcile=options.reconcile, mode=options.mode,
+                                provider_retries=options.provider_retries, cached=cached)
+    if chain is None:
+        return decide_(state), None
+    decision = decide_(state, jobs=[j for _, jobs in chain.roots() for j in jobs])
+    stage_of = chain.stage_of  # the root stages' jobs (a job the recipe no longer has keeps its intent's)
+    decision.work = [dataclasses.replace(w, stage=stage_of[w.key]) if w.key in stage_of else w for w in decision.work]
+    decision.deferred = [dataclasses.replace(w, stage=stage_of[w.key]) if w.key in stage_of else w
+                         for w in decision.deferred]
+    downstream = Downstream(chain, state, plan.output_dir, decide_)
+    downstream.start(decision)
+    made = {m.plan_key for m in chain.made.values()}
+    for sp in plan.stages:
+        if sp.needs is not None:
+            for job in sp.plan.jobs:
+                if job.key not in made:
+                    decision.waiting += 1
+                    decision.waiting_cost += job.cost
+    order = {Action.REATTACH: 0, Action.REDOWNLOAD: 1, Action.FROM_CACHE: 1, Action.RECONCILE: 2, Action.SUBMIT: 3}
+    decision.work.sort(key=lambda w: order[w.action])
+    return decision, downstream
 
 
 class OpenRun:
@@ -97,6 +143,8 @@ class OpenRun:
         self._journal: Journal | None = None
         self.state = ManifestState()
         self.ledger = BudgetLedger(plan.budget_microcents)
+        self.chain = _chain(plan)
+        self.downstream: Downstream | None = None
 
     async def __aenter__(self) -> OpenRun:
         self.plan.output_dir.mkdir(parents=True, exist_ok=True)
@@ -115,7 +163,8 @@ class OpenRun:
         return self
 
     def decide(self) -> Decision:
-        return _decide(self.plan, self.state, self.options)
+        decision, self.downstream = _decide(self.plan, self.state, self.options, self.chain)
+        return decision
 
     async def start(self, api: ApiClient, events: Events, *, provenance: Mapping[str, Any] | None = None,
                     run_id: str | None = None, record_run: bool = True) -> RunContext:
@@ -126,16 +175,20 @@ class OpenRun:
         prov = dict(provenance or {})
         prov.setdefault("tool", f"kling-pipeline {__version__}")
         claimed = self.state.claimed_task_ids()
-        record = Recorder(self._journal, self.state, claimed)
+        chain, out_dir = self.chain, self.plan.output_dir
+        record = Recorder(self._journal, self.state, claimed,
+                          on_done=None if chain is None else lambda r: chain.note(r, out_dir))
+        stages = stage_runs(self.plan)
         ctx = RunContext(plan=self.plan, options=self.options, api=api, journal=self._journal, state=self.state,
                          record=record, gate=BudgetGate(self.ledger, stop), stop=stop, events=events,
                          uploader=Uploader(api, self.state.uploads, record), slots=Slots(self.options.concurrency),
                          outputs=OutputSpec.from_schema(self.plan.app.output_schema),
-                         reconciler=Reconciler(api, self.options, str(self.plan.recipe.app), claimed,
+                         reconciler=Reconciler(api, self.options, [s.app_ref for s in stages.values()], claimed,
                                                on_change=events.listing),
                          provenance=prov, run_id=run_id or uuid.uuid4().hex[:12],
                          webhook_token=self.state.webhook_token or secrets.token_urlsafe(24), claimed=claimed,
-                         cache=ResultCache(Path(self.options.cache)) if self.options.cache else None)
+                         cache=ResultCache(Path(self.options.cache)) if self.options.cache else None,
+                         stages=stages, chain=chain)
         if record_run:
             recipe = self.plan.recipe
             await ctx.record(RunRecord(
@@ -153,6 +206,10 @@ class OpenRun:
             self._lock.release()
 
 
+def _recipes(plan: Plan) -> list[Recipe]:
+    return [sp.plan.recipe for sp in plan.stages] if plan.stages else [plan.recipe]
+
+
 async def run_plan(plan: Plan, *, base_url: str, key: Secret, options: RunOptions, events: Events,
                    transport: Any = None, provenance: Mapping[str, Any] | None = None,
                    manifest: str = MANIFEST_NAME, lock: str = LOCK_NAME,
@@ -163,15 +220,17 @@ async def run_plan(plan: Plan, *, base_url: str, key: Secret, options: RunOption
     summary = RunSummary()
     async with OpenRun(plan, options, manifest=manifest, lock=lock) as opened:
         decision = summary.decision = opened.decide()
+        opened.state.forget(s.key for s in decision.done)  # done and on disk: only their state is needed now
         summary.manifest = opened.path
         if not decision.nothing_to_do:
             pacing = Pacing(options.rate, on_change=events.pacing)
             events.attach(opened.ledger.snapshot, pacing)
             async with ClientPool(base_url, key, options.concurrency, transport=transport, pacing=pacing) as pool:
-                if any(w.action is Action.SUBMIT for w in decision.work):  # one read before anything is paid
-                    await check_app(pool.api, plan.recipe.app, plan.recipe.app_pos)
+                if any(w.action is Action.SUBMIT for w in decision.work) or opened.chain is not None:
+                    for recipe in {str(r.app): r for r in _recipes(plan)}.values():  # one read before anything is paid
+                        await check_app(pool.api, recipe.app, recipe.app_pos)
                 ctx = await opened.start(pool.api, events, provenance=provenance)
-                await schedule(ctx, decision.work, summary)
+                await schedule(ctx, decision.work, summary, opened.downstream)
                 summary.stop_reason, summary.fatal = ctx.stop.reason, ctx.stop.fatal
                 # run history (issue 17): how the run ended, its last record, written under the lock
                 await ctx.record(end_record(ctx.run_id, summary, opened.ledger.snapshot(),
@@ -179,4 +238,6 @@ async def run_plan(plan: Plan, *, base_url: str, key: Secret, options: RunOption
                 if ctx.cache is not None:
                     await anyio.to_thread.run_sync(ctx.cache.evict)  # within its bound, oldest use first
         summary.ledger = opened.ledger.snapshot()
+        if opened.chain is not None:
+            summary.stages = stage_tally(opened.chain, opened.state)
     return summary

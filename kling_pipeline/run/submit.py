@@ -22,6 +22,7 @@ import anyio
 from ..api.apierrors import ApiError, ConnectFailed, RateLimited, ResponseLost, Unavailable
 from ..core.errors import KlingError
 from ..store.records import AcceptedRecord, AdoptedRecord, IntentRecord, NotCreatedRecord, UnknownRecord
+from .chain import prepare
 from .context import RunContext, Staged
 from .outcome import JobResult
 from .work import Work
@@ -40,7 +41,13 @@ async def stage(ctx: RunContext, w: Work, attempt: int, *, reserved: bool = Fals
             ctx.stop("budget")
             return JobResult(w.key, w.job_id, "not_run", error="budget")
     try:
-        request, files = await ctx.uploader.prepare(ctx.plan.render(w.job))
+        made = ctx.chain.made.get(w.key) if ctx.chain is not None else None
+        if made is None:
+            request, files = await ctx.uploader.prepare(ctx.plan.render(w.job))
+        else:  # a pipeline's downstream job: its upstream files by URL (or uploaded), its values in place
+            rendered, upstream = await prepare(made, ctx.out_dir, ctx.uploader)
+            request, files = await ctx.uploader.prepare(rendered)
+            files.update(upstream)
     except ApiError as exc:
         ctx.gate.release(w.cost)
         if exc.fatal:
@@ -65,8 +72,8 @@ def _intent(ctx: RunContext, w: Work, staged: Staged) -> IntentRecord:
     assert w.job is not None
     job = w.job
     return IntentRecord(w.key, w.job_id, staged.attempt, staged.request, w.cost, w.units, w.output_name,
-                        dict(job.combination.labels), job.repeat_index, staged.files, ctx.run_id, ctx.app_ref,
-                        ctx.webhook_for(w.key))
+                        dict(job.combination.labels), job.repeat_index, staged.files, ctx.run_id,
+                        ctx.stage_for(w).app_ref, ctx.webhook_for(w.key), stage=w.stage or None)
 
 
 async def submit(ctx: RunContext, w: Work, attempt: int) -> str | JobResult:
@@ -104,7 +111,7 @@ async def _send(ctx: RunContext, w: Work, staged: Staged) -> str | JobResult:
             sent_at = ctx.reconciler.now()
             try:
                 try:
-                    view = await ctx.api.submit(ctx.app_ref, request, ctx.webhook_for(w.key), turn=turn)
+                    view = await ctx.api.submit(ctx.stage_for(w).app_ref, request, ctx.webhook_for(w.key), turn=turn)
                 except (ApiError, anyio.get_cancelled_exc_class()):
                     raise
                 except Exception as exc:  # unmapped failure after the request may have left: unknown

@@ -37,12 +37,20 @@ class Work:
     key: str
     job_id: str
     output_name: str
-    labels: Mapping[str, str]
+    given_labels: Mapping[str, str] | None  # None: the job's own (made when asked, not for each of 100,000)
     cost: int  # microcents for a new submit
     units: int
     job: Job | None = None  # None for a job the recipe no longer has (recorded in the manifest only)
     state: JobState | None = None
     retry_unknown: bool = False
+    stage: str = ""  # a pipeline's stage ("" for a one-stage recipe)
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        """The job's combination as ``{axis: label}``."""
+        if self.given_labels is not None:
+            return self.given_labels
+        return self.job.combination.labels if self.job is not None else {}
 
 
 @dataclass(slots=True)
@@ -52,6 +60,8 @@ class Decision:
     failed: list[JobState] = field(default_factory=list)  # failed earlier, not retried
     unknown: list[JobState] = field(default_factory=list)  # outcome unknown, not retried
     deferred: list[Work] = field(default_factory=list)  # left for another command (detach: waiting; collect: new)
+    waiting: int = 0  # a pipeline's downstream jobs whose input does not exist yet
+    waiting_cost: int = 0  # what they would cost, at most
 
     @property
     def nothing_to_do(self) -> bool:
@@ -81,7 +91,7 @@ def _from_state(action: Action, state: JobState, retry_unknown: bool = False) ->
         return Work(action, state.key, state.job_id or state.key[:10], state.key[:10], {}, 0, 1, None, state,
                     retry_unknown)
     return Work(action, state.key, state.job_id or intent.job, intent.output, dict(intent.combination),
-                intent.reserved_microcents, intent.units, None, state, retry_unknown)
+                intent.reserved_microcents, intent.units, None, state, retry_unknown, intent.stage or "")
 
 
 PROVIDER_RETRIES = 5  # sends of a job after its first, while its task fails on the provider's own limit
@@ -95,7 +105,8 @@ def retryable_failure(state: JobState, provider_retries: int = PROVIDER_RETRIES)
 
 def decide(plan: Plan, manifest: ManifestState, *, retry_failed: bool = False, retry_unknown: bool = False,
            reconcile: bool = True, jobs: Iterable[Job] | None = None, mode: str = "run",
-           provider_retries: int = PROVIDER_RETRIES, cached: Collection[str] = ()) -> Decision:
+           provider_retries: int = PROVIDER_RETRIES, cached: Collection[str] = (), stage: str = "",
+           orphans: bool = True) -> Decision:
     """Decide each job's action. Jobs in the manifest but not in the plan (the recipe
     changed) are still followed when a task of theirs may be running or unfinished.
     A job whose task was cancelled (Ctrl-C with ``--cancel-inflight``) is sent again, and
@@ -104,14 +115,16 @@ def decide(plan: Plan, manifest: ManifestState, *, retry_failed: bool = False, r
 
     ``mode`` "detach" keeps only new submits (the rest waits for ``collect``);
     "collect" keeps everything but new submits (those wait for the next ``run``).
+    ``stage`` names the pipeline stage of ``jobs``; ``orphans`` False leaves out the jobs of the
+    manifest that are not among them (a pipeline decides its downstream jobs as they appear).
     """
     out = Decision()
     keys = set()
     for job in plan.jobs if jobs is None else jobs:
         keys.add(job.key)
         state = manifest.jobs.get(job.key)
-        fresh = Work(Action.SUBMIT, job.key, job.id, job.output_name, job.combination.labels, job.cost, job.units,
-                     job, state)
+        fresh = Work(Action.SUBMIT, job.key, job.id, job.output_name, None, job.cost, job.units,
+                     job, state, False, stage)
         if state is None or state.state in ("new", "not_created", "rejected", "cancelled"):
             out.work.append(_with(fresh, Action.FROM_CACHE) if job.key in cached else fresh)
         elif state.state == "completed":
@@ -133,7 +146,7 @@ def decide(plan: Plan, manifest: ManifestState, *, retry_failed: bool = False, r
                 out.work.append(fresh)
             else:
                 out.unknown.append(state)
-    for state in manifest.jobs.values():
+    for state in manifest.jobs.values() if orphans else ():
         if state.key in keys:
             continue
         if state.in_flight:
@@ -153,5 +166,5 @@ def decide(plan: Plan, manifest: ManifestState, *, retry_failed: bool = False, r
 
 
 def _with(work: Work, action: Action, retry_unknown: bool = False) -> Work:
-    return Work(action, work.key, work.job_id, work.output_name, work.labels, work.cost, work.units, work.job,
-                work.state, retry_unknown)
+    return Work(action, work.key, work.job_id, work.output_name, work.given_labels, work.cost, work.units, work.job,
+                work.state, retry_unknown, work.stage)

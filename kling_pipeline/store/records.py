@@ -99,7 +99,8 @@ class RunEndRecord:
     ``exit_code`` is what the command returned (``None`` for a run started from Python);
     ``counts`` the jobs of this run by outcome (completed, failed, not_run, ...);
     ``billed_microcents`` what this run settled, ``settled_microcents`` the directory's
-    total after it; ``flags`` the command line as given (URL credentials left out).
+    total after it; ``flags`` the command line as given (URL credentials left out). The
+    files it saved are the ``done`` records between its ``run`` record and this one.
     A run killed before its end has none: the history says so.
     """
 
@@ -108,7 +109,6 @@ class RunEndRecord:
     exit_code: int | None = None
     seconds: float = 0.0
     counts: Mapping[str, int] = field(default_factory=dict)
-    images: int = 0
     billed_microcents: int = 0
     settled_microcents: int = 0
     not_run_microcents: int = 0
@@ -121,14 +121,14 @@ class RunEndRecord:
     def from_dict(cls, d: Mapping[str, Any]) -> RunEndRecord:
         code = d.get("exit_code")
         return cls(str(d["run"]), None if code is None else _int(code), _float(d.get("seconds")),
-                   {str(k): _int(v) for k, v in _dict(d.get("counts")).items()}, _int(d.get("images")),
-                   _int(d.get("billed_microcents")), _int(d.get("settled_microcents")),
-                   _int(d.get("not_run_microcents")), str(d.get("stop") or ""), _str(d.get("error")),
+                   {str(k): _int(v) for k, v in _dict(d.get("counts")).items()}, _int(d.get("billed_microcents")),
+                   _int(d.get("settled_microcents")), _int(d.get("not_run_microcents")), str(d.get("stop") or ""),
+                   _str(d.get("error")),
                    tuple(str(f) for f in d.get("flags") or ()), _float(d.get("at")))
 
     def to_dict(self) -> dict[str, Any]:
         return {"t": self.T, "run": self.run, "exit_code": self.exit_code, "seconds": self.seconds,
-                "counts": dict(self.counts), "images": self.images, "billed_microcents": self.billed_microcents,
+                "counts": dict(self.counts), "billed_microcents": self.billed_microcents,
                 "settled_microcents": self.settled_microcents, "not_run_microcents": self.not_run_microcents,
                 "stop": self.stop, "error": self.error, "flags": list(self.flags), "at": self.at}
 
@@ -152,6 +152,7 @@ class IntentRecord:
     app: str | None = None
     webhook: str | None = None
     at: float = field(default_factory=_now)
+    stage: str | None = None  # a pipeline's stage (None: a one-stage recipe)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> IntentRecord:
@@ -161,14 +162,14 @@ class IntentRecord:
                    str(d["output"]) if "output" in d else key[:10],
                    {str(k): str(v) for k, v in _dict(d.get("combination")).items()}, _int(d.get("repeat_index")),
                    _dict(d.get("files")), _str(d.get("run")), _str(d.get("app")), _str(d.get("webhook")),
-                   _float(d.get("at")))
+                   _float(d.get("at")), _str(d.get("stage")))
 
     def to_dict(self) -> dict[str, Any]:
         return {"t": self.T, "key": self.key, "job": self.job, "attempt": self.attempt, "run": self.run,
                 "app": self.app, "input": dict(self.input), "files": dict(self.files),
                 "reserved_microcents": self.reserved_microcents, "units": self.units, "output": self.output,
                 "combination": dict(self.combination), "repeat_index": self.repeat_index, "webhook": self.webhook,
-                "at": self.at}
+                "at": self.at, **({"stage": self.stage} if self.stage is not None else {})}
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ live state and a replay after a crash are the same function of the same records.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from .records import (
     AcceptedRecord,
@@ -57,12 +57,11 @@ class JobState:
         return self.state in ("intent", "unknown")
 
     def slim(self) -> None:
-        """Forget what a finished job no longer needs in memory (the raw output and the
-        intent's bookkeeping; its input stays, for the provenance of a file fetched again)."""
-        if self.done is not None:
-            self.done = self.done.slim()
-        if self.intent is not None and (self.intent.webhook or self.intent.run or self.intent.app):
-            self.intent = replace(self.intent, webhook=None, run=None, app=None)
+        """Forget what a job completed during a run no longer needs in memory: its records (a run
+        needs only its state, its billed amount and its task ids; a sweep of 100,000 jobs would
+        otherwise hold two kilobytes for each)."""
+        self.intent = None
+        self.done = None
 
 
 @dataclass(slots=True)
@@ -72,7 +71,8 @@ class ManifestState:
     runs: list[RunRecord] = field(default_factory=list)
     ends: dict[str, RunEndRecord] = field(default_factory=dict)  # run id -> how it ended
     webhook_token: str | None = None
-    slim: bool = False  # drop finished jobs' raw outputs (a run does not need them)
+    replaying: bool = False
+    slim: bool = False  # jobs completed while the state is live keep no records (a run does not need them)
 
     @property
     def settled(self) -> int:
@@ -120,15 +120,25 @@ class ManifestState:
                 j.reserved, j.error, j.done = 0, r.error, r
                 if r.job:
                     j.job_id = r.job
-                if self.slim and j.state == "completed":
+                if self.slim and j.state == "completed" and not self.replaying:
                     j.slim()
 
     @classmethod
     def replay(cls, records: Iterable[Record], *, slim: bool = False) -> ManifestState:
-        state = cls(slim=slim)
+        """The state of ``records``; with ``slim``, jobs that complete later (as the run folds
+        its records in) keep no records — those replayed keep theirs, for ``decide`` to look at."""
+        state = cls(slim=slim, replaying=True)
         for r in records:
             state.apply(r)
+        state.replaying = False
         return state
+
+    def forget(self, keys: Iterable[str]) -> None:
+        """Drop the records of these (done) jobs: after a run has decided, it needs only their state."""
+        for key in keys:
+            job = self.jobs.get(key)
+            if job is not None:
+                job.slim()
 
     def claimed_task_ids(self) -> set[str]:
         return {t for j in self.jobs.values() for t in j.task_ids}

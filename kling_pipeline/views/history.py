@@ -5,7 +5,8 @@ Pure: manifest records in (in the order written), a frozen ``RunEntry`` per run 
 (``kling-pipeline.runs/1``). A run's ``run_end`` record gives the exact figures. A run
 without one (killed, crashed, still going, or written by a version before run history)
 is reconstructed from the records written between its start and the next run's: its jobs
-that ended, what they billed and when the last record was written.
+that ended, what they billed and when the last record was written. The files a run saved
+are counted from the ``done`` records of its stretch of the manifest, in either case.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def run_history(records: Iterable[Record]) -> list[RunEntry]:
     entries = []
     for number, s in enumerate(segments, 1):
         if s.end is not None:
-            entries.append(RunEntry(number, s.run, s.end, dict(s.end.counts), s.end.images,
+            entries.append(RunEntry(number, s.run, s.end, dict(s.end.counts), s.images,
                                     s.end.billed_microcents, s.end.at))
         else:
             entries.append(RunEntry(number, s.run, None, dict(s.counts), s.images, s.billed, s.last_at))

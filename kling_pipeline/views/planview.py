@@ -74,15 +74,52 @@ def warning_lines(warnings: tuple[Diagnostic, ...], limit: int = MAX_SHOWN_WARNI
     return out
 
 
+def unit_prices(plan: Plan) -> tuple[int, int] | None:
+    """The lowest and highest price of one billed unit over the plan's jobs (rates make them
+    differ); None when the price is unknown."""
+    pricing = plan.app.pricing
+    if pricing.confidence == "unknown":
+        return None
+    if pricing.confidence == "range" and pricing.min_microcents_per_unit is not None:
+        return pricing.min_microcents_per_unit, pricing.max_microcents_per_unit or pricing.min_microcents_per_unit
+    if not pricing.rates:
+        return pricing.microcents_per_unit, pricing.microcents_per_unit
+    per = {j.cost // j.units for j in plan.jobs if j.units} or {pricing.microcents_per_unit}
+    return min(per), max(per)
+
+
+def price_text(plan: Plan) -> str:
+    """``$0.112 at $0.028/image``, ``$1.68 at $0.084 to $0.112/second (by mode, reference_video)``,
+    a range and its bounds, or why the price is unknown."""
+    pricing, r = plan.app.pricing, plan.recipe
+    read = (f" (price read {pricing.read_on})" if pricing.read_on and r.price_microcents is None else
+            " (price set by the recipe)" if r.price_microcents is not None else "")
+    per = unit_prices(plan)
+    if per is None:
+        if plan.max_job_microcents is not None:
+            return (f"price unknown: each job reserves --max-job-usd {format_usd(plan.max_job_microcents)} "
+                    f"({format_usd(plan.total_cost)} in all)")
+        return ("price unknown: `run` refuses it; set price.usd_per_unit in the recipe or pass --max-job-usd"
+                + (f" ({pricing.note})" if pricing.note else ""))
+    low, high = per
+    rate = f"{format_usd(low)}" if low == high else f"{format_usd(low)} to {format_usd(high)}"
+    rate += f"/{pricing.unit}"
+    if pricing.confidence == "range":
+        return (f"{format_usd(plan.lowest_cost or 0)} to {format_usd(plan.total_cost)} at {rate}: a range, the "
+                f"budget reserves the upper bound{read}")
+    fields = sorted({k for rt in pricing.rates for k, _ in rt.when})
+    by = f" (by {', '.join(fields)})" if low != high and fields else ""
+    return f"{format_usd(plan.total_cost)} at {rate}{by}{read}"
+
+
 def plan_summary(plan: Plan, rows: int = DEFAULT_ROWS) -> Iterator[str]:
     """Lines of the human-readable plan: totals, budget verdict, per-axis costs, first jobs."""
-    r, price = plan.recipe, plan.app.pricing
+    r, unit = plan.recipe, plan.app.pricing.unit
     yield f"{r.file}: {r.name} — {r.app}"
-    billed = _plural(plan.total_units, "image")
-    yield (f"  {_plural(len(plan.jobs), 'job')} · {billed} billed · {_plural(plan.images_returned, 'image')} "
-           f"returned · {format_usd(plan.total_cost)} at {format_usd(price.microcents_per_unit)}/{price.unit}"
-           + (f" (price read {price.read_on})" if price.read_on and r.price_microcents is None else
-              " (price set by the recipe)" if r.price_microcents is not None else ""))
+    counts = [_plural(len(plan.jobs), "job"), f"{_plural(plan.total_units, unit)} billed"]
+    if unit == "image":
+        counts.append(f"{_plural(plan.images_returned, 'image')} returned")
+    yield f"  {' · '.join(counts)} · {price_text(plan)}"
     yield f"  {budget_line(plan)}"
     rate = rate_line(plan, service_limits())
     if rate:
@@ -90,6 +127,8 @@ def plan_summary(plan: Plan, rows: int = DEFAULT_ROWS) -> Iterator[str]:
     extra = []
     if plan.collapsed:
         extra.append(f"{_plural(plan.collapsed, 'identical job')} merged")
+    if plan.removed_by_filter:
+        extra.append(f"{_plural(plan.removed_by_filter, 'combination')} removed by the filter")
     if plan.filtered_out:
         extra.append(f"{_plural(plan.filtered_out, 'combination')} left out by --only")
     if extra:
@@ -100,9 +139,10 @@ def plan_summary(plan: Plan, rows: int = DEFAULT_ROWS) -> Iterator[str]:
         if len(costs) > 1 or len(breakdown) == 1:
             yield f"  by {axis}:"
             width = min(max(len(c.value) for c in costs), 40)
+            counted = max(12, *(len(_plural(c.units, unit)) for c in costs[:rows]))
             for c in costs[:rows]:
                 yield (f"    {c.value[:40]:<{width}}  {_plural(c.jobs, 'job'):>10}  "
-                       f"{_plural(c.units, 'image'):>12}  {format_usd(c.cost):>10}")
+                       f"{_plural(c.units, unit):>{counted}}  {format_usd(c.cost):>10}")
             if len(costs) > rows:
                 yield f"    ... {len(costs) - rows:,} more values"
     shown = plan.jobs[:rows]
@@ -110,8 +150,9 @@ def plan_summary(plan: Plan, rows: int = DEFAULT_ROWS) -> Iterator[str]:
         head = "jobs" if len(plan.jobs) <= rows else f"jobs (first {len(shown)} of {len(plan.jobs):,})"
         yield f"  {head}:"
         width = min(max(len(j.id) for j in shown), 48)
+        counted = max(9, *(len(_plural(j.units, unit)) for j in shown))
         for j in shown:
-            yield (f"    {j.id[:48]:<{width}}  {j.short_key}  {_plural(j.units, 'image'):>9}  "
+            yield (f"    {j.id[:48]:<{width}}  {j.short_key}  {_plural(j.units, unit):>{counted}}  "
                    f"{format_usd(j.cost):>8}  -> {j.output_name}")
 
 
@@ -152,7 +193,8 @@ def _job_json(plan: Plan, index: int, requests: _Requests | None = None) -> dict
         "key": j.key,
         "combination": dict(j.combination.labels),
         "repeat_index": j.repeat_index,
-        "images": j.units,
+        "images": j.units if plan.app.pricing.unit == "image" else None,
+        "units": j.units,
         "cost_usd": usd_decimal(j.cost),
         "output": j.output_name,
     }
@@ -161,27 +203,49 @@ def _job_json(plan: Plan, index: int, requests: _Requests | None = None) -> dict
     return out
 
 
+def _price_json(plan: Plan) -> dict[str, Any]:
+    r, price = plan.recipe, plan.app.pricing
+    per_unit = None if price.confidence == "unknown" else usd_decimal(price.microcents_per_unit)
+    doc: dict[str, Any] = {
+        "usd_per_image": per_unit if price.unit == "image" else None,
+        "usd_per_unit": per_unit,
+        "unit": price.unit,
+        "quantity_field": price.quantity_field or None,
+        "confidence": price.confidence,
+        "rates": [{"when": {k: list(v) if len(v) > 1 else v[0] for k, v in rate.when},
+                   "usd_per_unit": usd_decimal(rate.microcents_per_unit)} for rate in price.rates],
+        "source": "recipe" if r.price_microcents is not None else price.source,
+        "read_on": price.read_on,
+    }
+    if price.confidence == "range":
+        doc["min_usd_per_unit"] = usd_decimal(price.min_microcents_per_unit or 0)
+        doc["max_usd_per_unit"] = usd_decimal(price.max_microcents_per_unit or 0)
+    if plan.max_job_microcents is not None:
+        doc["max_job_usd"] = usd_decimal(plan.max_job_microcents)
+    return doc
+
+
 def plan_document(plan: Plan) -> dict[str, Any]:
     """The JSON plan without its ``jobs`` list (see ``write_plan_json``)."""
-    r, price = plan.recipe, plan.app.pricing
+    r, images = plan.recipe, plan.app.pricing.unit == "image"
+    low = plan.lowest_cost
     return {
         "format": PLAN_FORMAT,
         "recipe": r.file,
         "name": r.name,
         "app": str(r.app),
-        "price": {
-            "usd_per_image": usd_decimal(price.microcents_per_unit),
-            "unit": price.unit,
-            "source": "recipe" if r.price_microcents is not None else price.source,
-            "read_on": price.read_on,
-        },
+        "price": _price_json(plan),
         "totals": {
             "jobs": len(plan.jobs),
-            "images_billed": plan.total_units,
-            "images_returned": plan.images_returned,
+            "images_billed": plan.total_units if images else None,
+            "images_returned": plan.images_returned if images else None,
+            "units_billed": plan.total_units,
             "cost_usd": usd_decimal(plan.total_cost),
+            "cost_low_usd": None if low is None else usd_decimal(low),
+            "unbounded_jobs": plan.unbounded,
             "collapsed": plan.collapsed,
             "filtered_out": plan.filtered_out,
+            "removed_by_filter": plan.removed_by_filter,
         },
         "budget": {
             "max_usd": None if plan.budget_microcents is None else usd_decimal(plan.budget_microcents),
@@ -191,8 +255,8 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         "rate_limit": _rate_json(plan, service_limits()),
         "output_dir": str(plan.output_dir),
         "breakdown": {
-            axis: [{"value": c.value, "jobs": c.jobs, "images": c.units, "cost_usd": usd_decimal(c.cost)}
-                   for c in costs]
+            axis: [{"value": c.value, "jobs": c.jobs, "images": c.units if images else None, "units": c.units,
+                    "cost_usd": usd_decimal(c.cost)} for c in costs]
             for axis, costs in plan.breakdown().items()
         },
         "warnings": [diagnostic_json(w) for w in plan.warnings],

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
@@ -29,11 +28,12 @@ def write_event(out: TextIO, event: str, fields: dict[str, Any]) -> None:
     out.flush()
 
 
-def summary_fields(summary: RunSummary, exit_code: int, *, report: Path | None = None,
+def summary_fields(summary: RunSummary, exit_code: int, *, images: int = 0, report: Path | None = None,
                    error: str | None = None) -> dict[str, Any]:
     """The ``summary`` event that ends ``run --json`` (and ``collect --json``): what this run did
-    to each job, what it cost, and the exit code the command returns."""
-    counts = Counter(r.status for r in summary.results)
+    to each job, what it cost, and the exit code the command returns (``images``: the files
+    this run saved, as the display counted them)."""
+    counts = summary.counts
     d, s = summary.decision, summary.ledger
     jobs: dict[str, int] = {status: counts.get(status, 0) for status in OUTCOMES}
     jobs |= {"done_earlier": len(d.done) if d else 0, "failed_left": len(d.failed) if d else 0,
@@ -48,7 +48,7 @@ def summary_fields(summary: RunSummary, exit_code: int, *, report: Path | None =
         "stop_reason": summary.stop_reason or None,
         "error": error or fatal,
         "jobs": jobs,
-        "images": sum(len(r.files) for r in summary.results if r.status == "completed"),
+        "images": images,
         "spend": {"this_run_usd": usd_decimal(summary.spent_this_run),
                   "settled_usd": usd(s.settled if s else None), "reserved_usd": usd(s.reserved if s else None),
                   "cap_usd": usd(s.cap if s else None), "not_run_usd": usd_decimal(summary.not_run_cost)},

@@ -188,27 +188,29 @@ def test_plan_json_document(write: WriteRecipe) -> None:
         "recipe": "r.yaml",
         "name": "r",
         "app": "klingai/image-o1@0pbaxv40",
-        "price": {"usd_per_image": "0.028", "unit": "image", "source": "inference.sh app page of klingai/image-o1",
+        "price": {"usd_per_image": "0.028", "usd_per_unit": "0.028", "unit": "image", "quantity_field": "n",
+                  "confidence": "exact", "rates": [], "source": "inference.sh app page of klingai/image-o1",
                   "read_on": "2026-11-25"},
-        "totals": {"jobs": 4, "images_billed": 6, "images_returned": 4, "cost_usd": "0.168", "collapsed": 0,
-                   "filtered_out": 0},
+        "totals": {"jobs": 4, "images_billed": 6, "images_returned": 4, "units_billed": 6, "cost_usd": "0.168",
+                   "cost_low_usd": "0.168", "unbounded_jobs": 0, "collapsed": 0, "filtered_out": 0,
+                   "removed_by_filter": 0},
         "budget": {"max_usd": "0.10", "within": False, "over_usd": "0.068"},
         "rate_limit": {"runs_per_minute": 100.0, "min_submit_seconds": 2.4, "read_on": "2026-11-26",
                        "source": "the inference.sh API's published rate limits, per API key "
                                  "(../shared/api/CONTRACT.md, 'Transport')"},
         "output_dir": "out/r",
         "breakdown": {
-            "subject": [{"value": "mug", "jobs": 2, "images": 3, "cost_usd": "0.084"},
-                        {"value": "lamp", "jobs": 2, "images": 3, "cost_usd": "0.084"}],
-            "k": [{"value": "1", "jobs": 2, "images": 2, "cost_usd": "0.056"},
-                  {"value": "2", "jobs": 2, "images": 4, "cost_usd": "0.112"}],
+            "subject": [{"value": "mug", "jobs": 2, "images": 3, "units": 3, "cost_usd": "0.084"},
+                        {"value": "lamp", "jobs": 2, "images": 3, "units": 3, "cost_usd": "0.084"}],
+            "k": [{"value": "1", "jobs": 2, "images": 2, "units": 2, "cost_usd": "0.056"},
+                  {"value": "2", "jobs": 2, "images": 4, "units": 4, "cost_usd": "0.112"}],
         },
         "warnings": [{"file": "r.yaml", "line": 5, "col": 10, "combination": "[subject=mug, k=2]",
                       "message": "input.n = 2: billed as 2 images ($0.056 a task) but the app returns 1; use "
                                  "'repeat: 2' with n: 1 to get 2 images (and 1 more combination)"}],
     }
-    assert [list(j) for j in jobs] == [["id", "key", "combination", "repeat_index", "images", "cost_usd", "output",
-                                        "request"]] * 4
+    assert [list(j) for j in jobs] == [["id", "key", "combination", "repeat_index", "images", "units", "cost_usd",
+                                        "output", "request"]] * 4
     assert [j["request"] for j in jobs] == [{"prompt": "A mug", "n": 1}, {"prompt": "A mug", "n": 2},
                                             {"prompt": "A lamp", "n": 1}, {"prompt": "A lamp", "n": 2}]
     assert [(j["id"], j["combination"], j["repeat_index"], j["images"], j["cost_usd"]) for j in jobs] == [

@@ -39,7 +39,7 @@ def recipes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_commands_and_flags_complete(monkeypatch: pytest.MonkeyPatch, recipes: Path) -> None:
     assert candidates(monkeypatch, "kling-pipeline ") == [
         "-h", "--help", "--version", "validate", "plan", "run", "collect", "status", "runs", "doctor", "prune",
-        "completion", "report", "webhook-receiver", "merge", "emulator"]
+        "schema", "completion", "report", "webhook-receiver", "merge", "emulator"]
     assert candidates(monkeypatch, "kling-pipeline pr") == ["prune "]
     assert candidates(monkeypatch, "kling-pipeline run sweep.yaml --ret") == ["--retry-failed", "--retry-unknown"]
     assert candidates(monkeypatch, "kling-pipeline completion ") == ["-h", "--help", "bash", "zsh", "fish"]

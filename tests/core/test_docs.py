@@ -47,14 +47,20 @@ MATRIX_EXAMPLES = [b for b in blocks("yaml") if b.startswith("matrix:\n") and re
 
 
 def test_the_matrix_examples_are_all_found() -> None:
-    assert len(MATRIX_EXAMPLES) == 3  # exclude, include, zip
+    assert len(MATRIX_EXAMPLES) == 5  # exclude, include, zip, a filter, a list of filters
 
 
-@pytest.mark.parametrize("example", MATRIX_EXAMPLES, ids=["exclude", "include", "zip"])
-def test_matrix_examples_give_the_jobs_they_say(example: str) -> None:
-    count = int(re.findall(r"(\d+) jobs", example)[0])
+@pytest.mark.parametrize("example", MATRIX_EXAMPLES, ids=["exclude", "include", "zip", "filter", "filters"])
+def test_matrix_examples_give_the_jobs_they_say(example: str, write: WriteRecipe) -> None:
+    count = int(re.findall(r"(\d+) jobs", example)[-1])
     body = textwrap.dedent("\n".join(example.splitlines()[1:]))
-    assert len(combos(body)) == count
+    if "filter:" not in body:
+        assert len(combos(body)) == count
+        return
+    keys = re.findall(r"^\s*(\w+): \[", body, re.MULTILINE)
+    prompt = " ".join(f"{{{{ {k} }}}}" for k in keys)
+    path = write(f"version: 1\napp: klingai/image-o1\ninput: {{prompt: '{prompt}'}}\n" + example)
+    assert len(ok(path).jobs) == count
 
 
 def test_the_fruit_example_lists_its_exact_combinations() -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from kling_pipeline import plan_file
 from kling_pipeline.core.localfiles import FileLimits, check_path
+from kling_pipeline.core.money import format_usd
 from kling_pipeline.core.schemas import load_app
 
 from .conftest import WriteRecipe
@@ -23,7 +24,9 @@ RECIPES = ROOT / "recipes"
 # of the README's `kling-pipeline validate recipes/*.yaml`.
 BASE = RECIPES / "bases" / "defaults.yaml"
 EXAMPLES = sorted(p.name for p in RECIPES.glob("*.yaml"))
-JOBS = {"quickstart.yaml": 4, "product-shots.yaml": 17, "image-to-image.yaml": 6, "paired-zip.yaml": 12}
+JOBS = {"quickstart.yaml": 4, "product-shots.yaml": 17, "image-to-image.yaml": 6, "paired-zip.yaml": 12,
+        "folder-sweep.yaml": 5, "video-teaser.yaml": 4}
+COST = {name: jobs * 2_800_000 for name, jobs in JOBS.items()} | {"video-teaser.yaml": 156_800_000}
 
 
 def test_the_examples_are_the_ones_documented() -> None:
@@ -49,7 +52,7 @@ def test_the_readme_tour_validates_every_recipe_the_glob_finds(monkeypatch: pyte
     monkeypatch.chdir(ROOT)
     paths = sorted(str(p.relative_to(ROOT)) for p in RECIPES.glob("*.yaml"))
     assert cli("validate", *paths) == (0, "".join(f"{p}: ok — {JOBS[Path(p).name]} jobs, "
-                                                  f"${JOBS[Path(p).name] * 0.028:.3f}\n" for p in paths), "")
+                                                  f"{format_usd(COST[Path(p).name])}\n" for p in paths), "")
     assert "kling-pipeline validate recipes/*.yaml" in (ROOT / "README.md").read_text(encoding="utf-8")
 
 

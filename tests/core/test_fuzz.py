@@ -3,7 +3,9 @@
 Each example takes one of ``recipes/*.yaml``, mutates it — a value swapped for a huge
 number, a long string, an odd YAML tag, a hostile template, deep nesting; a key added;
 ``extends`` or an image pointed at a FIFO, a symlink loop, a directory, ``/dev/zero`` or a
-truncated image; the text cut or spliced — and runs ``validate`` or ``plan`` in-process.
+truncated image; a file axis globbing those, or written wrong; a ``matrix.filter`` that is
+hostile, not boolean or not an expression; the text cut or spliced — and runs ``validate``
+or ``plan`` in-process.
 The answer is always 0, 2 or 3 (never 1: an internal error), with no traceback, within a
 per-example deadline. Examples are derandomized, so the suite is the same on every run.
 """
@@ -50,10 +52,22 @@ TEMPLATES = [json.dumps(t) for t in [
     "{{ {1: 2} }}", "{{ 'a'.center(10**9) }}", "{{ '%999999999s' % 1 }}", "{% for x in [1] recursive %}"
     "{{ loop([1, 2]) }}{% endfor %}", "{{ light|upper }} {{ subject }}", "{{ ref.file }}", "{{ undefined_name }}",
 ]]
-RAW = NUMBERS + STRINGS + TAGS + NESTED + TEMPLATES
+# file axes: globs over the shipped refs and the hostile files beside them, and axes written wrong
+FILE_AXES = ["{files: 'refs/*.png'}", "{files: 'refs/**'}", "{files: '**/*.png'}", "{files: '**'}", "{files: '*'}",
+             "{files: '*.yaml'}", "{files: 'nope/*.png'}", "{files: 'dir/*'}", "{files: '[a-'}", "{files: ''}",
+             "{files: 'refs/'}", "{files: fifo.png}", "{files: trunc.png}", "{files: loop.yaml}", "{files: [a]}",
+             "{file: 'refs/*.png'}", "{files: 'refs/*.png', x: 1}", "{}", "{files: '../../*'}",
+             "{files: " + json.dumps("a\0b") + "}", "{files: 'refs/**/**/../*.png'}"]
+FILTERS = [json.dumps(f) for f in [
+    "style != 'noir'", "style", "subject", "ref is defined", "not", "x ==", "{{ style }}", "true", "1", "none",
+    "range", "range(99999)|list|length > 0", "''.__class__.__mro__", "[1, 2]|random == 1", "lipsum() == ''",
+    "'x' * 10**9 == 'y'", "not " * 60 + "true", "undefined_name", "repeat_index == 0", "recipe == 'x'",
+    "(range(60000)|select('odd')|list|length) > 0", "light|length > 3", "ref.file.endswith('.png')",
+]] + ["[]", "['true', 'false']", "[1, 'true']", "''", "3", "{a: 1}", "[" + ", ".join(["'true'"] * 50) + "]"]
+RAW = NUMBERS + STRINGS + TAGS + NESTED + TEMPLATES + FILE_AXES + FILTERS
 KEYS = ["version", "name", "app", "extends", "vars", "matrix", "input", "repeat", "output", "budget",
-        "concurrency", "price", "webhook", "include", "exclude", "zip", "prompt", "image", "n", "aspect_ratio",
-        "dir", "filename", "max_usd", "usd_per_image", "exlude", "subject", "x y", "<<"]
+        "concurrency", "price", "webhook", "include", "exclude", "zip", "filter", "files", "prompt", "image", "n",
+        "aspect_ratio", "dir", "filename", "max_usd", "usd_per_image", "exlude", "filtre", "subject", "x y", "<<"]
 SMALL_AXES = ["[a]", "[a, b]", "[" + ", ".join(f"v{i}" for i in range(17)) + "]"]
 
 
@@ -106,7 +120,7 @@ def mutated(draw: st.DrawFn) -> tuple[str, str]:
 
     for _ in range(draw(st.integers(1, 2))):
         kind = draw(st.sampled_from(["template", "template", "template", "replace", "replace", "add", "axes",
-                                     "explode", "extends", "image"]))
+                                     "explode", "extends", "image", "files", "filter"]))
         paths = _paths(tree)[1:]  # not the whole document (that is one mutation among many below)
         if kind == "template" and isinstance(tree, dict) and isinstance(tree.get("input"), dict):
             field = draw(st.sampled_from(["prompt", "prompt", "negative_prompt", "aspect_ratio", "n", "image"]))
@@ -128,6 +142,17 @@ def mutated(draw: st.DrawFn) -> tuple[str, str]:
             tree["extends"] = raw(draw(st.sampled_from(
                 ["fifo.yaml", "loop.yaml", "zero.yaml", "dir", "/dev/zero", "[]", "[fifo.yaml, bases/defaults.yaml]",
                  name, "nope.yaml", json.dumps("a\0b"), "[" + ", ".join(["bases/defaults.yaml"] * 30) + "]"])))
+        elif kind == "files" and isinstance(tree, dict):
+            if not isinstance(tree.get("matrix"), dict):
+                tree["matrix"] = {}
+            axis = draw(st.sampled_from(["pic", "ref", "style"]))  # a new axis, or one the recipe's templates read
+            tree["matrix"][axis] = raw(draw(st.sampled_from(FILE_AXES)))
+            if isinstance(tree.get("input"), dict) and draw(st.booleans()):
+                tree["input"]["image"] = raw(json.dumps("{{ " + axis + " }}"))
+        elif kind == "filter" and isinstance(tree, dict):
+            if not isinstance(tree.get("matrix"), dict):
+                tree["matrix"] = {}
+            tree["matrix"]["filter"] = raw(draw(st.sampled_from(FILTERS + RAW[:10])))
         elif kind == "image" and isinstance(tree, dict):
             tree.setdefault("input", {})
             if isinstance(tree["input"], dict):

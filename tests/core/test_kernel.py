@@ -209,7 +209,7 @@ def test_the_kernel_is_not_built_for_templates_jinja_must_run(write: WriteRecipe
     templates = TemplateSet(env, recipe.input)
     name = TemplateSet(env, Node({"filename": Node("x", recipe.input_pos)}, recipe.input_pos), "output")
     kernel = Kernel.build(recipe.name, recipe.vars, templates, name.leaves[("filename",)],
-                          RequestValidator(app.input_schema), app.pricing, str(recipe.app))
+                          RequestValidator(app.input_schema), app.pricing, str(recipe.app), app.returned_cap)
     assert kernel is None
 
 

@@ -524,10 +524,11 @@ def pairwise(spec: MatrixSpec) -> list[Combination]:
         labels = dict(zip(names, (av.label for av in picked), strict=True))
         for i, entry in enumerate(spec.include):
             if all(k not in names or same_value(values[k], v) for k, v in entry.values.items()):
-                fitted[i] = True
-                values.update(entry.values)
-                origins.update(entry.origins)
-                labels.update(entry.labels)
+                fitted[i] = True  # an original axis keeps its own value (the same), where and how it was written
+                added = [k for k in entry.values if k not in names]
+                values.update({k: entry.values[k] for k in added})
+                origins.update({k: entry.origins[k] for k in added})
+                labels.update({k: entry.labels[k] for k in added})
         out.append(Combination(values, origins, labels))
     if not spec.axes and not spec.include:
         out.append(Combination({}, {}, {}))

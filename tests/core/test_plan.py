@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from kling_pipeline import Plan, RecipeError, UsageError, load_recipe, plan, plan_file
+from kling_pipeline.core.appstore import SchemaStore, StoredApp
 from kling_pipeline.core.planning import AxisCost, parse_only
+from kling_pipeline.core.schemas import load_app
 
 from .conftest import WriteRecipe
 from .util import HEAD, errors, ok, warnings
@@ -97,6 +99,11 @@ def test_content_keys_ignore_names_and_labels(write: WriteRecipe) -> None:
     ('aspect_ratio: "{{ ratio }}"', 'aspect_ratio: "{{ ratio }}"\n  n: 1'),
 ])
 def test_content_keys_change_with_the_app_ref_and_the_input(write: WriteRecipe, change: tuple[str, str]) -> None:
+    if "otherver" in change[1]:  # a version of the app pulled into the project's schema store
+        other = dataclasses.replace(StoredApp.from_spec(load_app("klingai/image-o1")), version="otherver")
+        stored = SchemaStore(Path("kling-schemas")).file_for(other.name, other.version)
+        stored.parent.mkdir(parents=True)
+        stored.write_bytes(other.encode())
     first = [j.key for j in ok(write(SWEEP)).jobs]
     changed = [j.key for j in ok(write(SWEEP.replace(*change))).jobs]
     assert len(changed) == len(first)

@@ -30,7 +30,7 @@ def test_a_minimal_recipe_loads_with_defaults(write: WriteRecipe) -> None:
      "unknown key 'filenme' in output; did you mean 'filename'? (allowed: dir, filename)"),
     ("budget:\n  max: 3\n", "r.yaml:5:3", "unknown key 'max' in budget; did you mean 'max_usd'? (allowed: max_usd)"),
     ("price:\n  usd_per_img: 0.03\n", "r.yaml:5:3",
-     "unknown key 'usd_per_img' in price; did you mean 'usd_per_image'? (allowed: usd_per_image)"),
+     "unknown key 'usd_per_img' in price; did you mean 'usd_per_image'? (allowed: usd_per_unit, usd_per_image)"),
     ("matrix:\n  a: [1]\n  exlcude: []\n", "r.yaml:6:3", "unknown key 'exlcude' in matrix; did you mean 'exclude'?"),
 ])
 def test_unknown_keys_are_errors_with_a_suggestion(write: WriteRecipe, section: str, line: str, message: str) -> None:
@@ -60,8 +60,9 @@ def test_only_version_1_is_read(write: WriteRecipe, version: str, shown: str) ->
     ("'klingai/image o1'", "app must look like 'namespace/name' or 'namespace/name@version', got 'klingai/image o1'"),
     ("klingai/image-o1:edit", "app functions (':name') are not supported: 'klingai/image-o1:edit'"),
     ("klingai/image-o1@v1:edit", "app functions (':name') are not supported: 'klingai/image-o1@v1:edit'"),
-    ("klingai/image-v9", "no bundled schema for app 'klingai/image-v9' (known apps: elevenlabs/sound-effects, "
-                         "elevenlabs/tts, google/gemini-2-5-flash-image, klingai/image-o1, klingai/video-o1)"),
+    ("klingai/image-v9", "no schema for app 'klingai/image-v9': run `kling-pipeline schema pull klingai/image-v9` "
+                         "to fetch it (bundled apps: elevenlabs/sound-effects, elevenlabs/tts, "
+                         "google/gemini-2-5-flash-image, klingai/image-o1, klingai/video-o1)"),
     ("42", "app must be a string, got an integer"),
 ])
 def test_bad_app_references(write: WriteRecipe, app: str, message: str) -> None:

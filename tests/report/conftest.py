@@ -75,6 +75,9 @@ def gallery(tmp_path_factory: pytest.TempPathFactory) -> Sweep:
     with pytest.MonkeyPatch.context() as mp, EmulatorServer(config) as emu:
         mp.setenv("INFERENCE_API_KEY", "inf_test_key_report")
         mp.delenv("INFERENCE_BASE_URL", raising=False)
+        # a result cache of its own: a session fixture runs before the per-test one, and the user's
+        # cache, filled by an earlier session, would serve the jobs this sweep must pay and fail
+        mp.setenv("KLING_PIPELINE_CACHE", str(tmp_path_factory.mktemp("result-cache")))
         code = main(["run", str(recipe), "--base-url", emu.base_url], out=out, err=err)
     plan = plan_file(recipe)
     state = ManifestState.replay(read_records(plan.output_dir / "manifest.jsonl"))

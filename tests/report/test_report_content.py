@@ -174,7 +174,7 @@ def test_only_the_pages_own_style_may_run(site: Site) -> None:
         csp = next(m.get("content") for m in page.root.all("meta")
                    if m.attrs.get("http-equiv") == "Content-Security-Policy")
         style = digest(page.root.one("style").text)
-        assert csp == (f"default-src 'none'; img-src 'self' file: data:; style-src {style}; "
+        assert csp == (f"default-src 'none'; img-src 'self' file: data:; media-src 'self' file:; style-src {style}; "
                        "script-src 'none'; base-uri 'none'; form-action 'none'")
 
 

@@ -199,16 +199,17 @@ def test_doctor_fails_on_a_refused_key_a_missing_version_a_stale_price_and_no_ap
     assert [c for c in doc["checks"] if c["status"] == "fail"] == [
         {"check": "key accepted", "status": "fail",
          "detail": "list tasks: the API key was refused (HTTP 401); check INFERENCE_API_KEY"}]
-    emu = emulator()
-    emu.edit_app("klingai/image-o1", pricing={"usd_per_unit": "0.03"})
-    gone = recipe(path.read_text().replace("@0pbaxv40", "@v0gone"), "gone.yaml")
-    result = cli("doctor", str(path), str(gone), "--base-url", emu.base_url)
+    video = recipe("version: 1\napp: klingai/video-o1@ef28809a\ninput: {prompt: a mug turning, aspect_ratio: '16:9'}\n",
+                   "video.yaml")
+    with EmulatorServer(EmulatorConfig(latency=Latency.fixed(0.05), apps=())) as emu:  # image-o1 only
+        emu.edit_app("klingai/image-o1", pricing={"usd_per_unit": "0.03"})
+        result = cli("doctor", str(path), str(video), "--base-url", emu.base_url)
     assert result.code == 1
     fails = [line for line in result.out.splitlines() if line.startswith("FAIL")]
     assert fails == [
         "FAIL  prices of klingai/image-o1: 1 image a task: table $0.028, service $0.03 (exact) — DIFFERS",
-        "FAIL  app klingai/image-o1@v0gone: app klingai/image-o1 has no version 'v0gone' at the service (it lists: "
-        "0pbaxv40); re-pin the recipe's app, e.g. klingai/image-o1@0pbaxv40 — nothing was sent"]
+        "FAIL  app klingai/video-o1@ef28809a: the service has no app 'klingai/video-o1' (GET "
+        "/apps/klingai/video-o1 answered 404); check the recipe's app — nothing was sent"]
     assert result.out.splitlines()[-1] == "NOT healthy: 2 checks failed"
     closed = cli("doctor", "--base-url", "http://127.0.0.1:9")
     assert closed.code == 1

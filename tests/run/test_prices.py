@@ -33,4 +33,44 @@ def test_a_price_that_differs_from_the_service_fails_the_plan(cli, emulator, rec
     result = cli("plan", str(path), "--check-prices", "--base-url", emu.base_url)
     assert result.code == 1
     assert "price check, 1 image a task: table $0.02, service $0.028 (exact) — DIFFERS" in result.err
-    assert "the price table in schemas/ disagrees with the service" in result.err
+    assert ("the price table of klingai/image-o1 disagrees with the service: pull it again (`kling-pipeline schema "
+            "pull klingai/image-o1`), or give price.usd_per_unit in the recipe\n") in result.err
+
+
+def test_each_rate_of_a_video_plan_is_checked(cli, emulator, recipe):
+    emu = emulator()
+    path = recipe("""
+        version: 1
+        app: klingai/video-o1@ef28809a
+        matrix:
+          mode: [std, pro]
+          ref: [null, "https://example.com/clip.mp4"]
+        input:
+          prompt: "a wave"
+          duration: 4
+          mode: "{{ mode }}"
+          reference_video: "{{ ref }}"
+    """)
+    result = cli("plan", str(path), "--check-prices", "--base-url", emu.base_url)
+    assert result.code == 0, result.err
+    assert result.err.splitlines()[-4:] == [
+        "price check, 4 seconds a task: table $0.336, service $0.336 (exact) — agrees",
+        "price check, 4 seconds a task: table $0.448, service $0.448 (exact) — agrees",
+        "price check, 4 seconds a task: table $0.504, service $0.504 (exact) — agrees",
+        "price check, 4 seconds a task: table $0.672, service $0.672 (exact) — agrees",
+    ]
+
+
+def test_a_range_is_checked_bound_for_bound(cli, emulator, recipe):
+    emu = emulator()
+    path = recipe("""
+        version: 1
+        app: google/gemini-2-5-flash-image@57fbd965
+        input:
+          prompt: "a fox"
+          num_images: 2
+    """)
+    result = cli("plan", str(path), "--check-prices", "--base-url", emu.base_url)
+    assert result.code == 0, result.err
+    assert result.err.splitlines()[-1] == ("price check, 2 images a task: table $0.0774 to $0.24124, service $0.0774 "
+                                           "to $0.24124 (range) — agrees")

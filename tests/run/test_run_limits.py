@@ -121,7 +121,13 @@ def test_rate_stays_an_explicit_ceiling(cli, emulator, sweep):
     assert emu.limit_stats()["runs"]["refused"] == 0
 
 
-def test_an_unknown_pinned_version_stops_before_anything_is_sent(cli, emulator, recipe):
+def test_an_unknown_pinned_version_stops_before_anything_is_sent(cli, emulator, recipe, tmp_path):
+    # The version was pulled into the project's schema store (beside the recipe) from another service
+    other = emulator()
+    other.edit_app("klingai/image-o1", version="nosuchver")
+    pulled = cli("schema", "pull", "klingai/image-o1@nosuchver", "--base-url", other.base_url,
+                 "--schemas", str(tmp_path / "kling-schemas"))
+    assert pulled.code == 0, pulled.err
     emu = emulator()
     path = recipe("""
         version: 1

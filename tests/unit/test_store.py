@@ -342,10 +342,15 @@ def test_stray_lines_in_a_manifest_are_skipped_when_read(tmp_path: Path) -> None
                                   UploadRecord("abc", "inf://f1", at=0.0)]
 
 
-def test_a_slim_state_forgets_raw_outputs_of_completed_jobs() -> None:
-    state = ManifestState.replay([intent("k"), AcceptedRecord("k", "t"),
-                                  done("k", "completed", 1, "t", raw_output={"image": "big"})], slim=True)
-    assert state.jobs["k"].done is not None and state.jobs["k"].done.raw_output is None
+def test_a_slim_state_keeps_no_records_of_jobs_completed_while_it_is_live() -> None:
+    state = ManifestState.replay([intent("a"), AcceptedRecord("a", "t0"), done("a", "completed", 1, "t0"),
+                                  intent("k"), AcceptedRecord("k", "t")], slim=True)
+    assert state.jobs["a"].done is not None  # replayed: kept, for deciding what a resume does
+    state.apply(done("k", "completed", 1, "t", raw_output={"image": "big"}))
+    j = state.jobs["k"]
+    assert (j.state, j.billed, j.task_ids, j.intent, j.done) == ("completed", 1, ["t"], None, None)
+    state.forget(["a"])
+    assert state.jobs["a"].done is None and state.settled == 2
 
 
 def test_job_creates_on_demand() -> None:

@@ -86,8 +86,9 @@ def test_no_manifest_submits_every_job_in_plan_order(plan: Plan) -> None:
                           (Action.SUBMIT, "owl")]
     first = d.work[0]
     cat = job(plan, "cat")
-    assert first == Work(Action.SUBMIT, cat.key, "cat", cat.output_name, {"subject": "cat"}, cat.cost, cat.units,
+    assert first == Work(Action.SUBMIT, cat.key, "cat", cat.output_name, None, cat.cost, cat.units,
                          cat, None, False)
+    assert first.labels == {"subject": "cat"}
     assert (d.done, d.failed, d.unknown, d.nothing_to_do, d.count(Action.SUBMIT)) == ([], [], [], False, 4)
 
 

@@ -17,8 +17,8 @@ from ...core.errors import KlingError, UsageError
 from ...core.jobs import Job
 from ...core.planning import Plan
 from ...store.journal import MANIFEST_NAME
-from .model import STATUSES, AxisInfo, ImageRef, JobEntry, ReportSummary, Totals, entry_line
-from .source import ManifestJob, ManifestOutput, ManifestSource
+from .model import STATUSES, TEXT_SHOWN, AxisInfo, ImageRef, JobEntry, ReportSummary, Totals, entry_line, media_of
+from .source import ManifestJob, ManifestOutput, ManifestSource, prompt_of
 
 __all__ = ["Collected", "collect", "report_status"]
 
@@ -163,8 +163,7 @@ def _plan_entry(job: Job, order: int, mj: ManifestJob | None, plan: Plan, out_di
                       order=order)
     prompt: str | None
     try:
-        value = plan.render(job).request.get("prompt")
-        prompt = value if isinstance(value, str) else None
+        prompt = prompt_of(plan.render(job).request)
     except KlingError:  # a reference file changed since planning: the prompt is still unknown
         prompt = None
     state = mj.state if mj is not None else "none"
@@ -205,7 +204,21 @@ def _image(output: ManifestOutput, out_dir: Path) -> ImageRef:
             problem = "missing"
         elif output.sha256 is not None and _SHA256.fullmatch(output.sha256) and output.size == st.st_size:
             sha = output.sha256
-    return ImageRef(path=path, content_type=output.content_type, size=output.size, problem=problem, sha256=sha)
+    text = _excerpt(os.path.join(out_dir, path)) if problem is None and media_of(output.content_type, path) in (
+        "text", "json") else None
+    return ImageRef(path=path, content_type=output.content_type, size=output.size, problem=problem, sha256=sha,
+                    text=text)
+
+
+def _excerpt(path: str) -> str | None:
+    """The first ``TEXT_SHOWN`` characters of a text output (UTF-8; bytes that are not are replaced)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4 * TEXT_SHOWN)
+    except OSError:
+        return None
+    text = head.decode("utf-8", errors="replace")
+    return text[:TEXT_SHOWN] + ("…" if len(text) > TEXT_SHOWN else "")
 
 
 def _inside(path: str) -> bool:

@@ -78,7 +78,7 @@ def _csp(css: str, js: str | None) -> str:
     """Only the page's own style (and script) may run: injected markup could not execute even if
     something escaped escaping."""
     script = _sha256(js) if js is not None else "'none'"
-    return (f"default-src 'none'; img-src 'self' file: data:; style-src {_sha256(css)}; "
+    return (f"default-src 'none'; img-src 'self' file: data:; media-src 'self' file:; style-src {_sha256(css)}; "
             f"script-src {script}; base-uri 'none'; form-action 'none'")
 
 
@@ -96,6 +96,7 @@ class Renderer:
         env.filters["usd"] = format_usd
         env.filters["full"] = lambda rel: _quoted(full, str(rel))
         env.filters["thumb"] = lambda rel: _quoted(thumbs, str(rel))
+        env.filters["basename"] = lambda rel: str(rel).rsplit("/", 1)[-1]
         env.globals.update(page_name=page_name, tool=TOOL, css=Markup(self.css),  # noqa: S704 - our own file
                            repeats=data.repeats, grid=grid, title=data.title)
         self.env = env

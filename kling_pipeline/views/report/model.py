@@ -5,8 +5,9 @@ files as JSON lines (``entry_line`` / ``parse_entry``)."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from pathlib import Path
+import mimetypes
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "ReportSummary",
     "Totals",
     "entry_line",
+    "media_of",
     "parse_entry",
 ]
 
@@ -37,9 +39,27 @@ STATUS_TEXT = {
 PROBLEM_STATUSES = ("failed", "cancelled", "rejected", "unknown", "in_flight")
 
 
+TEXT_SHOWN = 2000  # characters of a text output shown on the page (the whole file is linked)
+_VAGUE = ("", "application/octet-stream", "binary/octet-stream")
+
+
+def media_of(content_type: str | None, path: str) -> str:
+    """How the report shows an output: ``image``, ``video``, ``audio``, ``text``, ``json`` or ``file``
+    (by its content type; by its extension when the type says nothing)."""
+    ctype = (content_type or "").split(";")[0].strip().lower()
+    if ctype in _VAGUE:
+        ctype = mimetypes.guess_type(PurePosixPath(path).name)[0] or ""
+    top = ctype.split("/", 1)[0]
+    if top in ("image", "video", "audio"):
+        return top
+    if ctype == "application/json" or ctype.endswith("+json"):
+        return "json"
+    return "text" if top == "text" else "file"
+
+
 @dataclass(frozen=True, slots=True)
 class ImageRef:
-    """One image file of a completed job."""
+    """One output file of a completed job (an image, a video, an audio file, a text...)."""
 
     path: str  # relative to the output directory, as the manifest records it (``/``-separated)
     content_type: str | None = None
@@ -48,13 +68,19 @@ class ImageRef:
     sha256: str | None = None  # as recorded (64 hex digits), when it is one
     thumb: str | None = None  # the thumbnail, relative to the thumbnails directory ("ab/ab12….jpg")
     unreadable: str | None = None  # why no thumbnail could be made (the full image is still linked)
+    text: str | None = None  # a text or JSON output: its first TEXT_SHOWN characters
 
     @property
     def shown(self) -> bool:
         return self.problem is None
 
+    @property
+    def media(self) -> str:
+        """``image``, ``video``, ``audio``, ``text``, ``json`` or ``file`` (see ``media_of``)."""
+        return media_of(self.content_type, self.path)
+
     def with_thumbnail(self, thumb: str) -> ImageRef:
-        return ImageRef(self.path, self.content_type, self.size, self.problem, self.sha256, thumb, None)
+        return replace(self, thumb=thumb, unreadable=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +186,8 @@ class ReportSummary:
 def entry_line(entry: JobEntry) -> str:
     """One ASCII JSON line (``json`` escapes control characters, and lone surrogates a hostile
     manifest may hold)."""
-    images = [[i.path, i.content_type, i.size, i.problem, i.sha256, i.thumb, i.unreadable] for i in entry.images]
+    images = [[i.path, i.content_type, i.size, i.problem, i.sha256, i.thumb, i.unreadable, i.text]
+              for i in entry.images]
     return json.dumps([entry.job_id, entry.labels, entry.repeat_index, entry.status, entry.state, images,
                        entry.prompt, entry.planned, entry.billed, entry.error, entry.task_id, entry.attempts,
                        entry.order], separators=(",", ":"))

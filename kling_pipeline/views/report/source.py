@@ -22,7 +22,7 @@ from ...store.journal import ManifestError
 from ...store.records import parse
 from ...store.state import JobState, ManifestState
 
-__all__ = ["ManifestJob", "ManifestOutput", "ManifestSource", "RunInfo"]
+__all__ = ["ManifestJob", "ManifestOutput", "ManifestSource", "RunInfo", "prompt_of"]
 
 BUCKET_BYTES = 1 << 20  # about this much manifest per bucket: ~1,000 jobs, a few MB replayed
 MAX_BUCKETS = 128
@@ -160,8 +160,9 @@ def _slim(record: Mapping[str, Any], kind: str, key: str) -> dict[str, Any]:
             slim[name] = record[name]
     if kind == "intent":
         request = record.get("input")
-        if isinstance(request, Mapping) and isinstance(request.get("prompt"), str):
-            slim["input"] = {"prompt": request["prompt"]}
+        text = prompt_of(request) if isinstance(request, Mapping) else None
+        if text is not None:
+            slim["input"] = {"prompt": text}
     elif kind == "done" and isinstance(record.get("outputs"), list):
         slim["outputs"] = [{k: item[k] for k in _OUTPUT_FIELDS if k in item}
                            for item in record["outputs"][:MAX_OUTPUTS] if isinstance(item, Mapping)]
@@ -173,6 +174,14 @@ def _run_info(record: Mapping[str, Any]) -> RunInfo:
     return RunInfo(recipe=recipe if isinstance(recipe, str) and recipe else None,
                    app=app if isinstance(app, str) and app else None,
                    cap=_int(cap), at=float(at) if isinstance(at, int | float) and not isinstance(at, bool) else None)
+
+
+PROMPT_FIELDS = ("prompt", "text")  # the request field a job's card shows: its prompt, or the text it speaks
+
+
+def prompt_of(request: Mapping[str, Any]) -> str | None:
+    """The text that says what a job asked for (``prompt``, else ``text``), if its request has one."""
+    return next((v for v in map(request.get, PROMPT_FIELDS) if isinstance(v, str)), None)
 
 
 def _int(value: Any) -> int | None:
@@ -194,7 +203,7 @@ def _job(js: JobState, line: int) -> ManifestJob:
     return ManifestJob(
         key=js.key, job_id=js.job_id or js.key[:10], state=js.state, submitted=intent is not None, labels=labels,
         repeat_index=intent.repeat_index if intent is not None else 0,
-        prompt=_str(intent.input.get("prompt")) if intent is not None else None,
+        prompt=prompt_of(intent.input) if intent is not None else None,
         reserved=intent.reserved_microcents if intent is not None else None,
         outstanding=js.reserved if unsettled else 0,
         billed=js.billed, error=_str(js.error), task_id=_str(js.task_id), attempts=js.attempts,

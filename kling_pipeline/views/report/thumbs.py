@@ -176,7 +176,7 @@ class Thumbnails:
         copies: dict[int, int] = {}  # an image with the content of an earlier one in ``todo``
         first: dict[str, int] = {}
         for i, image in enumerate(images):
-            if image.shown:
+            if image.shown and image.media == "image":  # (a video, an audio file or a text is shown as it is)
                 found = self._existing(image) if image.sha256 is not None else None
                 if found is not None:
                     result[i] = self._count(*found)
@@ -198,8 +198,8 @@ class Thumbnails:
                 result[i] = self._count(*outcome)
         for i, source in copies.items():
             done = result[source]
-            result[i] = self._count(ImageRef(images[i].path, images[i].content_type, images[i].size,
-                                             images[i].problem, done.sha256, done.thumb, done.unreadable), False)
+            result[i] = self._count(replace(images[i], sha256=done.sha256, thumb=done.thumb,
+                                            unreadable=done.unreadable), False)
         return result
 
     def _count(self, image: ImageRef, made: bool) -> ImageRef:
