@@ -310,6 +310,7 @@ def plan_pipeline(pipeline: Pipeline, *, only: Mapping[str, set[str]] | None = N
     total = 0
     for stage in pipeline.stages:
         axis: Axis | None = None
+        reads = _Reads()
         if stage.needs is not None:
             up = plans.get(stage.needs)
             if up is None:  # the stage it needs could not be planned: its problems are reported
@@ -328,7 +329,8 @@ def plan_pipeline(pipeline: Pipeline, *, only: Mapping[str, set[str]] | None = N
         except RecipeError as exc:
             problems += exc.diagnostics
             continue
-        sp = StagePlan(stage.name, p, stage.needs, OutputSpec.from_schema(p.app.output_schema))
+        sp = StagePlan(stage.name, p, stage.needs, OutputSpec.from_schema(p.app.output_schema),
+                       reads.fanout if stage.needs is not None else None)
         if stage.needs is not None:
             found = []
             _foreign_tokens(sp, stage.needs, found)

@@ -74,6 +74,7 @@ class StagePlan:
     plan: Plan
     needs: str | None
     outputs: OutputSpec
+    fanout: str | None = None  # the list output of the upstream read one file per job (counted at most)
     _index: dict[str, Job] | None = None
 
     def index(self) -> dict[str, Job]:
