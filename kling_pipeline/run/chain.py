@@ -71,7 +71,7 @@ class Made:
     upstream: Produced
 
 
-def _produced(stage: str, record: DoneRecord, outputs: OutputSpec, out_dir: Path,
+def _produced(stage: str, record: DoneRecord, outputs: OutputSpec, ttl: float,
               upstream: Produced | None) -> Produced:
     by_uri = {o.uri: o for o in record.outputs if o.uri}
     files: dict[tuple[str, int], OutputEntry] = {}
@@ -80,7 +80,7 @@ def _produced(stage: str, record: DoneRecord, outputs: OutputSpec, out_dir: Path
         entry = by_uri.get(f.uri) or (record.outputs[i] if not by_uri and i < len(record.outputs) else None)
         if entry is not None:
             files[(f.field.name, f.index)] = entry
-    fresh = 0.0 if record.cached or record.redownload else record.at + URL_FRESH
+    fresh = 0.0 if record.cached or record.redownload else record.at + ttl
     link = {"stage": stage, "job": record.job, "key": record.key, "task": record.task,
             "files": {f"{k[0]}[{k[1]}]" if k[1] else k[0]: e.sha256 for k, e in files.items()}}
     chain = (*(upstream.chain if upstream else ()), link)
@@ -102,6 +102,7 @@ class Chain:
     made: dict[str, Made] = field(default_factory=dict)  # real key -> the downstream job made from it
     cut: dict[str, list[int]] = field(default_factory=dict)  # stage -> [jobs, cost] that could not start
     skipped: dict[str, int] = field(default_factory=dict)  # stage -> jobs of upstream files never returned
+    url_ttl: float = URL_FRESH
 
     def __post_init__(self) -> None:
         for sp in self.plan.stages:
@@ -130,7 +131,7 @@ class Chain:
             return
         stage = self.stage_of[record.key]
         made = self.made.get(record.key)
-        self.produced[pk] = _produced(stage, record, self.stage_runs[stage].outputs, out_dir,
+        self.produced[pk] = _produced(stage, record, self.stage_runs[stage].outputs, self.url_ttl,
                                       made.upstream if made else None)
 
     def note_state(self, state: JobState, out_dir: Path) -> None:

@@ -78,13 +78,13 @@ def prepare(plan: Plan, options: RunOptions, manifest: str = MANIFEST_NAME) -> t
     """Read the manifest (without locking) and decide what a run would do."""
     path = plan.output_dir / manifest
     state = ManifestState.replay(read_records(path))
-    return state, _decide(plan, state, options, _chain(plan))[0], path
+    return state, _decide(plan, state, options, _chain(plan, options))[0], path
 
 
 def decide_run(plan: Plan, state: ManifestState, options: RunOptions) -> tuple[Decision, Downstream | None]:
     """What a run would do (for ``status``): for a pipeline, with its downstream jobs as far as
     their inputs exist, and the chain that knows which (``Downstream.chain``)."""
-    return _decide(plan, state, options, _chain(plan))
+    return _decide(plan, state, options, _chain(plan, options))
 
 
 def stage_runs(plan: Plan) -> dict[str, StageRun]:
@@ -96,8 +96,8 @@ def stage_runs(plan: Plan) -> dict[str, StageRun]:
             for sp in plan.stages}
 
 
-def _chain(plan: Plan) -> Chain | None:
-    return Chain(plan, stage_runs(plan)) if plan.stages else None
+def _chain(plan: Plan, options: RunOptions) -> Chain | None:
+    return Chain(plan, stage_runs(plan), url_ttl=options.upstream_url_ttl) if plan.stages else None
 
 
 def _decide(plan: Plan, state: ManifestState, options: RunOptions,
@@ -143,7 +143,7 @@ class OpenRun:
         self._journal: Journal | None = None
         self.state = ManifestState()
         self.ledger = BudgetLedger(plan.budget_microcents)
-        self.chain = _chain(plan)
+        self.chain = _chain(plan, options)
         self.downstream: Downstream | None = None
 
     async def __aenter__(self) -> OpenRun:

@@ -16,6 +16,7 @@ from ..core.localfiles import LocalFile
 from ..core.money import format_usd, usd_decimal
 from ..core.planning import Plan
 from ..core.schemas import ServiceLimits, service_limits
+from .pipelineview import pipeline_summary, stage_documents, stage_of_job
 
 __all__ = ["PLAN_FORMAT", "VALIDATE_FORMAT", "diagnostic_json", "plan_summary", "validate_entry", "write_plan_json"]
 
@@ -114,6 +115,9 @@ def price_text(plan: Plan) -> str:
 
 def plan_summary(plan: Plan, rows: int = DEFAULT_ROWS) -> Iterator[str]:
     """Lines of the human-readable plan: totals, budget verdict, per-axis costs, first jobs."""
+    if plan.stages:
+        yield from pipeline_summary(plan, rows, price_text, budget_line, rate_line)
+        return
     r, unit = plan.recipe, plan.app.pricing.unit
     yield f"{r.file}: {r.name} — {r.app}"
     counts = [_plural(len(plan.jobs), "job"), f"{_plural(plan.total_units, unit)} billed"]
@@ -173,7 +177,8 @@ class _Requests:
         return shown
 
     def __call__(self, index: int) -> dict[str, Any]:
-        rendered = self.plan.render(self.plan.jobs[index])
+        sp = stage_of_job(self.plan, index)  # a pipeline's job renders in its stage's plan
+        rendered = (sp.plan if sp is not None else self.plan).render(self.plan.jobs[index])
         request = dict(rendered.request)
         for name, f in rendered.files.items():
             request[name] = self._file(f)
@@ -188,12 +193,15 @@ def diagnostic_json(d: Diagnostic) -> dict[str, Any]:
 
 def _job_json(plan: Plan, index: int, requests: _Requests | None = None) -> dict[str, Any]:
     j = plan.jobs[index]
+    sp = stage_of_job(plan, index)
+    unit = (sp.plan if sp is not None else plan).app.pricing.unit
     out = {
+        **({"stage": sp.name} if sp is not None else {}),
         "id": j.id,
         "key": j.key,
         "combination": dict(j.combination.labels),
         "repeat_index": j.repeat_index,
-        "images": j.units if plan.app.pricing.unit == "image" else None,
+        "images": j.units if unit == "image" else None,
         "units": j.units,
         "cost_usd": usd_decimal(j.cost),
         "output": j.output_name,
@@ -259,6 +267,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
                     "cost_usd": usd_decimal(c.cost)} for c in costs]
             for axis, costs in plan.breakdown().items()
         },
+        **({"stages": stage_documents(plan, _price_json)} if plan.stages else {}),
         "warnings": [diagnostic_json(w) for w in plan.warnings],
     }
 

@@ -25,8 +25,10 @@ RECIPES = ROOT / "recipes"
 BASE = RECIPES / "bases" / "defaults.yaml"
 EXAMPLES = sorted(p.name for p in RECIPES.glob("*.yaml"))
 JOBS = {"quickstart.yaml": 4, "product-shots.yaml": 17, "image-to-image.yaml": 6, "paired-zip.yaml": 12,
-        "folder-sweep.yaml": 5, "video-teaser.yaml": 4}
-COST = {name: jobs * 2_800_000 for name, jobs in JOBS.items()} | {"video-teaser.yaml": 156_800_000}
+        "folder-sweep.yaml": 5, "video-teaser.yaml": 4, "pipeline.yaml": 8}
+# pipeline: 2 drafts + 4 refinements at $0.028, 2 videos of 5 s at $0.084/s (std)
+COST = {name: jobs * 2_800_000 for name, jobs in JOBS.items()} | {"video-teaser.yaml": 156_800_000,
+                                                                  "pipeline.yaml": 6 * 2_800_000 + 2 * 42_000_000}
 
 
 def test_the_examples_are_the_ones_documented() -> None:
