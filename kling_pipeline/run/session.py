@@ -115,9 +115,9 @@ def _decide(plan: Plan, state: ManifestState, options: RunOptions,
     decision.work = [dataclasses.replace(w, stage=stage_of[w.key]) if w.key in stage_of else w for w in decision.work]
     decision.deferred = [dataclasses.replace(w, stage=stage_of[w.key]) if w.key in stage_of else w
                          for w in decision.deferred]
-    downstream = Downstream(chain, state, plan.output_dir, decide_)
+    downstream = Downstream(chain, state, decide_)
     downstream.start(decision)
-    made = {m.plan_key for m in chain.made.values()}
+    made = set(chain.real_keys())
     for sp in plan.stages:
         if sp.needs is not None:
             for job in sp.plan.jobs:
@@ -175,9 +175,8 @@ class OpenRun:
         prov = dict(provenance or {})
         prov.setdefault("tool", f"kling-pipeline {__version__}")
         claimed = self.state.claimed_task_ids()
-        chain, out_dir = self.chain, self.plan.output_dir
-        record = Recorder(self._journal, self.state, claimed,
-                          on_done=None if chain is None else lambda r: chain.note(r, out_dir))
+        chain = self.chain
+        record = Recorder(self._journal, self.state, claimed, on_done=None if chain is None else chain.note)
         stages = stage_runs(self.plan)
         ctx = RunContext(plan=self.plan, options=self.options, api=api, journal=self._journal, state=self.state,
                          record=record, gate=BudgetGate(self.ledger, stop), stop=stop, events=events,

@@ -289,3 +289,41 @@ def test_the_cap_holds_and_nothing_is_paid_twice_across_stages_under_faults(cli,
         assert state.settled + state.reserved <= cap
         assert {c["task_id"] for c in ledger["charges"]} == {j.task_id for j in state if j.state == "completed"}
     completed_outputs_intact(out)
+
+
+def test_a_list_output_fans_out_one_job_per_file_and_a_text_output_feeds_a_text_field(cli, emulator, recipe):
+    """gemini returns ``images`` (a list, num_images of them) and a ``description`` (text): each
+    image is one refine job; the description is read, as text, into the refine prompt."""
+    emu = emulator()
+    path = recipe("""
+        version: 1
+        name: fan
+        output: {dir: out}
+        budget: {max_usd: 5}
+        stages:
+          sketch:
+            app: google/gemini-2-5-flash-image@57fbd965
+            matrix:
+              subject: [kite, boat]
+            input:
+              prompt: "Sketches of a {{ subject }}"
+              num_images: 2
+          refine:
+            app: klingai/image-o1@0pbaxv40
+            needs: sketch
+            input:
+              prompt: "Refine this: {{ sketch.description }}"
+              image: "{{ sketch.images }}"
+              resolution: 1k
+        """)
+    plan = plan_file(path)
+    assert [len(sp.plan.jobs) for sp in plan.stages] == [2, 4]  # 2 sketches x num_images 2, counted at most
+    result = cli("run", str(path), "--base-url", emu.base_url)
+    assert result.code == 0, result.err
+    ledger = emu.ledger()
+    refines = [c for c in ledger["charges"] if c["app"].startswith(IMAGE)]
+    assert len(refines) == 4 and charged_once(ledger)
+    assert {c["input"]["prompt"] for c in refines} == {"Refine this: Here are 2 image(s) for: Sketches of a kite",
+                                                      "Refine this: Here are 2 image(s) for: Sketches of a boat"}
+    assert len({c["input"]["image"] for c in refines}) == 4  # each of the 4 sketches, once
+
