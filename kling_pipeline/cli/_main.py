@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "request it will send")
     p.add_argument("--no-requests", action="store_true",
                    help="with --json: leave each job's rendered request out (a faster plan of a huge sweep)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="leave the shared result cache out of the plan (as run --no-cache will)")
     p.add_argument("--rows", type=int, default=20, metavar="N",
                    help="rows of jobs and axis values to show (default 20)")
     p.add_argument("--shard", metavar="I/N", help="only this shard of the jobs (split by content key)")

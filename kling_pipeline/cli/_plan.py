@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from typing import Any, TextIO
 
 from ..core.errors import RecipeError, UsageError
+from ..core.jobs import Job
 from ..core.money import format_usd, parse_usd
 from ..core.planning import Plan, parse_only, plan_file
 from ..views.planview import VALIDATE_FORMAT, plan_summary, validate_entry, warning_lines, write_plan_json
@@ -104,32 +105,35 @@ def cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         p = make_plan(args)
         for line in warning_lines(p.warnings):
             err.write(line + "\n")
+        served = None if args.no_cache else _served_by_cache(p)
         if args.json:
-            write_plan_json(p, out, requests=not args.no_requests)
+            write_plan_json(p, out, requests=not args.no_requests,
+                            cached=None if served is None else frozenset(j.key for j in served))
         else:
             for line in plan_summary(p, rows=max(1, args.rows)):
                 out.write(line + "\n")
-            cached = _cache_line(p)
-            if cached:
-                out.write(cached + "\n")
+            if served:
+                out.write(_cache_line(served) + "\n")
     if args.check_prices and not _prices_agree(args, p, err):
         return EXIT_FAILED
     return EXIT_BUDGET if p.over_budget else EXIT_OK
 
 
-def _cache_line(p: Plan) -> str | None:
-    """How many jobs not done here yet the shared result cache will serve, and what that saves."""
+def _served_by_cache(p: Plan) -> list[Job]:
+    """The jobs not done in this output directory yet that the shared result cache will serve."""
     from ..store.cache import ResultCache, default_root
     from ..store.journal import MANIFEST_NAME, read_records
     from ..store.state import ManifestState
 
     keys = ResultCache(default_root()).keys()
     if not keys:
-        return None
+        return []
     done = {j.key for j in ManifestState.replay(read_records(p.output_dir / MANIFEST_NAME)) if j.state == "completed"}
-    served = [j for j in p.jobs if j.key in keys and j.key not in done]
-    if not served:
-        return None
+    return [j for j in p.jobs if j.key in keys and j.key not in done]
+
+
+def _cache_line(served: list[Job]) -> str:
+    """How many jobs the shared result cache will serve, and what that saves."""
     saved = format_usd(sum(j.cost for j in served))
     return (f"  cache: {len(served):,} job{'s' if len(served) != 1 else ''} will be served from the shared cache of "
             f"paid results ({saved} saved; run --no-cache to pay for them again)")

@@ -79,11 +79,26 @@ def _sidecar_matches(path: Path, sha256: str) -> bool:
         return False
 
 
+def _current_keys(plan: Plan, state: ManifestState) -> set[str]:
+    """The keys of the recipe's jobs; for a pipeline, with the real keys of the downstream jobs
+    made from the upstream results it has (a downstream job's key has its upstream file's hash,
+    so one made from a draft that has since changed is no longer current)."""
+    keys = {j.key for j in plan.jobs}
+    if plan.stages:
+        from ..run.options import RunOptions
+        from ..run.session import decide_run
+
+        _, downstream = decide_run(plan, state, RunOptions())
+        if downstream is not None:
+            keys.update(downstream.chain.real_keys().values())
+    return keys
+
+
 def find_prunable(plan: Plan, state: ManifestState) -> tuple[list[Candidate], list[JobState]]:
     """The jobs of the manifest that ``plan`` no longer has, with the files of theirs that may go;
     and those left alone because a task of theirs may still run or their submit is unresolved."""
     out_dir = plan.output_dir
-    current = {j.key for j in plan.jobs}
+    current = _current_keys(plan, state)
     protected = {p for key in current if (j := state.jobs.get(key)) is not None and j.done is not None
                  for o in j.done.outputs for p in (o.path, o.sidecar)}
     candidates, busy = [], []

@@ -278,15 +278,24 @@ def _rate_json(plan: Plan, limits: ServiceLimits) -> dict[str, Any]:
             "source": limits.source, "read_on": limits.read_on}
 
 
-def write_plan_json(plan: Plan, out: TextIO, *, requests: bool = True) -> None:
+def write_plan_json(plan: Plan, out: TextIO, *, requests: bool = True,
+                    cached: frozenset[str] | None = None) -> None:
     """Write the whole plan as one JSON document, streaming the jobs list; each job with its
-    rendered ``request`` unless ``requests`` is False."""
+    rendered ``request`` unless ``requests`` is False. ``cached``: the keys of the jobs the shared
+    result cache will serve (``None`` when the cache is off), summed up in ``cache`` and marked on
+    each job."""
     doc = plan_document(plan)
+    if cached is not None:
+        served = [j for j in plan.jobs if j.key in cached]
+        doc["cache"] = {"jobs": len(served), "saved_usd": usd_decimal(sum(j.cost for j in served))}
     head = json.dumps(doc, ensure_ascii=False, indent=2)
     render = _Requests(plan) if requests else None
     out.write(head[:-2] + ',\n  "jobs": [')
     for i in range(len(plan.jobs)):
-        out.write(("\n    " if i == 0 else ",\n    ") + json.dumps(_job_json(plan, i, render), ensure_ascii=False))
+        job = _job_json(plan, i, render)
+        if cached is not None:
+            job["cached"] = plan.jobs[i].key in cached
+        out.write(("\n    " if i == 0 else ",\n    ") + json.dumps(job, ensure_ascii=False))
     out.write("\n  ]\n}\n" if plan.jobs else "]\n}\n")
 
 

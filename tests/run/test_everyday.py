@@ -151,13 +151,12 @@ def test_a_profile_caps_concurrency_and_sets_the_rate_unless_the_flags_say(recip
     import argparse
 
     from kling_pipeline import plan_file
+    from kling_pipeline.cli._main import build_parser
     from kling_pipeline.cli._run import _options
     from kling_pipeline.config.profiles import Profile
 
     p = plan_file(recipe("version: 1\napp: klingai/image-o1\nconcurrency: 12\ninput: {prompt: x}\n"))
-    args = argparse.Namespace(concurrency=None, rate=None, retry_failed=False, retry_unknown=False, no_reconcile=False,
-                              reconcile_window=120.0, cancel_inflight=False, drain_timeout=120.0, connect_grace=30.0,
-                              no_cache=True)
+    args = build_parser().parse_args(["run", "recipe.yaml", "--no-cache"])
     capped = _options(args, p, Profile("work", concurrency=4, rate=0.5))
     assert (capped.concurrency, capped.rate) == (4, 0.5)
     assert _options(args, p, Profile("big", concurrency=64)).concurrency == 12
