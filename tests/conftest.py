@@ -25,6 +25,16 @@ class CliResult:
     err: str
 
 
+@pytest.fixture(autouse=True, scope="session")
+def session_result_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Session- and module-scoped fixtures run before any test's own cache is set: they get an
+    empty cache of the session's, so the user's real cache is never read nor written."""
+    root = tmp_path_factory.mktemp("session-result-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KLING_PIPELINE_CACHE", str(root))
+        yield root
+
+
 @pytest.fixture(autouse=True)
 def own_result_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets an empty shared result cache of its own: a result paid in one test is never
@@ -35,10 +45,13 @@ def own_result_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyte
 
 
 @pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
-    """Run ``kling-pipeline ARGS`` in-process with the test API key in the environment."""
+def cli(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., CliResult]:
+    """Run ``kling-pipeline ARGS`` in-process with the test API key in the environment (and no
+    user config file: an empty ``$XDG_CONFIG_HOME``)."""
     monkeypatch.setenv("INFERENCE_API_KEY", TEST_KEY)
-    monkeypatch.delenv("INFERENCE_BASE_URL", raising=False)
+    for name in ("INFERENCE_BASE_URL", "INFERENCE_API_KEY_FILE", "KLING_PIPELINE_CONFIG", "KLING_PIPELINE_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg")))
 
     def run(*args: str) -> CliResult:
         out, err = io.StringIO(), io.StringIO()

@@ -1,4 +1,5 @@
-"""Where API calls go: the real service (key from the environment) or the bundled emulator."""
+"""Where API calls go: the real service (base URL and key by the rule of ``config.connection``:
+flags, then the environment, then the user's config file) or the bundled emulator."""
 
 from __future__ import annotations
 
@@ -11,18 +12,45 @@ from typing import TextIO, TypeVar
 import anyio
 
 from ..api.client import Secret
+from ..config.connection import BASE_URL_ENV, DEFAULT_BASE_URL, Connection, choose_profile, resolve_connection
+from ..config.profiles import Profile, load_config
 from ..core.errors import UsageError
 from ._flags import http_url
 
-__all__ = ["DEFAULT_BASE_URL", "backend", "run_async"]
+__all__ = ["DEFAULT_BASE_URL", "active_profile", "add_profile", "backend", "connect", "run_async"]
 
-DEFAULT_BASE_URL = "https://api.inference.sh"
+
+def add_profile(p: argparse.ArgumentParser) -> argparse.Action:
+    return p.add_argument("--profile", metavar="NAME",
+                          help="a profile of the config file (base URL, key file, concurrency and rate ceilings; "
+                               "see docs/config.md)")
+
+
+def connect(args: argparse.Namespace) -> Connection:
+    """The service's base URL and the key, by the rule of ``config.connection``."""
+    hint = (", or pass --emulator to try the sweep against the bundled emulator" if "emulator" in vars(args)
+            else " (and --base-url for an emulator you started: any key is accepted there)")
+    conn = resolve_connection(os.environ, profile=getattr(args, "profile", None),
+                              base_url=getattr(args, "base_url", None), hint=hint)
+    if conn.base_url_from == f"${BASE_URL_ENV}":
+        try:
+            http_url(conn.base_url)
+        except argparse.ArgumentTypeError as exc:
+            raise UsageError(f"{BASE_URL_ENV}: {exc}") from None
+    return conn
+
+
+def active_profile(args: argparse.Namespace) -> Profile | None:
+    """The profile whose ceilings apply (none with ``--emulator``, which is not an account)."""
+    if getattr(args, "emulator", False):
+        return None
+    return choose_profile(load_config(os.environ), getattr(args, "profile", None), os.environ)[0]
 
 
 @contextlib.contextmanager
 def backend(args: argparse.Namespace, err: TextIO) -> Iterator[tuple[str, Secret]]:
     """``(base_url, key)``: with ``--emulator`` a fresh emulator on a free loopback port,
-    else ``--base-url`` / ``$INFERENCE_BASE_URL`` / the service, with ``$INFERENCE_API_KEY``."""
+    else the service (see ``connect``)."""
     if getattr(args, "emulator", False):
         from ..emulator import EmulatorConfig, EmulatorServer, Latency
 
@@ -30,17 +58,8 @@ def backend(args: argparse.Namespace, err: TextIO) -> Iterator[tuple[str, Secret
             err.write(f"using the bundled emulator at {emu.base_url} (no real API calls, nothing is billed)\n")
             yield emu.base_url, Secret("emulator-key")
         return
-    key = os.environ.get("INFERENCE_API_KEY", "").strip()
-    if not key:
-        hint = (", or pass --emulator to try the sweep against the bundled emulator" if "emulator" in vars(args)
-                else " (and --base-url for an emulator you started: any key is accepted there)")
-        raise UsageError(f"INFERENCE_API_KEY is not set: export your inference.sh API key{hint}")
-    base = getattr(args, "base_url", None) or os.environ.get("INFERENCE_BASE_URL") or DEFAULT_BASE_URL
-    try:
-        base = http_url(base)
-    except argparse.ArgumentTypeError as exc:
-        raise UsageError(f"INFERENCE_BASE_URL: {exc}") from None
-    yield base, Secret(key)
+    conn = connect(args)
+    yield conn.base_url, conn.key
 
 
 T = TypeVar("T")

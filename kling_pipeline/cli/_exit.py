@@ -13,6 +13,7 @@ from typing import TextIO
 
 from ..api.apierrors import AppGone, AuthFailed
 from ..api.preflight import AppUnavailable
+from ..config.profiles import ConfigError
 from ..core.errors import KlingError, RecipeError, UsageError
 from ..store.lock import LockError
 
@@ -34,6 +35,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (AuthFailed, EXIT_INVALID),  # the key was refused: fix it and run again
     (AppGone, EXIT_INVALID),  # the pinned version is retired: re-pin
     (AppUnavailable, EXIT_INVALID),  # no such app or version at the service: nothing was sent
+    (ConfigError, EXIT_INVALID),  # the config file, a profile or a key file cannot be used
 )
 
 

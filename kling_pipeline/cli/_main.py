@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import TextIO, cast
 
 from .. import __version__
-from . import _plan, _report, _run, _schema, _status, _webhook
+from . import _complete, _doctor, _plan, _prune, _report, _run, _runs, _schema, _status, _webhook
 from ._exit import report
 from ._flags import add_max_job_usd, add_max_jobs, http_url
 
@@ -40,13 +40,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check recipes (YAML, shape, templates, API schema, files); exit 2 if invalid")
     p.add_argument("recipes", nargs="+", metavar="RECIPE")
     add_max_jobs(p)
+    p.add_argument("--json", action="store_true",
+                   help="one JSON document: each recipe's jobs and cost, or its errors "
+                        "(format kling-pipeline.validate/1)")
     p.set_defaults(func=_plan.cmd_validate)
 
     p = sub.add_parser("plan", help="list the jobs, the exact cost and the budget verdict; nothing is sent")
     p.add_argument("recipe", metavar="RECIPE")
     _recipe_args(p)
     p.add_argument("--json", action="store_true",
-                   help="print the plan as one JSON document (format kling-pipeline.plan/1)")
+                   help="print the plan as one JSON document (format kling-pipeline.plan/1), each job with the "
+                        "request it will send")
+    p.add_argument("--no-requests", action="store_true",
+                   help="with --json: leave each job's rendered request out (a faster plan of a huge sweep)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="leave the shared result cache out of the plan (as run --no-cache will)")
     p.add_argument("--rows", type=int, default=20, metavar="N",
                    help="rows of jobs and axis values to show (default 20)")
     p.add_argument("--shard", metavar="I/N", help="only this shard of the jobs (split by content key)")
@@ -54,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compare the price table with the service's estimate endpoint (exit 1 if they differ)")
     p.add_argument("--emulator", action="store_true", help="with --check-prices: ask the bundled emulator")
     p.add_argument("--base-url", metavar="URL", type=http_url, help="with --check-prices: the API endpoint")
+    p.add_argument("--profile", metavar="NAME", help="with --check-prices: a profile of the config file")
     p.set_defaults(func=_plan.cmd_plan)
 
     p = sub.add_parser("run", help="run the sweep: concurrent, budget-capped, resumable, never paying twice")
@@ -71,7 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_run.cmd_collect, only=[])
 
     _status.add_status_parser(sub)
+    _runs.add_runs_parser(sub)
+    _doctor.add_doctor_parser(sub)
+    _prune.add_prune_parser(sub)
     _schema.add_schema_parser(sub)
+    _complete.add_completion_parser(sub)
     _report.add_report_parser(sub)
     _webhook.add_webhook_parser(sub)
 
@@ -138,11 +151,14 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     out = out or cast(TextIO, _ClosedPipeTolerant(sys.stdout))
     err = err or sys.stderr
     parser = build_parser()
+    if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions (`kling-pipeline completion SHELL`)
+        _complete.complete(parser)
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv[:1] == ["emulator"]:  # the emulator parses its own flags (and --help)
             return _emulator(argparse.Namespace(args=argv[1:]), out, err)
         args = parser.parse_args(argv)
+        args.argv = tuple(argv)  # the command line as given (a run's history records it)
         func: Command = args.func
         return func(args, out, err)
     except SystemExit as exc:  # argparse: --help, --version, bad usage (exit 2)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
 from ..core.errors import RecipeError, UsageError
+from ..core.jobs import Job
 from ..core.money import format_usd, parse_usd
 from ..core.planning import Plan, parse_only, plan_file
-from ..views.planview import plan_summary, warning_lines, write_plan_json
+from ..views.planview import VALIDATE_FORMAT, plan_summary, validate_entry, warning_lines, write_plan_json
 from ._exit import EXIT_BUDGET, EXIT_FAILED, EXIT_INVALID, EXIT_OK, report
 
 __all__ = ["cmd_plan", "cmd_validate", "gc_paused", "make_plan", "plan_for_cli"]
@@ -74,16 +76,27 @@ def make_plan(args: argparse.Namespace) -> Plan:
 
 def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     code = EXIT_OK
+    entries = []
     for path in args.recipes:
         try:
             p = plan_for_cli(path, **_limits(args))
         except RecipeError as exc:
-            code = max(code, report(exc, err))
+            if args.json:
+                entries.append(validate_entry(path, error=exc))
+                code = EXIT_INVALID
+            else:
+                code = max(code, report(exc, err))
+            continue
+        if args.json:
+            entries.append(validate_entry(p.recipe.file, p))
             continue
         for line in warning_lines(p.warnings):
             err.write(line + "\n")
         out.write(f"{p.recipe.file}: ok — {len(p.jobs):,} job{'s' if len(p.jobs) != 1 else ''}, "
                   f"{format_usd(p.total_cost)}\n")
+    if args.json:
+        doc = {"format": VALIDATE_FORMAT, "valid": code == EXIT_OK, "recipes": entries}
+        out.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     return code if code in (EXIT_OK, EXIT_INVALID) else EXIT_INVALID
 
 
@@ -92,32 +105,35 @@ def cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         p = make_plan(args)
         for line in warning_lines(p.warnings):
             err.write(line + "\n")
+        served = None if args.no_cache else _served_by_cache(p)
         if args.json:
-            write_plan_json(p, out)
+            write_plan_json(p, out, requests=not args.no_requests,
+                            cached=None if served is None else frozenset(j.key for j in served))
         else:
             for line in plan_summary(p, rows=max(1, args.rows)):
                 out.write(line + "\n")
-            cached = _cache_line(p)
-            if cached:
-                out.write(cached + "\n")
+            if served:
+                out.write(_cache_line(served) + "\n")
     if args.check_prices and not _prices_agree(args, p, err):
         return EXIT_FAILED
     return EXIT_BUDGET if p.over_budget else EXIT_OK
 
 
-def _cache_line(p: Plan) -> str | None:
-    """How many jobs not done here yet the shared result cache will serve, and what that saves."""
+def _served_by_cache(p: Plan) -> list[Job]:
+    """The jobs not done in this output directory yet that the shared result cache will serve."""
     from ..store.cache import ResultCache, default_root
     from ..store.journal import MANIFEST_NAME, read_records
     from ..store.state import ManifestState
 
     keys = ResultCache(default_root()).keys()
     if not keys:
-        return None
+        return []
     done = {j.key for j in ManifestState.replay(read_records(p.output_dir / MANIFEST_NAME)) if j.state == "completed"}
-    served = [j for j in p.jobs if j.key in keys and j.key not in done]
-    if not served:
-        return None
+    return [j for j in p.jobs if j.key in keys and j.key not in done]
+
+
+def _cache_line(served: list[Job]) -> str:
+    """How many jobs the shared result cache will serve, and what that saves."""
     saved = format_usd(sum(j.cost for j in served))
     return (f"  cache: {len(served):,} job{'s' if len(served) != 1 else ''} will be served from the shared cache of "
             f"paid results ({saved} saved; run --no-cache to pay for them again)")

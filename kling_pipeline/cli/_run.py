@@ -6,21 +6,25 @@ import argparse
 import os
 import shlex
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
+from ..config.profiles import Profile
 from ..core.errors import UsageError
 from ..core.money import format_usd
 from ..core.planning import Plan
+from ..run.budget import LedgerSnapshot
+from ..run.history import RunEnding
 from ..run.options import Mode, RunOptions
 from ..run.outcome import RunSummary
 from ..run.session import git_provenance, prepare, run_plan
 from ..store.cache import default_root
 from ..store.sharding import lock_name, manifest_name, parse_shard
 from ..views.planview import warning_lines
-from ..views.progress import Counters, LiveEvents, make_events
-from ._backend import DEFAULT_BASE_URL, backend, run_async
+from ..views.progress import Counters, LiveEvents, make_events, summary_fields, write_event
+from ._backend import DEFAULT_BASE_URL, active_profile, add_profile, backend, run_async
 from ._exit import EXIT_BUDGET, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, exit_code
 from ._flags import http_url, positive_number, seconds
 from ._plan import make_plan
@@ -44,9 +48,12 @@ def add_run_arguments(p: argparse.ArgumentParser, *, collect: bool = False) -> N
     p.add_argument("--no-report", action="store_true",
                    help="do not write or refresh report.html at the end (shard runs never do: merge first)")
     p.add_argument("--base-url", metavar="URL", type=http_url,
-                   help=f"API endpoint (default: $INFERENCE_BASE_URL or {DEFAULT_BASE_URL})")
-    p.add_argument("--concurrency", type=int, metavar="N", help="jobs at once (default: the recipe's concurrency)")
-    p.add_argument("--rate", type=positive_number, metavar="PER_S", help="at most this many submits per second")
+                   help=f"API endpoint (default: $INFERENCE_BASE_URL, the profile's, or {DEFAULT_BASE_URL})")
+    add_profile(p)
+    p.add_argument("--concurrency", type=int, metavar="N",
+                   help="jobs at once (default: the recipe's concurrency, at most the profile's)")
+    p.add_argument("--rate", type=positive_number, metavar="PER_S",
+                   help="at most this many submits per second (default: the profile's rate, if any)")
     p.add_argument("--retry-failed", action="store_true", help="send again jobs that failed in an earlier run")
     p.add_argument("--retry-unknown", action="store_true",
                    help="send again jobs whose earlier submit has an unknown outcome (may pay twice)")
@@ -68,12 +75,15 @@ def add_run_arguments(p: argparse.ArgumentParser, *, collect: bool = False) -> N
     p.add_argument("--json", action="store_true", help="one JSON event per line on stdout")
 
 
-def _options(args: argparse.Namespace, plan: Plan) -> RunOptions:
+def _options(args: argparse.Namespace, plan: Plan, profile: Profile | None = None) -> RunOptions:
     concurrency = args.concurrency if args.concurrency is not None else plan.recipe.concurrency
+    if args.concurrency is None and profile is not None and profile.concurrency is not None:
+        concurrency = min(concurrency, profile.concurrency)  # the profile's ceiling
     if concurrency < 1 or concurrency > 4096:
         raise UsageError(f"--concurrency must be between 1 and 4096, got {concurrency}")
+    rate = args.rate if args.rate is not None else profile.rate if profile is not None else None
     return RunOptions(
-        concurrency=concurrency, rate=args.rate, retry_failed=args.retry_failed,
+        concurrency=concurrency, rate=rate, retry_failed=args.retry_failed,
         retry_unknown=args.retry_unknown, reconcile=not args.no_reconcile,
         reconcile_window=args.reconcile_window, cancel_inflight=args.cancel_inflight,
         drain_timeout=args.drain_timeout, webhook=getattr(args, "webhook", None) or plan.recipe.webhook,
@@ -143,20 +153,34 @@ def _exit_for(summary: RunSummary) -> int:
     return EXIT_OK
 
 
+@contextmanager
+def _summary_on_error(args: argparse.Namespace, out: TextIO) -> Iterator[None]:
+    """With ``--json``, a command that ends in an error still ends its stream with a ``summary``."""
+    try:
+        yield
+    except BaseException as exc:
+        if args.json:
+            write_event(out, "summary", summary_fields(RunSummary(), exit_code(exc),
+                                                       error=str(exc) or type(exc).__name__))
+        raise
+
+
 def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    plan = make_plan(args)
-    plan.check_bounded()  # an unknown price without a bound: the budget could not hold
-    for line in warning_lines(plan.warnings):
-        err.write(line + "\n")
-    return execute(args, plan, "detach" if args.detach else "run", out, err)
+    with _summary_on_error(args, out):
+        plan = make_plan(args)
+        plan.check_bounded()  # an unknown price without a bound: the budget could not hold
+        for line in warning_lines(plan.warnings):
+            err.write(line + "\n")
+        return execute(args, plan, "detach" if args.detach else "run", out, err)
 
 
 def cmd_collect(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    plan, _out_dir = resolve_target(args, args.target)
-    if plan is None:
-        raise UsageError(f"{args.target}: the recipe of this output directory is not known any more; "
-                         "give the recipe file instead")
-    return execute(args, plan, "collect", out, err)
+    with _summary_on_error(args, out):
+        plan, _out_dir = resolve_target(args, args.target)
+        if plan is None:
+            raise UsageError(f"{args.target}: the recipe of this output directory is not known any more; "
+                             "give the recipe file instead")
+        return execute(args, plan, "collect", out, err)
 
 
 def collect_command(args: argparse.Namespace, plan: Plan) -> str:
@@ -185,7 +209,7 @@ def ensure_out_dir(path: Path) -> None:
 
 def execute(args: argparse.Namespace, plan: Plan, run_mode: Mode, out: TextIO, err: TextIO) -> int:
     """Run, detach or collect ``plan`` (the shared body of those commands)."""
-    options = replace(_options(args, plan), mode=run_mode)
+    options = replace(_options(args, plan, active_profile(args)), mode=run_mode)
     if run_mode == "detach" and getattr(args, "emulator", False):
         raise UsageError("--detach with --emulator leaves tasks that nothing can collect: the bundled emulator "
                          "stops with this command. Run without --detach, or start `kling-pipeline emulator` "
@@ -193,7 +217,7 @@ def execute(args: argparse.Namespace, plan: Plan, run_mode: Mode, out: TextIO, e
     ensure_out_dir(plan.output_dir)
     shard = parse_shard(getattr(args, "shard", None))
     manifest, lock = manifest_name(shard), lock_name(shard)
-    _state, decision, _path = prepare(plan, options, manifest)
+    state, decision, path = prepare(plan, options, manifest)
     if decision.nothing_to_do:
         left = len(decision.failed) + len(decision.unknown)
         err.write(f"nothing to do: {len(decision.done)} job{'s' if len(decision.done) != 1 else ''} done"
@@ -201,15 +225,22 @@ def execute(args: argparse.Namespace, plan: Plan, run_mode: Mode, out: TextIO, e
                   + f" ({plan.output_dir})\n")
         if decision.deferred and run_mode == "collect":
             err.write(f"({len(decision.deferred)} jobs not submitted yet: `kling-pipeline run` sends them)\n")
-        return EXIT_FAILED if left else EXIT_OK
+        code = EXIT_FAILED if left else EXIT_OK
+        if args.json:
+            idle = RunSummary(decision=decision, manifest=path,
+                              ledger=LedgerSnapshot(plan.budget_microcents, state.settled, state.reserved))
+            write_event(out, "summary", summary_fields(idle, code))
+        return code
     provenance = {"recipe": plan.recipe.file, "git": git_provenance(list(plan.recipe.sources))}
     mode = "json" if args.json else ("live" if err.isatty() else "plain")
     with backend(args, err) as (base_url, key):
         events = make_events(mode, out if args.json else err, Counters(len(decision.work) + decision.waiting))
 
+        ending = RunEnding.of(getattr(args, "argv", ()), _exit_for)  # the run's history: its command line
+
         async def main() -> RunSummary:
             return await run_plan(plan, base_url=base_url, key=key, options=options, events=events,
-                                  provenance=provenance, manifest=manifest, lock=lock)
+                                  provenance=provenance, manifest=manifest, lock=lock, ending=ending)
 
         summary = run_async(main)
         if isinstance(events, LiveEvents):
@@ -219,6 +250,10 @@ def execute(args: argparse.Namespace, plan: Plan, run_mode: Mode, out: TextIO, e
     if run_mode == "detach" and summary.count("submitted"):
         err.write(f"detached: {summary.count('submitted')} tasks running at the service; "
                   f"`{collect_command(args, plan)}` fetches their results\n")
+    report = None
     if not args.no_report and shard is None and summary.stop_reason != "interrupted":
-        report_after_run(plan, err)
-    return _exit_for(summary)
+        report = report_after_run(plan, err)
+    code = _exit_for(summary)
+    if args.json:
+        write_event(out, "summary", summary_fields(summary, code, images=events.c.images, report=report))
+    return code

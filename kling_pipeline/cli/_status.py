@@ -13,6 +13,7 @@ from ..store.journal import read_records
 from ..store.records import RunRecord
 from ..store.sharding import manifest_name, parse_shard
 from ..store.state import ManifestState
+from ..views.history import run_history
 from ..views.status import compute_status, status_document, status_lines
 from ._flags import add_max_jobs
 from ._plan import make_plan
@@ -53,8 +54,9 @@ def add_status_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     plan, out_dir = resolve_target(args, args.target)
-    state = ManifestState.replay(read_records(out_dir / manifest_name(parse_shard(args.shard))))
-    status = compute_status(out_dir, state, plan)
+    records = read_records(out_dir / manifest_name(parse_shard(args.shard)))
+    state = ManifestState.replay(records)
+    status = compute_status(out_dir, state, plan, run_history(records))
     if args.json:
         out.write(json.dumps(status_document(status), indent=2) + "\n")
     else:

@@ -11,7 +11,7 @@ from ..run.options import RunOptions
 from ..run.webhooks import Receiver, serve
 from ..store.sharding import lock_name, manifest_name, parse_shard
 from ..views.progress import Counters, PlainEvents
-from ._backend import backend, run_async
+from ._backend import add_profile, backend, run_async
 from ._flags import add_max_jobs, http_url, port, seconds
 from ._status import resolve_target
 
@@ -25,6 +25,7 @@ def add_webhook_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--port", type=port, required=True, help="port to listen on (0: a free one, printed)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--base-url", metavar="URL", type=http_url, help="API endpoint to confirm tasks with")
+    add_profile(p)
     p.add_argument("--out", metavar="DIR", help="output directory (with a RECIPE)")
     p.add_argument("--budget", metavar="USD", help="spend cap in USD")
     p.add_argument("--shard", metavar="I/N", help="this shard's manifest")

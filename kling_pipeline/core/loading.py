@@ -8,16 +8,23 @@ Paths are relative to the file that names them; cycles are errors.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from .errors import Diagnostic, Position, RecipeError
+from .errors import Diagnostic, Position, RecipeError, UsageError
 from .localfiles import ReadProblem, read_regular
 from .recipe import Recipe, build_recipe, check_recipe
+from .recipedata import data_to_text
 from .stages import Pipeline, check_pipeline, is_pipeline
 from .sweep import DEFAULT_MAX_JOBS
 from .yamlsrc import Node, merge_nodes, parse_yaml
 
-__all__ = ["display_path", "load_any_partial", "load_recipe", "load_recipe_partial", "merge_nodes", "read_tree"]
+__all__ = ["RecipeSource", "display_path", "load_any_partial", "load_recipe", "load_recipe_partial", "merge_nodes",
+           "read_tree"]
+
+RecipeSource = str | os.PathLike[str] | Mapping[str, Any]
+"""A recipe file's path; YAML text (a string holding a line break); or the recipe as a mapping."""
 
 MAX_RECIPE_BYTES = 5 * 1024 * 1024
 MAX_EXTENDS_DEPTH = 32  # files extending each other in a chain
@@ -79,6 +86,11 @@ def read_tree(path: Path, shown: str, chain: tuple[Path, ...] = (), cause: Posit
     tree = parse_yaml(_read_text(path, shown, cause), shown)
     if sources is not None:
         sources.append(shown)
+    return _extend(tree, path, shown, (*chain, real), sources)
+
+
+def _extend(tree: Node, path: Path, shown: str, chain: tuple[Path, ...], sources: list[str] | None) -> Node:
+    """``tree`` (read from ``path``, or text standing for it) merged over what it ``extends``."""
     if not tree.is_mapping or "extends" not in tree.value:
         return tree
     ext = tree.value["extends"]
@@ -95,7 +107,7 @@ def read_tree(path: Path, shown: str, chain: tuple[Path, ...] = (), cause: Posit
     for ref in refs:
         parent_path = path.parent / ref.value
         parent_shown = os.path.normpath(os.path.join(os.path.dirname(shown), ref.value))
-        parent = read_tree(parent_path, parent_shown, (*chain, real), ref.pos, sources)
+        parent = read_tree(parent_path, parent_shown, chain, ref.pos, sources)
         if not parent.is_mapping:
             raise RecipeError([Diagnostic(parent.pos, "a recipe named by 'extends' must be a mapping")])
         merged = parent if merged is None else merge_nodes(merged, parent)
@@ -104,21 +116,25 @@ def read_tree(path: Path, shown: str, chain: tuple[Path, ...] = (), cause: Posit
     return merge_nodes(merged, own)
 
 
-def load_recipe(path: str | os.PathLike[str], *, max_jobs: int = DEFAULT_MAX_JOBS) -> Recipe:
-    """Load, merge and shape-check a recipe file (listing the files of its file axes, at
-    most ``max_jobs`` each). Raises ``RecipeError``."""
-    recipe, problems = load_recipe_partial(path, max_jobs=max_jobs)
+def load_recipe(source: RecipeSource, *, base_dir: str | os.PathLike[str] | None = None,
+                max_jobs: int = DEFAULT_MAX_JOBS) -> Recipe:
+    """Load, merge and shape-check a recipe: a file's path, YAML text (a string holding a
+    line break) or a mapping (listing the files of its file axes, at most ``max_jobs`` each).
+    Relative paths in text or a mapping (``extends``, ``output.dir``, reference images) are
+    relative to ``base_dir`` (default: the working directory), and such a recipe needs a
+    ``name``. Raises ``RecipeError``."""
+    recipe, problems = load_recipe_partial(source, base_dir=base_dir, max_jobs=max_jobs)
     if problems:
         raise RecipeError(problems)
     return recipe
 
 
-def load_recipe_partial(path: str | os.PathLike[str], *,
+def load_recipe_partial(path: RecipeSource, *, base_dir: str | os.PathLike[str] | None = None,
                         max_jobs: int = DEFAULT_MAX_JOBS) -> tuple[Recipe, list[Diagnostic]]:
     """The recipe as far as it could be read, with its shape problems (for reporting
     every problem at once). Unreadable or unparsable files still raise ``RecipeError``,
     and so does a pipeline (``load_any_partial`` reads those)."""
-    got, problems = load_any_partial(path, max_jobs=max_jobs)
+    got, problems = load_any_partial(path, base_dir=base_dir, max_jobs=max_jobs)
     if isinstance(got, Pipeline):
         raise RecipeError([Diagnostic(Position(got.file, 1, 1), "this recipe is a pipeline (it has 'stages'): "
                                                                 "plan it with plan_file()")])
@@ -127,13 +143,31 @@ def load_recipe_partial(path: str | os.PathLike[str], *,
     return got, problems
 
 
-def load_any_partial(path: str | os.PathLike[str], *,
+def _text_tree(text: str, shown: str, sources: list[str]) -> Node:
+    tree = parse_yaml(text, shown)
+    sources.append(shown)
+    if tree.is_mapping and "name" not in tree.value:
+        raise RecipeError([Diagnostic(tree.pos, "missing key 'name': a recipe given as text or a mapping has no "
+                                                "file name to take its name from (the name names its output "
+                                                "directory)")])
+    return _extend(tree, Path(shown), shown, (), sources)
+
+
+def load_any_partial(path: RecipeSource, *, base_dir: str | os.PathLike[str] | None = None,
                      max_jobs: int = DEFAULT_MAX_JOBS) -> tuple[Recipe | Pipeline | None, list[Diagnostic]]:
     """A recipe or a pipeline (a recipe with ``stages``) as far as it could be read, with its
-    shape problems; None for a pipeline none of whose stages could be read."""
-    shown = display_path(path)
+    shape problems; None for a pipeline none of whose stages could be read. ``path`` may also
+    be YAML text or a mapping (see ``load_recipe``)."""
     sources: list[str] = []
-    tree = read_tree(Path(path), shown, sources=sources)
+    if isinstance(path, Mapping) or (isinstance(path, str) and "\n" in path):
+        kind = "<dict>" if isinstance(path, Mapping) else "<text>"
+        shown = kind if base_dir is None else os.path.normpath(os.path.join(display_path(base_dir), kind))
+        tree = _text_tree(data_to_text(path, kind) if isinstance(path, Mapping) else path, shown, sources)
+    elif isinstance(path, str | os.PathLike):
+        shown = display_path(path)
+        tree = read_tree(Path(path), shown, sources=sources)
+    else:
+        raise UsageError(f"a recipe is a file's path, YAML text or a mapping, not a {type(path).__name__}")
     if not tree.is_mapping:
         return build_recipe(tree, shown, tuple(sources)), []  # raises: a recipe must be a mapping
     if is_pipeline(tree):

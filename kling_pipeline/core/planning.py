@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from operator import attrgetter
@@ -27,13 +27,13 @@ from .combofilter import Filter
 from .errors import Diagnostic, Position, RecipeError, UsageError
 from .fileaxes import own_outputs
 from .jobs import Job
-from .loading import load_any_partial
+from .loading import RecipeSource, load_any_partial
 from .localfiles import FileChecker, FileProblem, FileResolver, LocalFile, check_path, classify
 from .matrix import expand
 from .meter import plan_meter
 from .outnames import escaping_names, output_dir
 from .outputs import OutputSpec
-from .recipe import INVALID_INPUT, Recipe
+from .recipe import INVALID_INPUT, Recipe, value_label
 from .render import TemplateSet, field_name, make_environment
 from .schemas import AppSpec, UnknownAppError
 from .stages import Pipeline
@@ -300,12 +300,13 @@ def _prepare(recipe: Recipe, app: AppSpec | None, schemas: SchemaStore | None = 
     return spec, templates, filename, validator, chooser, problems, warnings
 
 
-def plan_file(path: str | os.PathLike[str], **options: Any) -> Plan:
-    """Load and plan a recipe file, reporting every problem at once: shape problems
-    together with the template and request-field problems that can be found
-    without expanding the matrix. Options are those of ``plan``."""
+def plan_file(path: RecipeSource, *, base_dir: str | os.PathLike[str] | None = None, **options: Any) -> Plan:
+    """Load and plan a recipe (a file, YAML text or a mapping: see ``load_recipe``), reporting
+    every problem at once: shape problems together with the template and request-field
+    problems that can be found without expanding the matrix. Options are those of ``plan``."""
     try:
-        got, problems = load_any_partial(path, max_jobs=options.get("max_jobs", DEFAULT_MAX_JOBS))
+        got, problems = load_any_partial(path, base_dir=base_dir,
+                                         max_jobs=options.get("max_jobs", DEFAULT_MAX_JOBS))
     except RecipeError as exc:  # unreadable file or YAML errors: shown capped like the rest
         if len(exc.diagnostics) <= MAX_SHOWN_ERRORS:
             raise
@@ -332,7 +333,17 @@ def plan_file(path: str | os.PathLike[str], **options: Any) -> Plan:
     return plan(recipe, **options)
 
 
-def plan(recipe: Recipe, *, app: AppSpec | None = None, only: Mapping[str, set[str]] | None = None,
+def only_sets(only: Mapping[str, Any] | None) -> dict[str, set[str]]:
+    """``only`` as ``{axis: {label, ...}}``: a single value (``{"style": "noir"}``) is one label, not
+    its characters; values that are not strings are read as the plan labels them (``1``, ``true``)."""
+    out: dict[str, set[str]] = {}
+    for axis, wanted in (only or {}).items():
+        values = [wanted] if isinstance(wanted, str | bytes) or not isinstance(wanted, Iterable) else wanted
+        out[str(axis)] = {v if isinstance(v, str) else value_label(v) for v in values}
+    return out
+
+
+def plan(recipe: Recipe, *, app: AppSpec | None = None, only: Mapping[str, Any] | None = None,
          budget_usd: int | None = None, out_dir: str | os.PathLike[str] | None = None,
          check_file: FileChecker = check_path, max_jobs: int = DEFAULT_MAX_JOBS,
          schemas: SchemaStore | None = None, max_job_usd: int | None = None) -> Plan:
@@ -349,7 +360,7 @@ def plan(recipe: Recipe, *, app: AppSpec | None = None, only: Mapping[str, set[s
     _raise(size_problems(recipe, max_jobs))
     spec, templates, filename, validator, chooser, problems, warnings = _prepare(recipe, app, schemas)
     _raise(problems + own_outputs(recipe.matrix, output_dir(recipe, out_dir)))
-    only = only or {}
+    only = only_sets(only)
     keys_known = set(recipe.matrix.axis_names) | {k for e in recipe.matrix.include for k in e.values}
     for axis in only:
         if axis not in keys_known:

@@ -42,6 +42,7 @@ from .chain import Chain, StageRun
 from .context import Recorder, RunContext
 from .events import Events
 from .gate import BudgetGate
+from .history import RunEnding, end_record
 from .options import RunOptions
 from .outcome import RunSummary
 from .pipeline import Downstream, stage_tally
@@ -210,8 +211,11 @@ def _recipes(plan: Plan) -> list[Recipe]:
 
 async def run_plan(plan: Plan, *, base_url: str, key: Secret, options: RunOptions, events: Events,
                    transport: Any = None, provenance: Mapping[str, Any] | None = None,
-                   manifest: str = MANIFEST_NAME, lock: str = LOCK_NAME) -> RunSummary:
-    """Run ``plan`` against the API at ``base_url``. The caller holds no lock; this takes it."""
+                   manifest: str = MANIFEST_NAME, lock: str = LOCK_NAME,
+                   ending: RunEnding | None = None) -> RunSummary:
+    """Run ``plan`` against the API at ``base_url``. The caller holds no lock; this takes it.
+    A run that started ends with a ``run_end`` record (``ending``: its command line and exit code)."""
+    started = time.monotonic()
     summary = RunSummary()
     async with OpenRun(plan, options, manifest=manifest, lock=lock) as opened:
         decision = summary.decision = opened.decide()
@@ -227,6 +231,9 @@ async def run_plan(plan: Plan, *, base_url: str, key: Secret, options: RunOption
                 ctx = await opened.start(pool.api, events, provenance=provenance)
                 await schedule(ctx, decision.work, summary, opened.downstream)
                 summary.stop_reason, summary.fatal = ctx.stop.reason, ctx.stop.fatal
+                # run history (issue 17): how the run ended, its last record, written under the lock
+                await ctx.record(end_record(ctx.run_id, summary, opened.ledger.snapshot(),
+                                            time.monotonic() - started, ending))
                 if ctx.cache is not None:
                     await anyio.to_thread.run_sync(ctx.cache.evict)  # within its bound, oldest use first
         summary.ledger = opened.ledger.snapshot()

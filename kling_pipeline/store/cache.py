@@ -26,7 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_MAX_BYTES", "CachedFile", "Entry", "ResultCache", "default_root"]
+from ..core.errors import UsageError
+
+__all__ = ["DEFAULT_MAX_BYTES", "CachedFile", "Entry", "ResultCache", "default_max_bytes", "default_root"]
 
 DEFAULT_MAX_BYTES = 5 * 1024**3
 ENTRY = "entry.json"
@@ -39,6 +41,20 @@ def default_root() -> Path:
         return Path(explicit).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "kling-pipeline" / "results"
+
+
+def default_max_bytes() -> int:
+    """``$KLING_PIPELINE_CACHE_MAX_GB`` (a positive number of GB), else 5 GB."""
+    raw = os.environ.get("KLING_PIPELINE_CACHE_MAX_GB")
+    if not raw:
+        return DEFAULT_MAX_BYTES
+    try:
+        gb = float(raw)
+    except ValueError:
+        gb = -1.0
+    if not 0 < gb < 1e6:
+        raise UsageError(f"KLING_PIPELINE_CACHE_MAX_GB={raw!r}: expected a positive number of GB, e.g. 5 or 0.5")
+    return int(gb * 1024**3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +88,9 @@ def _sha256(path: Path) -> str:
 
 
 class ResultCache:
-    def __init__(self, root: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(self, root: Path, max_bytes: int | None = None) -> None:
         self.root = root
-        self.max_bytes = max_bytes
+        self.max_bytes = default_max_bytes() if max_bytes is None else max_bytes
 
     def _dir(self, key: str) -> Path:
         return self.root / key[:2] / key
@@ -160,8 +176,11 @@ class ResultCache:
         total = 0
         for meta in self.root.glob("??/*/" + ENTRY):
             directory = meta.parent
-            size = sum(p.stat().st_size for p in directory.iterdir() if p.is_file())
-            entries.append((meta.stat().st_mtime, size, directory))
+            try:  # another run may be evicting too
+                size = sum(p.stat().st_size for p in directory.iterdir() if p.is_file())
+                entries.append((meta.stat().st_mtime, size, directory))
+            except OSError:
+                continue
             total += size
         for _, size, directory in sorted(entries):
             if total <= self.max_bytes:

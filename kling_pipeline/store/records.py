@@ -23,6 +23,7 @@ __all__ = [
     "NotCreatedRecord",
     "OutputEntry",
     "Record",
+    "RunEndRecord",
     "RunRecord",
     "UnknownRecord",
     "UploadRecord",
@@ -89,6 +90,47 @@ class RunRecord:
                 "sources": list(self.sources), "git": None if self.git is None else dict(self.git), "app": self.app,
                 "cap_microcents": self.cap_microcents, "tool": self.tool, "pid": self.pid, "at": self.at,
                 "mode": self.mode, "webhook_token": self.webhook_token}
+
+
+@dataclass(frozen=True, slots=True)
+class RunEndRecord:
+    """How a run (``run`` names its ``RunRecord``) ended: written last, under the lock.
+
+    ``exit_code`` is what the command returned (``None`` for a run started from Python);
+    ``counts`` the jobs of this run by outcome (completed, failed, not_run, ...);
+    ``billed_microcents`` what this run settled, ``settled_microcents`` the directory's
+    total after it; ``flags`` the command line as given (URL credentials left out). The
+    files it saved are the ``done`` records between its ``run`` record and this one.
+    A run killed before its end has none: the history says so.
+    """
+
+    T: ClassVar[str] = "run_end"
+    run: str
+    exit_code: int | None = None
+    seconds: float = 0.0
+    counts: Mapping[str, int] = field(default_factory=dict)
+    billed_microcents: int = 0
+    settled_microcents: int = 0
+    not_run_microcents: int = 0
+    stop: str = ""  # why it stopped submitting early: budget, interrupted, fatal ("": it did not)
+    error: str | None = None  # the fatal error's message
+    flags: tuple[str, ...] = ()
+    at: float = field(default_factory=_now)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RunEndRecord:
+        code = d.get("exit_code")
+        return cls(str(d["run"]), None if code is None else _int(code), _float(d.get("seconds")),
+                   {str(k): _int(v) for k, v in _dict(d.get("counts")).items()}, _int(d.get("billed_microcents")),
+                   _int(d.get("settled_microcents")), _int(d.get("not_run_microcents")), str(d.get("stop") or ""),
+                   _str(d.get("error")),
+                   tuple(str(f) for f in d.get("flags") or ()), _float(d.get("at")))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"t": self.T, "run": self.run, "exit_code": self.exit_code, "seconds": self.seconds,
+                "counts": dict(self.counts), "billed_microcents": self.billed_microcents,
+                "settled_microcents": self.settled_microcents, "not_run_microcents": self.not_run_microcents,
+                "stop": self.stop, "error": self.error, "flags": list(self.flags), "at": self.at}
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,10 +336,10 @@ class DoneRecord:
 
 
 Record = (RunRecord | IntentRecord | AcceptedRecord | AdoptedRecord | UnknownRecord | NotCreatedRecord | UploadRecord
-          | DoneRecord)
+          | DoneRecord | RunEndRecord)
 
 KINDS: dict[str, Any] = {cls.T: cls for cls in (RunRecord, IntentRecord, AcceptedRecord, AdoptedRecord, UnknownRecord,
-                                                NotCreatedRecord, UploadRecord, DoneRecord)}
+                                                NotCreatedRecord, UploadRecord, DoneRecord, RunEndRecord)}
 
 
 def parse(d: Mapping[str, Any]) -> Record | None:

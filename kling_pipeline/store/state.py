@@ -16,6 +16,7 @@ from .records import (
     IntentRecord,
     NotCreatedRecord,
     Record,
+    RunEndRecord,
     RunRecord,
     UnknownRecord,
     UploadRecord,
@@ -68,6 +69,7 @@ class ManifestState:
     jobs: dict[str, JobState] = field(default_factory=dict)
     uploads: dict[str, str] = field(default_factory=dict)  # sha256 -> uri
     runs: list[RunRecord] = field(default_factory=list)
+    ends: dict[str, RunEndRecord] = field(default_factory=dict)  # run id -> how it ended
     webhook_token: str | None = None
     replaying: bool = False
     slim: bool = False  # jobs completed while the state is live keep no records (a run does not need them)
@@ -95,6 +97,8 @@ class ManifestState:
                 self.runs.append(r)
                 if r.webhook_token:
                     self.webhook_token = r.webhook_token
+            case RunEndRecord():
+                self.ends[r.run] = r
             case IntentRecord():
                 j = self.job(r.key)
                 j.job_id, j.state, j.task_id, j.error = r.job, "intent", None, None

@@ -10,13 +10,15 @@ import json
 from collections.abc import Iterator
 from typing import Any, TextIO
 
-from ..core.errors import Diagnostic
+from ..core.errors import Diagnostic, RecipeError
+from ..core.loading import display_path
+from ..core.localfiles import LocalFile
 from ..core.money import format_usd, usd_decimal
 from ..core.planning import Plan
 from ..core.schemas import ServiceLimits, service_limits
 from .pipelineview import pipeline_summary, stage_documents, stage_of_job
 
-__all__ = ["PLAN_FORMAT", "plan_summary", "write_plan_json"]
+__all__ = ["PLAN_FORMAT", "VALIDATE_FORMAT", "diagnostic_json", "plan_summary", "validate_entry", "write_plan_json"]
 
 PLAN_FORMAT = "kling-pipeline.plan/1"
 DEFAULT_ROWS = 20
@@ -158,11 +160,42 @@ def plan_summary(plan: Plan, rows: int = DEFAULT_ROWS) -> Iterator[str]:
                    f"{format_usd(j.cost):>8}  -> {j.output_name}")
 
 
-def _job_json(plan: Plan, index: int) -> dict[str, Any]:
+class _Requests:
+    """Each job's request as it will be sent, rendered again while the JSON is written (the
+    plan keeps none): a local file or ``data:`` URI is shown by its path, sha256, size and
+    type — its upload's URI is known only when the run uploads it."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self._shown: dict[LocalFile, dict[str, Any]] = {}
+
+    def _file(self, f: LocalFile) -> dict[str, Any]:
+        shown = self._shown.get(f)
+        if shown is None:
+            path = None if f.path is None else display_path(f.path)
+            shown = self._shown[f] = {"path": path, "sha256": f.sha256, "size": f.size, "type": f.media_type}
+        return shown
+
+    def __call__(self, index: int) -> dict[str, Any]:
+        sp = stage_of_job(self.plan, index)  # a pipeline's job renders in its stage's plan
+        rendered = (sp.plan if sp is not None else self.plan).render(self.plan.jobs[index])
+        request = dict(rendered.request)
+        for name, f in rendered.files.items():
+            request[name] = self._file(f)
+        return request
+
+
+def diagnostic_json(d: Diagnostic) -> dict[str, Any]:
+    p = d.position
+    return {"file": p.file if p else None, "line": p.line if p else None, "col": p.col if p else None,
+            "combination": d.combination, "message": d.message}
+
+
+def _job_json(plan: Plan, index: int, requests: _Requests | None = None) -> dict[str, Any]:
     j = plan.jobs[index]
     sp = stage_of_job(plan, index)
     unit = (sp.plan if sp is not None else plan).app.pricing.unit
-    return {
+    out = {
         **({"stage": sp.name} if sp is not None else {}),
         "id": j.id,
         "key": j.key,
@@ -173,6 +206,9 @@ def _job_json(plan: Plan, index: int) -> dict[str, Any]:
         "cost_usd": usd_decimal(j.cost),
         "output": j.output_name,
     }
+    if requests is not None:
+        out["request"] = requests(index)
+    return out
 
 
 def _price_json(plan: Plan) -> dict[str, Any]:
@@ -232,12 +268,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
             for axis, costs in plan.breakdown().items()
         },
         **({"stages": stage_documents(plan, _price_json)} if plan.stages else {}),
-        "warnings": [
-            {"file": w.position.file if w.position else None, "line": w.position.line if w.position else None,
-             "col": w.position.col if w.position else None, "combination": w.combination,
-             "message": w.message}
-            for w in plan.warnings
-        ],
+        "warnings": [diagnostic_json(w) for w in plan.warnings],
     }
 
 
@@ -247,11 +278,35 @@ def _rate_json(plan: Plan, limits: ServiceLimits) -> dict[str, Any]:
             "source": limits.source, "read_on": limits.read_on}
 
 
-def write_plan_json(plan: Plan, out: TextIO) -> None:
-    """Write the whole plan as one JSON document, streaming the jobs list."""
+def write_plan_json(plan: Plan, out: TextIO, *, requests: bool = True,
+                    cached: frozenset[str] | None = None) -> None:
+    """Write the whole plan as one JSON document, streaming the jobs list; each job with its
+    rendered ``request`` unless ``requests`` is False. ``cached``: the keys of the jobs the shared
+    result cache will serve (``None`` when the cache is off), summed up in ``cache`` and marked on
+    each job."""
     doc = plan_document(plan)
+    if cached is not None:
+        served = [j for j in plan.jobs if j.key in cached]
+        doc["cache"] = {"jobs": len(served), "saved_usd": usd_decimal(sum(j.cost for j in served))}
     head = json.dumps(doc, ensure_ascii=False, indent=2)
+    render = _Requests(plan) if requests else None
     out.write(head[:-2] + ',\n  "jobs": [')
     for i in range(len(plan.jobs)):
-        out.write(("\n    " if i == 0 else ",\n    ") + json.dumps(_job_json(plan, i), ensure_ascii=False))
+        job = _job_json(plan, i, render)
+        if cached is not None:
+            job["cached"] = plan.jobs[i].key in cached
+        out.write(("\n    " if i == 0 else ",\n    ") + json.dumps(job, ensure_ascii=False))
     out.write("\n  ]\n}\n" if plan.jobs else "]\n}\n")
+
+
+VALIDATE_FORMAT = "kling-pipeline.validate/1"
+
+
+def validate_entry(file: str, plan: Plan | None = None, error: RecipeError | None = None) -> dict[str, Any]:
+    """One recipe of ``validate --json``: valid with its jobs and cost, or its errors."""
+    if plan is not None:
+        return {"file": file, "valid": True, "jobs": len(plan.jobs), "cost_usd": usd_decimal(plan.total_cost),
+                "errors": [], "error_total": 0, "warnings": [diagnostic_json(w) for w in plan.warnings]}
+    assert error is not None
+    return {"file": file, "valid": False, "jobs": None, "cost_usd": None,
+            "errors": [diagnostic_json(d) for d in error.diagnostics], "error_total": error.total, "warnings": []}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TextIO
 
 from ..api.apierrors import ApiError
@@ -13,10 +14,47 @@ from ..api.pacing import PaceReport, Pacing, per_minute_text
 from ..api.wire import TaskView
 from ..core.money import format_usd, usd_decimal
 from ..run.budget import LedgerSnapshot
-from ..run.outcome import JobResult
+from ..run.outcome import JobResult, RunSummary
 from ..run.work import Work
 
-__all__ = ["Counters", "JsonEvents", "LiveEvents", "PlainEvents", "make_events"]
+__all__ = ["Counters", "JsonEvents", "LiveEvents", "PlainEvents", "make_events", "summary_fields", "write_event"]
+
+OUTCOMES = ("completed", "failed", "rejected", "unknown", "cancelled", "interrupted", "not_run", "submitted")
+
+
+def write_event(out: TextIO, event: str, fields: dict[str, Any]) -> None:
+    """One ``--json`` event line: ``{"event": ..., "time": ..., **fields}``."""
+    out.write(json.dumps({"event": event, "time": round(time.time(), 3), **fields}, ensure_ascii=False) + "\n")
+    out.flush()
+
+
+def summary_fields(summary: RunSummary, exit_code: int, *, images: int = 0, report: Path | None = None,
+                   error: str | None = None) -> dict[str, Any]:
+    """The ``summary`` event that ends ``run --json`` (and ``collect --json``): what this run did
+    to each job, what it cost, and the exit code the command returns (``images``: the files
+    this run saved, as the display counted them)."""
+    counts = summary.counts
+    d, s = summary.decision, summary.ledger
+    jobs: dict[str, int] = {status: counts.get(status, 0) for status in OUTCOMES}
+    jobs |= {"done_earlier": len(d.done) if d else 0, "failed_left": len(d.failed) if d else 0,
+             "unknown_left": len(d.unknown) if d else 0}
+
+    def usd(value: int | None) -> str | None:
+        return None if value is None else usd_decimal(value)
+
+    fatal = None if summary.fatal is None else str(summary.fatal)
+    return {
+        "exit_code": exit_code,
+        "stop_reason": summary.stop_reason or None,
+        "error": error or fatal,
+        "jobs": jobs,
+        "images": images,
+        "spend": {"this_run_usd": usd_decimal(summary.spent_this_run),
+                  "settled_usd": usd(s.settled if s else None), "reserved_usd": usd(s.reserved if s else None),
+                  "cap_usd": usd(s.cap if s else None), "not_run_usd": usd_decimal(summary.not_run_cost)},
+        "manifest": None if summary.manifest is None else str(summary.manifest),
+        "report": None if report is None else str(report),
+    }
 
 
 class Counters:
@@ -183,9 +221,7 @@ class JsonEvents:
         self.c = counters
 
     def _emit(self, event: str, **fields: Any) -> None:
-        self.out.write(json.dumps({"event": event, "time": round(time.time(), 3), **fields},
-                                  ensure_ascii=False) + "\n")
-        self.out.flush()
+        write_event(self.out, event, fields)
 
     def attach(self, ledger: Callable[[], LedgerSnapshot], pacing: Pacing | None = None) -> None:
         self.c.ledger = ledger

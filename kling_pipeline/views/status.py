@@ -18,6 +18,7 @@ from ..run.pipeline import StageTally, stage_tally
 from ..run.session import decide_run
 from ..run.work import Action, outputs_present
 from ..store.state import ManifestState
+from .history import RunEntry, run_json, short_line
 
 __all__ = ["STATUS_FORMAT", "Status", "compute_status", "status_document", "status_lines"]
 
@@ -39,6 +40,10 @@ class Status:
     planned_cost: int | None
     resume: dict[str, int] | None  # submit, submit_cost, reattach, reconcile, redownload, failed_left, unknown_left
     stages: tuple[StageTally, ...] = ()  # a pipeline's stages, where each stands
+    recent: tuple[RunEntry, ...] = ()  # the last few runs, oldest first
+
+    def __str__(self) -> str:
+        return "\n".join(status_lines(self))
 
     @property
     def resume_fits(self) -> bool | None:
@@ -47,7 +52,11 @@ class Status:
         return self.cap is None or self.settled + self.reserved + self.resume["submit_cost"] <= self.cap
 
 
-def compute_status(out_dir: Path, state: ManifestState, plan: Plan | None = None) -> Status:
+RECENT_RUNS = 3  # runs that status shows
+
+
+def compute_status(out_dir: Path, state: ManifestState, plan: Plan | None = None,
+                   history: list[RunEntry] | None = None) -> Status:
     counts = dict.fromkeys(("completed", "failed", "cancelled", "rejected", "unknown", "in_flight",
                             "not_started"), 0)
     keys = {j.key for j in plan.jobs} if plan is not None else set(state.jobs)
@@ -90,6 +99,7 @@ def compute_status(out_dir: Path, state: ManifestState, plan: Plan | None = None
         planned=len(plan.jobs) if plan is not None else None, counts=counts, images=images,
         settled=state.settled, reserved=state.reserved, cap=cap if isinstance(cap, int) else None,
         planned_cost=plan.total_cost if plan is not None else None, resume=resume, stages=tallies,
+        recent=tuple((history or [])[-RECENT_RUNS:]),
     )
 
 
@@ -108,6 +118,11 @@ def status_lines(s: Status) -> Iterator[str]:
     cap = f" of the {format_usd(s.cap)} cap" if s.cap is not None else " (no cap)"
     planned_cost = f"; planned {format_usd(s.planned_cost)}" if s.planned_cost is not None else ""
     yield f"  spend: {format_usd(s.settled)} settled + {format_usd(s.reserved)} reserved{cap}{planned_cost}"
+    if s.recent:
+        more = f" (`kling-pipeline runs {s.out_dir}` lists all {s.runs})" if s.runs > len(s.recent) else ""
+        yield f"  last runs{more}:"
+        for entry in s.recent:
+            yield f"    {short_line(entry)}"
     if s.resume is None:
         yield "  resume: give the recipe to see what a resume would do"
         return
@@ -143,4 +158,5 @@ def status_document(s: Status) -> dict[str, Any]:
         **({"stages": [{"name": t.name, "planned": t.planned, "done": t.done, "failed": t.failed,
                         "waiting": t.waiting, "left_usd": usd(t.left_cost), "planned_usd": usd(t.planned_cost)}
                        for t in s.stages]} if s.stages else {}),
+        "last_runs": [run_json(e) for e in s.recent],
     }

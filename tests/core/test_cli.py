@@ -210,7 +210,9 @@ def test_plan_json_document(write: WriteRecipe) -> None:
                                  "'repeat: 2' with n: 1 to get 2 images (and 1 more combination)"}],
     }
     assert [list(j) for j in jobs] == [["id", "key", "combination", "repeat_index", "images", "units", "cost_usd",
-                                        "output"]] * 4
+                                        "output", "request"]] * 4
+    assert [j["request"] for j in jobs] == [{"prompt": "A mug", "n": 1}, {"prompt": "A mug", "n": 2},
+                                            {"prompt": "A lamp", "n": 1}, {"prompt": "A lamp", "n": 2}]
     assert [(j["id"], j["combination"], j["repeat_index"], j["images"], j["cost_usd"]) for j in jobs] == [
         ("mug-1", {"subject": "mug", "k": "1"}, 0, 1, "0.028"),
         ("mug-2", {"subject": "mug", "k": "2"}, 0, 2, "0.056"),

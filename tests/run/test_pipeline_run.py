@@ -327,3 +327,26 @@ def test_a_list_output_fans_out_one_job_per_file_and_a_text_output_feeds_a_text_
                                                       "Refine this: Here are 2 image(s) for: Sketches of a boat"}
     assert len({c["input"]["image"] for c in refines}) == 4  # each of the 4 sketches, once
 
+
+
+def test_prune_keeps_the_current_chain_and_removes_only_what_a_changed_draft_left_behind(cli, emulator, recipe):
+    emu = emulator()
+    path = recipe(pipeline_text())
+    assert cli("run", str(path), "--base-url", emu.base_url, "--no-report").code == 0
+    untouched = json.loads(cli("prune", str(path), "--json").out)
+    assert untouched["totals"]["files"] == 0  # downstream jobs are current although their keys are not the plan's
+    out = path.parent / "out"
+    before = {p for p in out.rglob("*") if p.is_file()}
+    path.write_text(pipeline_text(subjects="[mug, lamp, bowl]"))  # vase out, bowl in
+    assert cli("run", str(path), "--base-url", emu.base_url, "--no-report").code == 0
+    vase = {p for p in before if p.name.endswith(".json") and p.name != "manifest.jsonl"
+            and "vase" in json.loads(p.read_text()).get("input", {}).get("prompt", "")}
+    assert len(vase) == 4  # its draft, two refinements and a video
+    doc = json.loads(cli("prune", str(path), "--yes", "--json").out)
+    # 3 images at $0.028 and 3 s of video at $0.084
+    assert (doc["removed"], doc["totals"]["files"], doc["totals"]["billed_usd"]) == (True, 8, "0.336")
+    assert not any(p.exists() or p.with_suffix("").exists() for p in vase)
+    kept = [len(list((out / stage).glob(glob))) for stage, glob in
+            [("draft", "*.png"), ("refine", "*.png"), ("animate", "*.mp4")]]
+    assert kept == [3, 6, 3]  # the current chain, whole
+    assert cli("run", str(path), "--base-url", emu.base_url).err.startswith("nothing to do: 12 jobs done")

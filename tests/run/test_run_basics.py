@@ -101,8 +101,9 @@ def test_a_missing_api_key_is_a_clear_error(cli, sweep, monkeypatch):
     path = sweep(1)
     result = cli("run", str(path))
     assert result.code == 2
-    assert result.err.endswith("error: INFERENCE_API_KEY is not set: export your inference.sh API key, "
-                               "or pass --emulator to try the sweep against the bundled emulator\n")
+    assert result.err.endswith("error: no API key: export INFERENCE_API_KEY (or INFERENCE_API_KEY_FILE, a file only "
+                               "you can read), or give a profile a key_file (see docs/config.md), or pass --emulator "
+                               "to try the sweep against the bundled emulator\n")
 
 
 def test_a_refused_key_stops_the_run_with_exit_2_before_anything_is_written(cli, sweep):

@@ -25,6 +25,11 @@ def test_another_output_directory_is_served_from_the_cache_and_pays_nothing(cli,
     assert len(emu.ledger()["charges"]) == 4
     plan = cli("plan", str(path), "--out", str(tmp_path / "elsewhere"))
     assert "  cache: 4 jobs will be served from the shared cache of paid results ($0.112 saved;" in plan.out
+    doc = json.loads(cli("plan", str(path), "--out", str(tmp_path / "elsewhere"), "--json").out)
+    assert doc["cache"] == {"jobs": 4, "saved_usd": "0.112"} and [j["cached"] for j in doc["jobs"]] == [True] * 4
+    off = json.loads(cli("plan", str(path), "--out", str(tmp_path / "elsewhere"), "--json", "--no-cache").out)
+    assert "cache" not in off and "cached" not in off["jobs"][0]
+    assert "cache:" not in cli("plan", str(path), "--out", str(tmp_path / "elsewhere"), "--no-cache").out
     second = cli("run", str(path), "--base-url", emu.base_url, "--out", str(tmp_path / "elsewhere"))
     assert second.code == 0, second.err
     assert len(emu.ledger()["charges"]) == 4  # nothing new was paid

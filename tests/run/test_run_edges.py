@@ -89,7 +89,7 @@ def test_the_webhook_receiver_starts_before_any_run_and_needs_no_emulator_hint(c
     result = cli("webhook-receiver", str(sweep(2)), "--port", "0")
     assert result.code == 2
     assert "--emulator" not in result.err
-    assert result.err.startswith("error: INFERENCE_API_KEY is not set")
+    assert result.err.startswith("error: no API key: export INFERENCE_API_KEY")
 
 
 def test_shards_split_the_cap_in_proportion_to_their_cost(cli, recipe):

@@ -17,6 +17,7 @@ from kling_pipeline.store.records import (
     NotCreatedRecord,
     OutputEntry,
     Record,
+    RunEndRecord,
     RunRecord,
     UnknownRecord,
     UploadRecord,
@@ -43,6 +44,9 @@ EVERY_KIND: list[Record] = [
                raw_output={"image": "x"}, download_pending=True, at=9.5),
     DoneRecord("k", "mug-noir", "task-2", "completed", 0, None, (), redownload=True, at=10.5),
     DoneRecord("k", "mug-noir", "task-3", "failed", 0, "1303: concurrency limit", at=11.5),
+    RunEndRecord("r1", 3, 12.25, {"completed": 3, "not_run": 7}, 8_400_000, 8_400_000, 19_600_000, "budget",
+                 None, ("run", "r.yaml", "--budget", "0.10"), at=12.5),
+    RunEndRecord("r2", None, 0.5, {"failed": 1}, 0, 8_400_000, 0, "fatal", "the API key was refused", at=13.5),
 ]
 
 
@@ -91,3 +95,20 @@ def test_a_manifest_written_by_the_earlier_version_still_replays(tmp_path: Path)
     assert (state.settled, state.reserved) == (2_800_000, 2_800_000)
     assert state.uploads == {"ab": "inf://up"}
     assert state.runs[0].cap_microcents == 10_000_000
+
+
+def test_a_run_end_is_folded_by_run_id_and_older_manifests_simply_have_none(tmp_path: Path) -> None:
+    path = tmp_path / "manifest.jsonl"
+    path.write_bytes(b"".join(json.dumps(r).encode() + b"\n" for r in OLD_MANIFEST))
+    assert ManifestState.replay(read_records(path)).ends == {}
+    end = RunEndRecord("a1", 0, 2.0, {"completed": 1}, 2_800_000, 2_800_000, at=3.5)
+    with path.open("ab") as fh:
+        fh.write(encode(end))
+    state = ManifestState.replay(read_records(path))
+    assert state.ends == {"a1": end}
+    assert (state.settled, state.reserved) == (2_800_000, 2_800_000)  # an end record moves no money
+
+
+def test_a_run_end_written_with_fields_missing_still_reads() -> None:
+    assert parse({"t": "run_end", "run": "a1"}) == RunEndRecord("a1", None, 0.0, {}, 0, 0, 0, "", None, (), 0.0)
+    assert parse({"t": "run_end"}) is None  # no run id: meaningless
