@@ -19,6 +19,7 @@ from ..run.budget import LedgerSnapshot
 from ..run.history import RunEnding
 from ..run.options import Mode, RunOptions
 from ..run.outcome import RunSummary
+from ..run.pipeline import StageTally
 from ..run.session import git_provenance, prepare, run_plan
 from ..store.cache import default_root
 from ..store.sharding import lock_name, manifest_name, parse_shard
@@ -92,6 +93,13 @@ def _options(args: argparse.Namespace, plan: Plan, profile: Profile | None = Non
     )
 
 
+def _stage_notes(t: StageTally) -> str:
+    notes = [f"{t.failed} failed"] if t.failed else []
+    if t.skipped:
+        notes.append(f"{t.skipped} skipped")
+    return f" ({', '.join(notes)})" if notes else ""
+
+
 def _summary_lines(summary: RunSummary, plan: Plan) -> Iterator[str]:
     d = summary.decision
     done_before = len(d.done) if d else 0
@@ -107,12 +115,15 @@ def _summary_lines(summary: RunSummary, plan: Plan) -> Iterator[str]:
         cap = f" of the {format_usd(s.cap)} cap" if s.cap is not None else ""
         yield (f"spend: {format_usd(summary.spent_this_run)} this run; {format_usd(s.settled)} settled"
                f" + {format_usd(s.reserved)} unresolved in total{cap}")
-    short = [t for t in summary.stages if t.done < t.planned]
+    short = [t for t in summary.stages if t.done + t.skipped < t.planned]
     if summary.stages:
-        yield "stages: " + " · ".join(f"{t.name} {t.done}/{t.planned} done"
-                                      + (f" ({t.failed} failed)" if t.failed else "") for t in summary.stages)
+        yield "stages: " + " · ".join(f"{t.name} {t.done}/{t.planned} done" + _stage_notes(t) for t in summary.stages)
+        skipped = sum(t.skipped for t in summary.stages)
+        if skipped:
+            yield (f"skipped: {skipped} job{'s' if skipped != 1 else ''} planned on upstream files the service did not "
+                   "return (a list shorter than the images billed); nothing was reserved for them")
     if summary.stop_reason == "budget" and summary.stages:
-        cut = ", ".join(f"{t.name} ({t.planned - t.done} of {t.planned} not done)" for t in short)
+        cut = ", ".join(f"{t.name} ({t.planned - t.done - t.skipped} of {t.planned} not done)" for t in short)
         left = sum(t.left_cost for t in short)
         yield (f"budget stop: cut short: {cut}; finishing would cost at most {format_usd(left)}; "
                "raise budget.max_usd or --budget and run again to continue (nothing done is paid again)")

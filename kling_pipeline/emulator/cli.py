@@ -33,6 +33,7 @@ FAULT_HELP = {
     "download_bytes_per_second": "throttle file downloads",
     "response_lost_rate": "probability POST /apps/run creates the task but loses the answer",
     "index_lag": "seconds before a new task shows in POST /tasks/list",
+    "short_list_rate": "probability that a list output holds one item fewer than billed",
 }
 
 _CALLS = {

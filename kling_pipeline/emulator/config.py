@@ -122,6 +122,9 @@ class Faults:
     """``POST /apps/run`` creates the task but the connection dies mid-response."""
     index_lag: float = 0.0
     """Seconds after creation before a task shows up in ``POST /tasks/list``."""
+    short_list_rate: float = 0.0
+    """A completed task's list output (e.g. ``images``) holds one item fewer than it was
+    billed for, as when a provider's safety filter drops one."""
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -211,7 +211,8 @@ class Engine:
         pricing = served.spec.pricing
         quantity = pricing.quantity(task.input)
         stamp = self.clock.stamp(self.clock.now())
-        task.output = self.outputs.make(served.plan, task, quantity, stamp)
+        short = self.dice.chance(self.faults.short_list_rate, "short_list", task.input_sha, task.attempt)
+        task.output = self.outputs.make(served.plan, task, quantity, stamp, short=short)
         task.usage_events = [served.plan.usage_event(task.input, quantity, pricing.unit)]
         task.progress = 100
         self.ledger.charge(task, quantity=quantity, unit=pricing.unit, microcents=pricing.cost(task.input), stamp=stamp)

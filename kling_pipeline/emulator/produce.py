@@ -30,7 +30,8 @@ class OutputMaker:
         self.files = files
         self.images = images
 
-    def make(self, plan: OutputPlan, task: Task, quantity: int, stamp: str) -> dict[str, Any]:
+    def make(self, plan: OutputPlan, task: Task, quantity: int, stamp: str, *, short: bool = False) -> dict[str, Any]:
+        """``short``: a list output holds one item fewer than it is billed for."""
         value = task.input
         prompt = str(input_value(value, plan.defaults, plan.seed_field) or "")
         seconds: float | None = None
@@ -42,6 +43,7 @@ class OutputMaker:
                 output[field.name] = self._image(field, task, plan, stem, 0, prompt, stamp)
             elif field.kind == "images":
                 count = max(0, round(field.measure.read(value, plan.defaults))) if field.measure else 1
+                count = max(0, count - 1) if short else count
                 output[field.name] = [
                     self._image(field, task, plan, f"{task.id}-{i}", i, prompt, stamp) for i in range(count)
                 ]

@@ -101,8 +101,8 @@ class Chain:
     produced: dict[str, Produced] = field(default_factory=dict)  # plan key -> what it produced
     made: dict[str, Made] = field(default_factory=dict)  # real key -> the downstream job made from it
     twins: dict[str, str] = field(default_factory=dict)  # plan key -> the real key of an identical job made
-    cut: dict[str, list[int]] = field(default_factory=dict)  # stage -> [jobs, cost] that could not start
-    skipped: dict[str, int] = field(default_factory=dict)  # stage -> jobs of upstream files never returned
+    blocked: set[str] = field(default_factory=set)  # plan keys whose upstream job will not complete (this run)
+    skipped: set[str] = field(default_factory=set)  # plan keys of upstream files never returned, and below them
     url_ttl: float = URL_FRESH
 
     def __post_init__(self) -> None:
@@ -190,21 +190,16 @@ class Chain:
                 todo.append(job.key)
 
     def skip(self, sp: StagePlan, job: Job) -> None:
-        """A planned downstream job whose upstream file was not returned (a list shorter than billed)."""
-        self.skipped[sp.name] = self.skipped.get(sp.name, 0) + 1
-        self._cut(job.key)
+        """A planned downstream job whose upstream file was not returned (a list shorter than
+        billed): it, and every job below it, can never be made."""
+        self.skipped.add(job.key)
+        self.skipped.update(j.key for _, j in self.descendants(job.key))
 
     def cut_below(self, real_key: str) -> None:
         """``real_key`` will not complete in this run: its descendants cannot start."""
         pk = self.plan_key.get(real_key)
         if pk is not None:
-            self._cut(pk)
-
-    def _cut(self, pk: str) -> None:
-        for sp, job in self.descendants(pk):
-            row = self.cut.setdefault(sp.name, [0, 0])
-            row[0] += 1
-            row[1] += job.cost
+            self.blocked.update(j.key for _, j in self.descendants(pk))
 
 
 def _resolve(ref: Ref, whole: bool, prod: Produced) -> Any:

@@ -3,7 +3,7 @@ done, and during it, for each upstream job as it completes.
 
 Each downstream job made real (``chain.Chain.make``) is decided like any job (``work.decide``):
 sent, followed, fetched again, or done already — and a done one's own downstream jobs are
-decided in turn. A job that will not complete cuts its descendants short (``Chain.cut``).
+decided in turn. A job that will not complete blocks its descendants (``Chain.blocked``).
 """
 
 from __future__ import annotations
@@ -78,8 +78,10 @@ class StageTally:
     done: int  # completed
     failed: int  # failed, cancelled or rejected
     waiting: int  # not made yet: their upstream job has not completed
-    left_cost: int  # what the jobs not done would cost, at most (microcents)
+    left_cost: int  # what the jobs not done would cost, at most (microcents; skipped ones are not)
     planned_cost: int
+    blocked: int = 0  # of ``waiting``: their upstream job failed or was not run (in this run)
+    skipped: int = 0  # never made: the upstream returned fewer files than it was billed for
 
 
 def stage_tally(chain: Chain, state: ManifestState) -> list[StageTally]:
@@ -87,17 +89,22 @@ def stage_tally(chain: Chain, state: ManifestState) -> list[StageTally]:
     real = chain.real_keys()
     out = []
     for sp in chain.plan.stages:
-        done = failed = waiting = left = 0
+        done = failed = waiting = blocked = skipped = left = 0
         for job in sp.plan.jobs:
             key = job.key if sp.needs is None else real.get(job.key)
             s = state.jobs.get(key) if key is not None else None
+            if key is None and job.key in chain.skipped:
+                skipped += 1
+                continue
             if key is None:
                 waiting += 1
+                blocked += job.key in chain.blocked
             elif s is not None and s.state == "completed":
                 done += 1
                 continue
             elif s is not None and s.state in ("failed", "cancelled", "rejected"):
                 failed += 1
             left += job.cost
-        out.append(StageTally(sp.name, len(sp.plan.jobs), done, failed, waiting, left, sp.plan.total_cost))
+        out.append(StageTally(sp.name, len(sp.plan.jobs), done, failed, waiting, left, sp.plan.total_cost,
+                              blocked, skipped))
     return out

@@ -113,6 +113,10 @@ def status_lines(s: Status) -> Iterator[str]:
     yield f"  images: {s.images} on disk"
     for t in s.stages:
         waiting = f" · {t.waiting} waiting for their input" if t.waiting else ""
+        if t.blocked:
+            waiting += f" ({t.blocked} behind an upstream job that failed)"
+        if t.skipped:
+            waiting += f" · {t.skipped} skipped (their upstream file was never returned)"
         yield (f"  stage {t.name}: {t.done}/{t.planned} done · {t.failed} failed{waiting} · "
                f"{format_usd(t.left_cost)} left to finish")
     cap = f" of the {format_usd(s.cap)} cap" if s.cap is not None else " (no cap)"
@@ -156,7 +160,9 @@ def status_document(s: Status) -> dict[str, Any]:
                   "planned_usd": usd(s.planned_cost)},
         "resume": resume,
         **({"stages": [{"name": t.name, "planned": t.planned, "done": t.done, "failed": t.failed,
-                        "waiting": t.waiting, "left_usd": usd(t.left_cost), "planned_usd": usd(t.planned_cost)}
+                        "waiting": t.waiting,
+                        "blocked": t.blocked, "skipped": t.skipped, "left_usd": usd(t.left_cost),
+                        "planned_usd": usd(t.planned_cost)}
                        for t in s.stages]} if s.stages else {}),
         "last_runs": [run_json(e) for e in s.recent],
     }

@@ -329,6 +329,47 @@ def test_a_list_output_fans_out_one_job_per_file_and_a_text_output_feeds_a_text_
 
 
 
+FAN = """
+version: 1
+name: fan
+output: {dir: out}
+budget: {max_usd: 5}
+stages:
+  sketch:
+    app: google/gemini-2-5-flash-image@57fbd965
+    matrix:
+      subject: [kite, boat]
+    input:
+      prompt: "Sketches of a {{ subject }}"
+      num_images: 3
+  refine:
+    app: klingai/image-o1@0pbaxv40
+    needs: sketch
+    input:
+      prompt: "Refine this sketch"
+      image: "{{ sketch.images }}"
+      resolution: 1k
+"""
+
+
+def test_files_the_upstream_never_returned_are_skipped_and_said_so(cli, emulator, recipe):
+    """Each sketch is billed for 3 images but returns 2 (the emulator's short-list fault):
+    the refine jobs planned on the third image of each can never be made."""
+    emu = emulator(short_list_rate=1.0)
+    path = recipe(FAN)
+    assert [len(sp.plan.jobs) for sp in plan_file(path).stages] == [2, 6]
+    result = cli("run", str(path), "--base-url", emu.base_url)
+    assert result.code == 0, result.err
+    assert len([c for c in emu.ledger()["charges"] if c["app"].startswith(IMAGE)]) == 4
+    assert "stages: sketch 2/2 done · refine 4/6 done (2 skipped)" in result.err
+    assert "skipped: 2 jobs planned on upstream files the service did not return" in result.err
+    status = json.loads(cli("status", str(path), "--json").out)
+    refine = next(s for s in status["stages"] if s["name"] == "refine")
+    assert (refine["done"], refine["skipped"], refine["waiting"], refine["left_usd"]) == (4, 2, 0, "0.00")
+    again = cli("run", str(path), "--base-url", emu.base_url)
+    assert again.code == 0 and len(emu.ledger()["charges"]) == 6  # nothing more to pay for
+
+
 def test_prune_keeps_the_current_chain_and_removes_only_what_a_changed_draft_left_behind(cli, emulator, recipe):
     emu = emulator()
     path = recipe(pipeline_text())
