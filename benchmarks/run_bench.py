@@ -5,7 +5,8 @@ Each client runs in its own process against its own fresh emulator process
 submitted, followed to completion and its image downloaded to disk.
 
 * ``ours``      — ``plan_file`` + ``run_plan`` + the report on the CLI's event loop (uvloop): what
-                  ``kling-pipeline run`` does (manifest with fsync, budget, files and sidecars, report);
+                  ``kling-pipeline run`` does (manifest with fsync, budget, files and sidecars, the
+                  shared result cache (in a fresh directory), report);
 * ``lean``      — a lean loop of our own: the same HTTP work (submit, follow the stream to the end,
                   download and hash the file) in one process, one connection pool, uvloop, no files,
                   no manifest, no budget: the reference the run's CPU per task is measured against;
@@ -92,7 +93,8 @@ def child_ours(url: str, n: int, c: int, work: Path, report: bool = True) -> dic
         events = PlainEvents(sink, Counters(n))
         t0, c0 = time.perf_counter(), time.process_time()
         summary = run_async(lambda: run_plan(plan, base_url=url, key=Secret(KEY),
-                                             options=RunOptions(concurrency=c), events=events))
+                                             options=RunOptions(concurrency=c, cache=str(work / "cache")),
+                                             events=events))
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         if report:
             write_report(plan.output_dir, plan)
