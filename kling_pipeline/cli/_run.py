@@ -59,6 +59,9 @@ def add_run_arguments(p: argparse.ArgumentParser, *, collect: bool = False) -> N
                    help="on Ctrl-C, how long to wait for running tasks (default 120)")
     p.add_argument("--connect-grace", type=seconds, default=30.0, metavar="S",
                    help="stop the run when the API cannot be reached for this long (default 30)")
+    p.add_argument("--upstream-url-ttl", type=seconds, default=1800.0, metavar="S",
+                   help="a pipeline sends an upstream output by the service's URL for this long after it "
+                        "completed, then uploads the local file instead (default 1800)")
     p.add_argument("--no-cache", action="store_true",
                    help="do not serve jobs from the shared cache of paid results, nor add to it "
                         "($KLING_PIPELINE_CACHE, default ~/.cache/kling-pipeline/results)")
@@ -75,6 +78,7 @@ def _options(args: argparse.Namespace, plan: Plan) -> RunOptions:
         reconcile_window=args.reconcile_window, cancel_inflight=args.cancel_inflight,
         drain_timeout=args.drain_timeout, webhook=getattr(args, "webhook", None) or plan.recipe.webhook,
         connect_grace=args.connect_grace, cache=None if args.no_cache else str(default_root()),
+        upstream_url_ttl=args.upstream_url_ttl,
     )
 
 

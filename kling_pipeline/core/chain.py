@@ -49,7 +49,7 @@ from .sandbox import TemplateProblem, make_environment, parse, parse_expression
 from .stages import RESERVED, Pipeline, Stage, lineage_axes
 from .sweep import DEFAULT_MAX_JOBS
 
-__all__ = ["TOKEN_PREFIX", "Ref", "find_refs", "parse_token", "plan_pipeline", "token"]
+__all__ = ["TOKEN_PREFIX", "Ref", "find_refs", "joined", "parse_token", "plan_pipeline", "root_keys", "token"]
 
 TOKEN_PREFIX = "https://upstream.invalid/"  # noqa: S105 - a reserved domain, not a secret
 _TOKEN = re.compile(r"https://upstream\.invalid/([A-Za-z_][A-Za-z0-9_]*)/([0-9a-f]{64})/([^/\s\"']+)/([0-9]+)")
@@ -524,14 +524,25 @@ def plan_pipeline(pipeline: Pipeline, *, only: Mapping[str, set[str]] | None = N
         plans[stage.name] = sp
     if problems:
         raise RecipeError(problems[:MAX_SHOWN_ERRORS], total=len(problems))
-    return _joined(pipeline, [plans[s.name] for s in pipeline.stages])
+    return joined(pipeline, [plans[s.name] for s in pipeline.stages])
 
 
 def _at(d: Diagnostic) -> tuple[str, int, int]:
     return (d.position.file, d.position.line, d.position.col) if d.position is not None else ("", 0, 0)
 
 
-def _joined(pipeline: Pipeline, stages: list[StagePlan]) -> Plan:
+def root_keys(plan: Plan) -> dict[str, str]:
+    """Each job of a pipeline's plan (by plan-time key) -> the key of the root job its chain starts from."""
+    roots: dict[str, str] = {}
+    for sp in plan.stages:
+        for job in sp.plan.jobs:
+            parent = job.combination.pick(sp.needs) if sp.needs is not None else None
+            roots[job.key] = job.key if parent is None else roots[parent.value["key"]]
+    return roots
+
+
+def joined(pipeline: Pipeline, stages: list[StagePlan]) -> Plan:
+    """One plan of every stage's jobs, priced together (``Plan.stages`` keeps each stage's own)."""
     first = stages[0].plan
     jobs = tuple(j for sp in stages for j in sp.plan.jobs)
     return dataclasses.replace(

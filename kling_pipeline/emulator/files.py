@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
@@ -30,6 +31,8 @@ class StoredFile:
     """Draws the bytes of an output file on first use (then ``data`` keeps them)."""
     large: bool = False
     """Drawing is slow enough to belong in a worker thread."""
+    drawn: Callable[[bytes], None] | None = field(default=None, repr=False)
+    """Told the bytes once they are drawn (the store remembers its outputs' hashes)."""
 
     @property
     def ready(self) -> bool:
@@ -43,6 +46,8 @@ class StoredFile:
             else:
                 data = render()
             self.data, self.render = data, None
+            if self.drawn is not None:
+                self.drawn(data)
         return self.data or b""
 
     def describe(self, base_url: str) -> dict[str, object]:
@@ -61,6 +66,14 @@ class StoredFile:
 class FileStore:
     def __init__(self) -> None:
         self._files: dict[str, StoredFile] = {}
+        self._outputs: set[str] = set()  # sha256 of every output drawn so far
+
+    def is_output(self, data: bytes) -> bool:
+        """Whether ``data`` is one of the emulator's own outputs (fetched, then uploaded again)."""
+        return hashlib.sha256(data).hexdigest() in self._outputs
+
+    def _drawn(self, data: bytes) -> None:
+        self._outputs.add(hashlib.sha256(data).hexdigest())
 
     def get(self, file_id: str) -> StoredFile | None:
         return self._files.get(file_id)
@@ -115,6 +128,7 @@ class FileStore:
             task_id=task_id,
             render=render,
             large=large,
+            drawn=self._drawn,
         )
         self._files[stored.id] = stored
         return stored

@@ -65,10 +65,10 @@ def _reference_image_problem(st: EmulatorState, served: ServedApp, value: dict[s
     """What Kling would refuse in an uploaded reference image of a field with ``x-file``
     limits (the task then fails after acceptance, as Kling checks it). The emulator's own
     outputs are valid by construction: they are only drawn smaller than their nominal size
-    (``image_scale``)."""
+    (``image_scale``) — passed on by their URL, or downloaded and uploaded again."""
     for name, file_id, limits in served.checker.own_files(value, netloc):
         stored = st.files.get(file_id)
-        if limits and stored is not None and stored.task_id is None:
+        if limits and stored is not None and stored.task_id is None and not st.files.is_output(stored.data or b""):
             problem = image_problem(stored.data or b"", limits)
             if problem:
                 return f"{name}: {problem}"

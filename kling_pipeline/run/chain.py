@@ -71,7 +71,7 @@ class Made:
     upstream: Produced
 
 
-def _produced(stage: str, record: DoneRecord, outputs: OutputSpec, out_dir: Path,
+def _produced(stage: str, record: DoneRecord, outputs: OutputSpec, ttl: float,
               upstream: Produced | None) -> Produced:
     by_uri = {o.uri: o for o in record.outputs if o.uri}
     files: dict[tuple[str, int], OutputEntry] = {}
@@ -80,7 +80,7 @@ def _produced(stage: str, record: DoneRecord, outputs: OutputSpec, out_dir: Path
         entry = by_uri.get(f.uri) or (record.outputs[i] if not by_uri and i < len(record.outputs) else None)
         if entry is not None:
             files[(f.field.name, f.index)] = entry
-    fresh = 0.0 if record.cached or record.redownload else record.at + URL_FRESH
+    fresh = 0.0 if record.cached or record.redownload else record.at + ttl
     link = {"stage": stage, "job": record.job, "key": record.key, "task": record.task,
             "files": {f"{k[0]}[{k[1]}]" if k[1] else k[0]: e.sha256 for k, e in files.items()}}
     chain = (*(upstream.chain if upstream else ()), link)
@@ -100,8 +100,10 @@ class Chain:
     stage_of: dict[str, str] = field(default_factory=dict)  # real key -> stage
     produced: dict[str, Produced] = field(default_factory=dict)  # plan key -> what it produced
     made: dict[str, Made] = field(default_factory=dict)  # real key -> the downstream job made from it
+    twins: dict[str, str] = field(default_factory=dict)  # plan key -> the real key of an identical job made
     cut: dict[str, list[int]] = field(default_factory=dict)  # stage -> [jobs, cost] that could not start
     skipped: dict[str, int] = field(default_factory=dict)  # stage -> jobs of upstream files never returned
+    url_ttl: float = URL_FRESH
 
     def __post_init__(self) -> None:
         for sp in self.plan.stages:
@@ -121,7 +123,11 @@ class Chain:
             if sp.needs is None:
                 yield sp, list(sp.plan.jobs)
 
-    def note(self, record: DoneRecord, out_dir: Path) -> None:
+    def real_keys(self) -> dict[str, str]:
+        """Plan-time key -> real key, for every downstream job made so far."""
+        return {**self.twins, **{m.plan_key: key for key, m in self.made.items()}}
+
+    def note(self, record: DoneRecord) -> None:
         """A completed job's record: what it produced, for the jobs downstream of it."""
         if record.status != "completed" or record.download_pending:
             return
@@ -130,12 +136,12 @@ class Chain:
             return
         stage = self.stage_of[record.key]
         made = self.made.get(record.key)
-        self.produced[pk] = _produced(stage, record, self.stage_runs[stage].outputs, out_dir,
+        self.produced[pk] = _produced(stage, record, self.stage_runs[stage].outputs, self.url_ttl,
                                       made.upstream if made else None)
 
-    def note_state(self, state: JobState, out_dir: Path) -> None:
+    def note_state(self, state: JobState) -> None:
         if state.done is not None:
-            self.note(state.done, out_dir)
+            self.note(state.done)
 
     def make(self, real_key: str) -> tuple[list[Made], list[tuple[StagePlan, Job, str]]]:
         """The downstream jobs of the completed job ``real_key``: those made real, and those that
@@ -150,7 +156,10 @@ class Chain:
             got = self._make(sp, job, prod)
             if isinstance(got, str):
                 missing.append((sp, job, got))
-            elif got.job.key not in self.made:
+            elif got.job.key in self.made:  # identical upstream files, identical request: one job, paid once
+                if self.made[got.job.key].plan_key != job.key:
+                    self.twins[job.key] = got.job.key
+            else:
                 self.made[got.job.key] = got
                 self.plan_key[got.job.key] = job.key
                 self.stage_of[got.job.key] = sp.name

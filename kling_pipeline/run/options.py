@@ -32,3 +32,4 @@ class RunOptions:
     connect_grace: float = 30.0  # how long the API may stay unreachable before the run stops
     mode: Mode = "run"
     cache: str | None = None  # the shared result cache's directory (None: no cache)
+    upstream_url_ttl: float = 1800.0  # a pipeline passes an upstream output on by its URL for this long

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..core.jobs import Job
 from ..store.state import ManifestState
@@ -23,14 +22,14 @@ Decide = Callable[..., Decision]  # work.decide with the run's options bound
 
 
 class Downstream:
-    def __init__(self, chain: Chain, state: ManifestState, out_dir: Path, decide: Decide) -> None:
-        self.chain, self.state, self.out_dir, self._decide = chain, state, out_dir, decide
+    def __init__(self, chain: Chain, state: ManifestState, decide: Decide) -> None:
+        self.chain, self.state, self._decide = chain, state, decide
 
     def start(self, decision: Decision) -> None:
         """Add to ``decision`` (the root stages') the downstream jobs of every job already done."""
         made_before = set(self.chain.made)
         for s in list(decision.done):
-            self.chain.note_state(s, self.out_dir)
+            self.chain.note_state(s)
             self.merge(decision, self.after(s.key))
         for s in (*decision.failed, *decision.unknown):
             self.chain.cut_below(s.key)
@@ -62,7 +61,7 @@ class Downstream:
                 d = self._decide(self.state, jobs=jobs, stage=stage, orphans=False)
                 self.merge(out, Decision(work=d.work, failed=d.failed, unknown=d.unknown, deferred=d.deferred))
                 for s in d.done:
-                    self.chain.note_state(s, self.out_dir)
+                    self.chain.note_state(s)
                     out.done.append(s)
                     todo.append(s.key)
                 for s in (*d.failed, *d.unknown):
@@ -85,7 +84,7 @@ class StageTally:
 
 def stage_tally(chain: Chain, state: ManifestState) -> list[StageTally]:
     """Each stage: its jobs done, failed, waiting for their input, and what finishing would cost."""
-    real = {m.plan_key: key for key, m in chain.made.items()}
+    real = chain.real_keys()
     out = []
     for sp in chain.plan.stages:
         done = failed = waiting = left = 0

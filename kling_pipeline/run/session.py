@@ -77,13 +77,13 @@ def prepare(plan: Plan, options: RunOptions, manifest: str = MANIFEST_NAME) -> t
     """Read the manifest (without locking) and decide what a run would do."""
     path = plan.output_dir / manifest
     state = ManifestState.replay(read_records(path))
-    return state, _decide(plan, state, options, _chain(plan))[0], path
+    return state, _decide(plan, state, options, _chain(plan, options))[0], path
 
 
 def decide_run(plan: Plan, state: ManifestState, options: RunOptions) -> tuple[Decision, Downstream | None]:
     """What a run would do (for ``status``): for a pipeline, with its downstream jobs as far as
     their inputs exist, and the chain that knows which (``Downstream.chain``)."""
-    return _decide(plan, state, options, _chain(plan))
+    return _decide(plan, state, options, _chain(plan, options))
 
 
 def stage_runs(plan: Plan) -> dict[str, StageRun]:
@@ -95,8 +95,8 @@ def stage_runs(plan: Plan) -> dict[str, StageRun]:
             for sp in plan.stages}
 
 
-def _chain(plan: Plan) -> Chain | None:
-    return Chain(plan, stage_runs(plan)) if plan.stages else None
+def _chain(plan: Plan, options: RunOptions) -> Chain | None:
+    return Chain(plan, stage_runs(plan), url_ttl=options.upstream_url_ttl) if plan.stages else None
 
 
 def _decide(plan: Plan, state: ManifestState, options: RunOptions,
@@ -114,9 +114,9 @@ def _decide(plan: Plan, state: ManifestState, options: RunOptions,
     decision.work = [dataclasses.replace(w, stage=stage_of[w.key]) if w.key in stage_of else w for w in decision.work]
     decision.deferred = [dataclasses.replace(w, stage=stage_of[w.key]) if w.key in stage_of else w
                          for w in decision.deferred]
-    downstream = Downstream(chain, state, plan.output_dir, decide_)
+    downstream = Downstream(chain, state, decide_)
     downstream.start(decision)
-    made = {m.plan_key for m in chain.made.values()}
+    made = set(chain.real_keys())
     for sp in plan.stages:
         if sp.needs is not None:
             for job in sp.plan.jobs:
@@ -142,7 +142,7 @@ class OpenRun:
         self._journal: Journal | None = None
         self.state = ManifestState()
         self.ledger = BudgetLedger(plan.budget_microcents)
-        self.chain = _chain(plan)
+        self.chain = _chain(plan, options)
         self.downstream: Downstream | None = None
 
     async def __aenter__(self) -> OpenRun:
@@ -174,9 +174,8 @@ class OpenRun:
         prov = dict(provenance or {})
         prov.setdefault("tool", f"kling-pipeline {__version__}")
         claimed = self.state.claimed_task_ids()
-        chain, out_dir = self.chain, self.plan.output_dir
-        record = Recorder(self._journal, self.state, claimed,
-                          on_done=None if chain is None else lambda r: chain.note(r, out_dir))
+        chain = self.chain
+        record = Recorder(self._journal, self.state, claimed, on_done=None if chain is None else chain.note)
         stages = stage_runs(self.plan)
         ctx = RunContext(plan=self.plan, options=self.options, api=api, journal=self._journal, state=self.state,
                          record=record, gate=BudgetGate(self.ledger, stop), stop=stop, events=events,

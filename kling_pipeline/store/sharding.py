@@ -12,9 +12,11 @@ for ``status`` and ``report``.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..core.chain import joined, root_keys
 from ..core.errors import UsageError
 from ..core.planning import Plan
 from .atomic import write_atomic
@@ -80,10 +82,16 @@ def cap_shares(cap: int, costs: list[int]) -> list[int]:
 
 def shard_plan(plan: Plan, shard: Shard | None, own_budget: int | None) -> Plan:
     """The plan restricted to ``shard``'s jobs, with its share of the budget: the recipe's cap
-    split in proportion to each shard's planned cost (so a sweep that fits, fits shard by shard)."""
+    split in proportion to each shard's planned cost (so a sweep that fits, fits shard by shard).
+    A pipeline is split by chain: a downstream job goes with the root job its chain starts from."""
     if shard is None:
         return plan
-    jobs = tuple(j for j in plan.jobs if shard.owns(j.key))
+    roots = root_keys(plan) if plan.stages else None
+
+    def owner(key: str) -> str:
+        return roots[key] if roots is not None else key
+
+    jobs = tuple(j for j in plan.jobs if shard.owns(owner(j.key)))
     recipe_cap = plan.recipe.budget_microcents
     if own_budget is not None:
         cap: int | None = own_budget if recipe_cap is None else min(own_budget, recipe_cap)
@@ -92,11 +100,20 @@ def shard_plan(plan: Plan, shard: Shard | None, own_budget: int | None) -> Plan:
     else:
         costs = [0] * shard.count
         for j in plan.jobs:
-            costs[int(j.key[:16], 16) % shard.count] += j.cost
+            costs[int(owner(j.key)[:16], 16) % shard.count] += j.cost
         cap = cap_shares(recipe_cap, costs)[shard.index - 1]
+    if plan.stages and plan.pipeline is not None:
+        stages = [replace(sp, plan=_restricted(sp.plan, lambda k: shard.owns(owner(k))), _index=None)
+                  for sp in plan.stages]
+        whole = joined(plan.pipeline, stages)
+        return replace(whole, budget_microcents=cap, filtered_out=plan.filtered_out + len(plan.jobs) - len(jobs))
+    return replace(_restricted(plan, shard.owns), budget_microcents=cap)
+
+
+def _restricted(plan: Plan, keep: Callable[[str], bool]) -> Plan:
+    jobs = tuple(j for j in plan.jobs if keep(j.key))
     return replace(
-        plan, jobs=jobs, budget_microcents=cap, total_cost=sum(j.cost for j in jobs),
-        total_units=sum(j.units for j in jobs),
+        plan, jobs=jobs, total_cost=sum(j.cost for j in jobs), total_units=sum(j.units for j in jobs),
         images_returned=len(jobs) * plan.app.pricing.images_returned_per_task,
         filtered_out=plan.filtered_out + len(plan.jobs) - len(jobs),
     )

@@ -13,7 +13,10 @@ from typing import Any
 
 from ..core.money import format_usd, usd_decimal
 from ..core.planning import Plan
-from ..run.work import Action, decide, outputs_present
+from ..run.options import RunOptions
+from ..run.pipeline import StageTally, stage_tally
+from ..run.session import decide_run
+from ..run.work import Action, outputs_present
 from ..store.state import ManifestState
 
 __all__ = ["STATUS_FORMAT", "Status", "compute_status", "status_document", "status_lines"]
@@ -35,6 +38,7 @@ class Status:
     cap: int | None
     planned_cost: int | None
     resume: dict[str, int] | None  # submit, submit_cost, reattach, reconcile, redownload, failed_left, unknown_left
+    stages: tuple[StageTally, ...] = ()  # a pipeline's stages, where each stands
 
     @property
     def resume_fits(self) -> bool | None:
@@ -47,6 +51,13 @@ def compute_status(out_dir: Path, state: ManifestState, plan: Plan | None = None
     counts = dict.fromkeys(("completed", "failed", "cancelled", "rejected", "unknown", "in_flight",
                             "not_started"), 0)
     keys = {j.key for j in plan.jobs} if plan is not None else set(state.jobs)
+    d, downstream = decide_run(plan, state, RunOptions()) if plan is not None else (None, None)
+    tallies: tuple[StageTally, ...] = ()
+    if downstream is not None and plan is not None and d is not None:
+        # a pipeline: its root jobs, and the downstream jobs made real so far (the others wait)
+        keys = {j.key for _, jobs in downstream.chain.roots() for j in jobs} | set(downstream.chain.made)
+        counts["not_started"] += d.waiting
+        tallies = tuple(stage_tally(downstream.chain, state))
     images = 0
     for key in keys:
         job = state.jobs.get(key)
@@ -61,11 +72,10 @@ def compute_status(out_dir: Path, state: ManifestState, plan: Plan | None = None
             if job.state == "completed" and outputs_present(job, out_dir):
                 images += len(job.done.outputs) if job.done is not None else 0
     resume = None
-    if plan is not None:
-        d = decide(plan, state)
+    if d is not None:
         resume = {
-            "submit": d.count(Action.SUBMIT),
-            "submit_cost": sum(w.cost for w in d.work if w.action is Action.SUBMIT),
+            "submit": d.count(Action.SUBMIT) + d.waiting,
+            "submit_cost": sum(w.cost for w in d.work if w.action is Action.SUBMIT) + d.waiting_cost,
             "reattach": d.count(Action.REATTACH),
             "reconcile": d.count(Action.RECONCILE),
             "redownload": d.count(Action.REDOWNLOAD),
@@ -79,7 +89,7 @@ def compute_status(out_dir: Path, state: ManifestState, plan: Plan | None = None
         app=str(plan.recipe.app) if plan is not None else (last.app if last else None), runs=len(state.runs),
         planned=len(plan.jobs) if plan is not None else None, counts=counts, images=images,
         settled=state.settled, reserved=state.reserved, cap=cap if isinstance(cap, int) else None,
-        planned_cost=plan.total_cost if plan is not None else None, resume=resume,
+        planned_cost=plan.total_cost if plan is not None else None, resume=resume, stages=tallies,
     )
 
 
@@ -91,6 +101,10 @@ def status_lines(s: Status) -> Iterator[str]:
     yield (f"  jobs: {planned}{c['completed']} done · {c['failed'] + c['cancelled'] + c['rejected']} failed · "
            f"{c['unknown']} unknown · {c['in_flight']} in flight · {c['not_started']} not started")
     yield f"  images: {s.images} on disk"
+    for t in s.stages:
+        waiting = f" · {t.waiting} waiting for their input" if t.waiting else ""
+        yield (f"  stage {t.name}: {t.done}/{t.planned} done · {t.failed} failed{waiting} · "
+               f"{format_usd(t.left_cost)} left to finish")
     cap = f" of the {format_usd(s.cap)} cap" if s.cap is not None else " (no cap)"
     planned_cost = f"; planned {format_usd(s.planned_cost)}" if s.planned_cost is not None else ""
     yield f"  spend: {format_usd(s.settled)} settled + {format_usd(s.reserved)} reserved{cap}{planned_cost}"
@@ -126,4 +140,7 @@ def status_document(s: Status) -> dict[str, Any]:
         "spend": {"settled_usd": usd(s.settled), "reserved_usd": usd(s.reserved), "cap_usd": usd(s.cap),
                   "planned_usd": usd(s.planned_cost)},
         "resume": resume,
+        **({"stages": [{"name": t.name, "planned": t.planned, "done": t.done, "failed": t.failed,
+                        "waiting": t.waiting, "left_usd": usd(t.left_cost), "planned_usd": usd(t.planned_cost)}
+                       for t in s.stages]} if s.stages else {}),
     }
