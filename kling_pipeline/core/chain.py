@@ -12,7 +12,10 @@ uploaded) in the request, the file's ``sha256:`` in the job's content key — so
 downstream job is paid again only when its upstream *file* changed.
 
 A list output (``images``) read as a file fans out: one downstream job per file, counted
-at plan time as the upstream job's billed units (an upper bound: the app may return fewer).
+at plan time as the most a task may return (``chainsize.fan_out``: its billed units when the
+app bills per item of the list, else the list's ``maxItems``; a read of a list nothing bounds
+is refused). A stage's size is counted before its axis is built or its matrix expanded
+(``chainsize.size_problem``), against the same ``--max-jobs`` limit for the whole chain.
 
 A value output (``description``: text) is a token too, swapped for the text by the run, so a
 template can only print it as it is, in a text field of the request (a filter or a comparison
@@ -36,6 +39,7 @@ from typing import Any
 import jinja2.nodes
 
 from .appstore import SchemaStore
+from .chainsize import FanOut, fan_out, size_problem, unknown_fan_out
 from .errors import Diagnostic, Position, RecipeError, UsageError
 from .jobs import Job, make_job
 from .localfiles import FileChecker, check_path
@@ -100,7 +104,7 @@ class _Reads:
     """What a stage's templates read from the stage it needs."""
 
     fields: set[str] = dataclasses.field(default_factory=set)  # output fields
-    fanout: str | None = None  # the list output read one file per job
+    fan: FanOut | None = None  # the list output read one file per job, and how its files are counted
     input: bool = False  # draft.input
     # value outputs read into a request field: (draft.description, the field, where), for the price
     texts: list[tuple[str, str, Position]] = dataclasses.field(default_factory=list)
@@ -183,10 +187,15 @@ def _check_reads(stage: Stage, recipe: Recipe, up: StagePlan, lineage: Sequence[
             _check_file_read(leaf.kind, leaf.parts, leaf.path, leaf.pos, needs, out, inputs, down_app.name,
                              problems)
             if out.many:
-                if reads.fanout not in (None, attr):
+                if reads.fan is not None and reads.fan.field != attr:
                     problems.append(Diagnostic(leaf.pos, f"{where}: a stage fans out over one list output; "
-                                                         f"it reads {needs}.{reads.fanout} already"))
-                reads.fanout = attr
+                                                         f"it reads {needs}.{reads.fan.field} already"))
+                    continue
+                fan = fan_out(up.plan.app, out)
+                if fan is None:
+                    problems.append(Diagnostic(leaf.pos, unknown_fan_out(where, needs, out, up.plan.app)))
+                    continue
+                reads.fan = fan
     return reads
 
 
@@ -329,46 +338,68 @@ def _lineage(plans: Mapping[str, StagePlan], sp: StagePlan, job: Job) -> dict[st
         job = sp.job(parent.value["key"])
 
 
-def _upstream_axis(stage: Stage, up: StagePlan, plans: Mapping[str, StagePlan], reads: _Reads,
-                   problems: list[Diagnostic], narrowed: bool = False) -> Axis:
-    """The implicit axis named after the stage ``stage`` needs: one value per upstream job kept
-    (per file, for a list read as files). ``narrowed``: ``--only`` left out some upstream jobs, so
-    a ``where`` value no job has, or a stage that takes nothing, is no mistake of the recipe."""
+def _taken(stage: Stage, up: StagePlan, plans: Mapping[str, StagePlan], problems: list[Diagnostic],
+           narrowed: bool = False) -> list[Job]:
+    """The upstream jobs ``stage`` takes: those ``where`` keeps. ``narrowed``: ``--only`` left out
+    some upstream jobs, so a ``where`` value no job has, or a stage that takes nothing, is no
+    mistake of the recipe."""
     assert stage.needs is not None
-    needs, pos = stage.needs, stage.needs_pos or stage.pos
+    needs = stage.needs
     taken: dict[str, set[str]] = {w.axis: set() for w in stage.where}
-    values: list[AxisValue] = []
-    outputs = {f.name: f for f in up.outputs.fields}
+    kept: list[Job] = []
     for job in up.plan.jobs:
+        if not stage.where:
+            kept.append(job)
+            continue
         lineage = _lineage(plans, up, job)
         for w in stage.where:
             if w.axis in lineage:
                 taken[w.axis].add(lineage[w.axis])
-        if not all(lineage.get(w.axis) in w.labels for w in stage.where):
-            continue
+        if all(lineage.get(w.axis) in w.labels for w in stage.where):
+            kept.append(job)
+    for w in () if narrowed else stage.where:
+        for label, at in sorted(w.value_pos.items()):
+            if label not in taken[w.axis]:
+                known = ", ".join(sorted(taken[w.axis])) or "none"
+                problems.append(Diagnostic(at, f"where: no job of {needs!r} has {w.axis}={label} (values: {known})"))
+    if not kept and up.plan.jobs and not problems and not narrowed:
+        wanted = " and ".join(f"{w.axis}={'|'.join(sorted(w.labels))}" for w in stage.where)
+        problems.append(Diagnostic(stage.needs_pos or stage.pos, f"stage {stage.name!r} takes no job of {needs!r}: "
+                                                                 f"none has {wanted}; widen its where"))
+    return kept
+
+
+def _source(stage: Stage, reads: _Reads, values: int) -> str:
+    """What the implicit axis's ``values`` are, for a message: ``4 jobs of 'draft'``."""
+    if reads.fan is not None:
+        return f"{values:,} files of {stage.needs}.{reads.fan.field}, counted {reads.fan.counted}"
+    kept = " kept by where" if stage.where else ""
+    return f"{values:,} job{'s' if values != 1 else ''} of {stage.needs!r}{kept}"
+
+
+def _upstream_axis(stage: Stage, up: StagePlan, plans: Mapping[str, StagePlan], reads: _Reads,
+                   taken: Sequence[Job]) -> Axis:
+    """The implicit axis named after the stage ``stage`` needs: one value per upstream job taken
+    (per file, for a list read as files)."""
+    assert stage.needs is not None
+    needs, pos = stage.needs, stage.needs_pos or stage.pos
+    values: list[AxisValue] = []
+    outputs = {f.name: f for f in up.outputs.fields}
+    for job in taken:
         axes = dict(_values(plans, up, job))
         base: dict[str, Any] = {k: v for k, v in axes.items() if k not in RESERVED and k not in outputs
                                 and k not in _DICT_ATTRS}
         base.update(name=job.id, job_id=job.id, key=job.key, stage=needs, axes=axes)
         if reads.input:
             base["input"] = up.plan.render(job).request
-        count = max(1, job.units) if reads.fanout else 1
-        for i in range(count):
+        fan = reads.fan.field if reads.fan is not None else None
+        for i in range(reads.fan.files(job) if reads.fan is not None else 1):
             value = dict(base)
             for f in reads.fields:
-                value[f] = token(Ref(needs, job.key, f, i if f == reads.fanout else 0))
-            label = f"{job.id}.{i}" if reads.fanout else job.id
+                value[f] = token(Ref(needs, job.key, f, i if f == fan else 0))
+            label = f"{job.id}.{i}" if fan is not None else job.id
             value["name"] = label
             values.append(AxisValue(value, pos, label, label))
-    for w in () if narrowed else stage.where:
-        for label, at in sorted(w.value_pos.items()):
-            if label not in taken[w.axis]:
-                known = ", ".join(sorted(taken[w.axis])) or "none"
-                problems.append(Diagnostic(at, f"where: no job of {needs!r} has {w.axis}={label} (values: {known})"))
-    if not values and up.plan.jobs and not problems and not narrowed:
-        wanted = " and ".join(f"{w.axis}={'|'.join(sorted(w.labels))}" for w in stage.where)
-        problems.append(Diagnostic(stage.needs_pos or stage.pos, f"stage {stage.name!r} takes no job of {needs!r}: "
-                                                                 f"none has {wanted}; widen its where"))
     return Axis(needs, tuple(values), pos)
 
 
@@ -487,18 +518,29 @@ def plan_pipeline(pipeline: Pipeline, *, only: Mapping[str, set[str]] | None = N
     for stage in pipeline.stages:
         axis: Axis | None = None
         reads = _Reads()
-        if stage.needs is not None:
+        if stage.needs is None:
+            too_many = size_problem(stage, None, "", total, max_jobs)
+        else:
             up = plans.get(stage.needs)
             if up is None:  # the stage it needs could not be planned: its problems are reported
                 continue
             found: list[Diagnostic] = []
+            taken: list[Job] = []
             reads = _check_reads(stage, stage.recipe, up, lineage_axes(pipeline, stage.needs), found, schemas)
             if not found:
                 narrowed = any(plans[s.name].plan.filtered_out for s in pipeline.chain(stage.needs))
-                axis = _upstream_axis(stage, up, plans, reads, found, narrowed)
+                taken = _taken(stage, up, plans, found, narrowed)
             if found:
                 problems += sorted(found, key=_at)
                 continue
+            # counted before the axis is built and the matrix expanded: a hostile chain is refused at once
+            values = sum(reads.fan.files(j) for j in taken) if reads.fan is not None else len(taken)
+            too_many = size_problem(stage, values, _source(stage, reads, values), total, max_jobs)
+            if too_many is None:
+                axis = _upstream_axis(stage, up, plans, reads, taken)
+        if too_many is not None:
+            problems.append(too_many)
+            break  # the stages below would be counted on top of a chain already too large
         recipe = _stage_recipe(stage, axis)
         try:
             p = plan(recipe, only=_stage_only(recipe, axis, only), budget_usd=budget_usd, out_dir=out_dir,
@@ -509,18 +551,14 @@ def plan_pipeline(pipeline: Pipeline, *, only: Mapping[str, set[str]] | None = N
         if stage.needs is not None:
             found = []
             p = _priced_by_text(p, reads.texts, stage.needs, max_job_usd, found)
-            sp = StagePlan(stage.name, p, stage.needs, OutputSpec.from_schema(p.app.output_schema), reads.fanout)
+            sp = StagePlan(stage.name, p, stage.needs, OutputSpec.from_schema(p.app.output_schema), reads.fan)
             _foreign_tokens(sp, plans[stage.needs], found)
             if found:
                 problems += sorted(found, key=_at)
                 continue
         else:
             sp = StagePlan(stage.name, p, None, OutputSpec.from_schema(p.app.output_schema))
-        total += len(p.jobs)
-        if total > max_jobs:
-            raise RecipeError([Diagnostic(stage.pos, f"the pipeline makes more than {max_jobs:,} jobs in all "
-                                                     f"(up to stage {stage.name!r}); narrow it, or raise the limit "
-                                                     "with --max-jobs N")])
+        total += len(p.jobs)  # within max_jobs: the stage was counted at most before it was planned
         plans[stage.name] = sp
     if problems:
         raise RecipeError(problems[:MAX_SHOWN_ERRORS], total=len(problems))

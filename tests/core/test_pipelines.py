@@ -461,8 +461,8 @@ def test_a_value_output_in_a_price_field_over_max_job_usd(write: WriteRecipe) ->
 def test_the_job_limit_counts_every_stage(write: WriteRecipe) -> None:
     # 2 drafts + 2 refinements + 2 videos = 6 jobs: each stage alone is within 5, the chain is not
     assert invalid(write, DRAFT + REFINE + ANIMATE, "--max-jobs", "5") == [
-        "r.yaml:14:3: the pipeline makes more than 5 jobs in all (up to stage 'animate'); narrow it, or raise the "
-        "limit with --max-jobs N"]
+        "r.yaml:14:3: stage 'animate' makes up to 2 jobs (2 jobs of 'refine' x 1 combination): with the 4 jobs of "
+        "the stages before it, 6 in all, more than the limit of 5; narrow it, or raise the limit with --max-jobs N"]
     assert valid(write, DRAFT + REFINE + ANIMATE, "--max-jobs", "6") == "r.yaml: ok — 6 jobs, $0.952\n"
 
 
@@ -575,7 +575,7 @@ def test_upstream_axes_and_ids_are_read_directly_or_through_axes(write: WriteRec
 def test_editing_a_downstream_stage_keeps_every_upstream_key(write: WriteRecipe) -> None:
     before = plan_file(write(DRAFT + REFINE + ANIMATE))
     after = plan_file(write(DRAFT + REFINE + ANIMATE.replace("turns", "spins")))
-    keys = [[j.key for j in sp.plan.jobs] for sp in (before, after) for sp in sp.stages]
+    keys = [[j.key for j in sp.plan.jobs] for p in (before, after) for sp in p.stages]
     assert keys[0:2] == keys[3:5]  # draft and refine: the same jobs, never paid again
     assert set(keys[2]).isdisjoint(keys[5])
     # an edited draft changes its own jobs and every job below it
