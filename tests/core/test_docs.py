@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from kling_pipeline.core.appstore import SchemaStore, StoredApp
 from kling_pipeline.views.planview import PLAN_FORMAT
 
 from .conftest import WriteRecipe
@@ -140,11 +141,14 @@ def test_the_pipeline_example_is_the_shipped_recipe() -> None:
     assert _uncommented(example) == _uncommented((ROOT / "recipes/pipeline.yaml").read_text(encoding="utf-8"))
 
 
-def test_the_pipeline_plan_is_what_plan_prints(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_pipeline_commands_print_what_the_docs_show(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
-    (console,) = pipeline_blocks("console")
-    command, expected = re.findall(r"^\$ kling-pipeline (.*)\n((?:(?!\$ ).*\n)*)", console, re.MULTILINE)[0]
-    assert cli(*command.split()) == (0, expected, "")
+    shown = [found for console in pipeline_blocks("console")
+             for found in re.findall(r"^\$ kling-pipeline (.*)\n((?:(?!\$ ).*\n)*)", console, re.MULTILINE)]
+    assert [command.split()[0] for command, _ in shown] == ["plan", "validate", "validate"]
+    for command, expected in shown:
+        code, out, err = cli(*command.split())
+        assert (code, out + err) == (2 if err else 0, expected)
 
 
 # (text in recipes/pipeline.yaml, what it is changed to, the first line validate prints)
@@ -176,7 +180,7 @@ PIPELINE_MISTAKES = [
 
 
 def test_the_pipeline_messages_are_all_checked() -> None:
-    (block,) = pipeline_blocks("text")
+    (block,) = [b for b in pipeline_blocks("text") if b.startswith("recipes/pipeline.yaml:")]
     assert block.splitlines() == [message for _, _, message in PIPELINE_MISTAKES]
 
 
@@ -215,3 +219,32 @@ def test_the_only_examples_narrow_as_they_say(monkeypatch: pytest.MonkeyPatch) -
     assert per_stage({"draft": {"ceramic_mug"}}) == [2, 2, 1]  # "the drafts are planned whole"
     for flag in ('--only "subject=ceramic mug"', "--only finish=matte", "--only draft=ceramic_mug"):
         assert flag in PIPELINES
+
+
+def test_the_unbounded_fan_out_message_is_what_validate_prints(write: WriteRecipe) -> None:
+    (block,) = [b for b in pipeline_blocks("text") if b.startswith("storyboard.yaml:")]
+    frames = {"type": "array", "items": {"type": "string", "format": "file", "contentMediaType": "image/png"}}
+    stored = StoredApp("acme/storyboard", "v1", "id1", "Storyboard", "2026-11-27T09:00:00Z", "https://example.invalid",
+                       True, ("v1",), {"type": "object", "properties": {"prompt": {"type": "string"},
+                                                                         "duration": {"type": "integer"}}},
+                       {"type": "object", "properties": {"frames": frames}},
+                       {"usd_per_unit": "0.05", "unit": "second", "quantity_field": "duration"}, "app document")
+    path = SchemaStore(Path("kling-schemas")).file_for("acme/storyboard", "v1")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(stored.encode())
+    write("""\
+version: 1
+app: klingai/image-o1@0pbaxv40
+stages:
+  shots:
+    app: acme/storyboard@v1
+    matrix: {subject: [mug, lamp]}
+    input: {prompt: "A {{ subject }}", duration: 8}
+  refine:
+    needs: shots
+    input:
+      prompt: refined
+      image: "{{ shots.frames }}"
+""", "storyboard.yaml")
+    code, _, err = cli("validate", "storyboard.yaml")
+    assert (code, err.splitlines()[:-1]) == (2, block.splitlines())
