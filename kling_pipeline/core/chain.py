@@ -12,13 +12,25 @@ uploaded) in the request, the file's ``sha256:`` in the job's content key — so
 downstream job is paid again only when its upstream *file* changed.
 
 A list output (``images``) read as a file fans out: one downstream job per file, counted
-at plan time as the upstream job's billed units (an upper bound: the app may return fewer).
+at plan time as the most a task may return (``chainsize.fan_out``: its billed units when the
+app bills per item of the list, else the list's ``maxItems``; a read of a list nothing bounds
+is refused). A stage's size is counted before its axis is built or its matrix expanded
+(``chainsize.size_problem``), against the same ``--max-jobs`` limit for the whole chain.
+
+A value output (``description``: text) is a token too, swapped for the text by the run, so a
+template can only print it as it is, in a text field of the request (a filter or a comparison
+would see the token). When it goes into the text a downstream app bills by its length (a
+text-to-speech ``text``), the length is not known before the run: each such job is counted at
+the most that field takes (its schema's ``maxLength``), else at ``--max-job-usd``.
+Only ``input`` reads outputs: ``output.filename`` and ``matrix.filter`` are decided at plan
+time, and read the upstream's axes, ``input`` and ``job_id``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,15 +39,17 @@ from typing import Any
 import jinja2.nodes
 
 from .appstore import SchemaStore
+from .chainsize import FanOut, fan_out, size_problem, unknown_fan_out
 from .errors import Diagnostic, Position, RecipeError, UsageError
-from .jobs import Job
+from .jobs import Job, make_job
 from .localfiles import FileChecker, check_path
 from .matrix import Axis, AxisValue
+from .money import format_usd
 from .outputs import OutputField, OutputSpec
 from .planning import MAX_SHOWN_ERRORS, Plan, StagePlan, find_app, plan
 from .recipe import Recipe
 from .render import TemplateSet, field_name
-from .sandbox import TemplateProblem, make_environment, parse
+from .sandbox import TemplateProblem, make_environment, parse, parse_expression
 from .stages import RESERVED, Pipeline, Stage, lineage_axes
 from .sweep import DEFAULT_MAX_JOBS
 
@@ -90,32 +104,40 @@ class _Reads:
     """What a stage's templates read from the stage it needs."""
 
     fields: set[str] = dataclasses.field(default_factory=set)  # output fields
-    fanout: str | None = None  # the list output read one file per job
+    fan: FanOut | None = None  # the list output read one file per job, and how its files are counted
     input: bool = False  # draft.input
+    # value outputs read into a request field: (draft.description, the field, where), for the price
+    texts: list[tuple[str, str, Position]] = dataclasses.field(default_factory=list)
 
 
-def _refs_in(leaf_source: str, name: str) -> list[str | None] | None:
-    """The attributes a template reads of ``name`` (None for a bare ``name``); None when
-    the template does not parse (the plan reports that)."""
+def _parsed(source: str, expression: bool = False) -> jinja2.nodes.Template | None:
+    """A template's (or a filter expression's) tree; None when it does not parse (the plan reports that)."""
     try:
-        ast = parse(make_environment(), leaf_source)
+        return parse_expression(make_environment(), source) if expression else parse(make_environment(), source)
     except (jinja2.TemplateSyntaxError, TemplateProblem):
         return None
+
+
+def _refs_in(ast: jinja2.nodes.Template, name: str) -> list[tuple[str | None, bool]]:
+    """The attributes a template reads of ``name`` (None for a bare ``name``), each with whether
+    it is printed as it is (``{{ name.attr }}`` on its own)."""
+    printed = {id(n) for out in ast.find_all(jinja2.nodes.Output) for n in out.nodes}
     covered: set[int] = set()
-    out: list[str | None] = []
+    found: list[tuple[str | None, bool]] = []
     for node in ast.find_all(jinja2.nodes.Getattr):
         if isinstance(node.node, jinja2.nodes.Name) and node.node.name == name:
             covered.add(id(node.node))
-            out.append(node.attr)
+            found.append((node.attr, id(node) in printed))
     for item in ast.find_all(jinja2.nodes.Getitem):
         if isinstance(item.node, jinja2.nodes.Name) and item.node.name == name:
             covered.add(id(item.node))
             arg = item.arg
-            out.append(arg.value if isinstance(arg, jinja2.nodes.Const) and isinstance(arg.value, str) else "")
+            found.append((arg.value if isinstance(arg, jinja2.nodes.Const) and isinstance(arg.value, str) else "",
+                          id(item) in printed))
     for ref in ast.find_all(jinja2.nodes.Name):
         if ref.name == name and id(ref) not in covered:
-            out.append(None)
-    return out
+            found.append((None, False))
+    return found
 
 
 def _check_reads(stage: Stage, recipe: Recipe, up: StagePlan, lineage: Sequence[str],
@@ -132,13 +154,14 @@ def _check_reads(stage: Stage, recipe: Recipe, up: StagePlan, lineage: Sequence[
     reserved = set(RESERVED) | set(outputs) | _DICT_ATTRS
     axes = [a for a in lineage if a not in reserved]
     reads = _Reads()
+    reads.input = _check_decided_reads(recipe, needs, outputs, problems)
     templates = TemplateSet(make_environment(), recipe.input)
     for leaf in templates.leaves.values():
         if needs not in leaf.names or not isinstance(leaf.source, str):
             continue
-        found = _refs_in(leaf.source, needs)
+        ast = _parsed(leaf.source)
         where = field_name(leaf.path)
-        for attr in found or ():
+        for attr, printed in _refs_in(ast, needs) if ast is not None else ():
             if attr is None:
                 problems.append(Diagnostic(leaf.pos, f"{where}: {needs!r} is a stage: read one of its outputs "
                                                      f"({', '.join(f'{needs}.{o}' for o in outputs) or 'none'}), "
@@ -157,15 +180,22 @@ def _check_reads(stage: Stage, recipe: Recipe, up: StagePlan, lineage: Sequence[
                                                      f"axes: {', '.join(axes) or 'none'})"))
                 continue
             reads.fields.add(attr)
-            if out.kind is None:  # a value (text, number): read anywhere, as text
+            if out.kind is None:  # a value (text, number): printed as it is, into text
+                _check_value_read(leaf.path, leaf.pos, printed, needs, out, inputs, down_app.name,
+                                  down_app.input_schema, reads, problems)
                 continue
             _check_file_read(leaf.kind, leaf.parts, leaf.path, leaf.pos, needs, out, inputs, down_app.name,
                              problems)
             if out.many:
-                if reads.fanout not in (None, attr):
+                if reads.fan is not None and reads.fan.field != attr:
                     problems.append(Diagnostic(leaf.pos, f"{where}: a stage fans out over one list output; "
-                                                         f"it reads {needs}.{reads.fanout} already"))
-                reads.fanout = attr
+                                                         f"it reads {needs}.{reads.fan.field} already"))
+                    continue
+                fan = fan_out(up.plan.app, out)
+                if fan is None:
+                    problems.append(Diagnostic(leaf.pos, unknown_fan_out(where, needs, out, up.plan.app)))
+                    continue
+                reads.fan = fan
     return reads
 
 
@@ -182,8 +212,111 @@ def _check_file_read(kind: str, parts: Any, path: tuple[str | int, ...], pos: Po
         return
     assert target is not None
     if out.kind != "file" and target.kind not in ("file", out.kind):
+        takers = [n for n, f in inputs.items() if f.kind in ("file", out.kind)]
+        hint = (f": read it into {', '.join(takers)}" if takers
+                else f": {app} takes none (its file fields: {', '.join(inputs)})")
         problems.append(Diagnostic(pos, f"{where} takes {_a(target.kind)}; {needs}.{out.name} is "
-                                        f"{_a(out.kind)}"))
+                                        f"{_a(out.kind)}{hint}"))
+
+
+def _check_value_read(path: tuple[str | int, ...], pos: Position, printed: bool, needs: str, out: OutputField,
+                      inputs: Mapping[str, OutputField], app: str, schema: Mapping[str, Any], reads: _Reads,
+                      problems: list[Diagnostic]) -> None:
+    """A value output (text...) is a token until the run: it can only be printed as it is, into text."""
+    where, ref = field_name(path), f"{needs}.{out.name}"
+    target = inputs.get(str(path[0])) if path else None
+    if target is not None:
+        problems.append(Diagnostic(pos, f"{where} takes {_a(target.kind)}; {ref} is a value (text), not a file: "
+                                        f"read a file output of {needs} there, or {ref} into a text field"))
+    elif not printed:
+        problems.append(Diagnostic(pos, f"{where}: {ref} is known only once {needs} has run: print it as it is, "
+                                        f"'{{{{ {ref} }}}}' (a filter, a test or a comparison would see a "
+                                        "placeholder, not its text)"))
+    elif not _takes_text(schema, path):
+        texts = [n for n in _properties(schema) if n not in inputs and _takes_text(schema, (n,))]
+        problems.append(Diagnostic(pos, f"{where}: {ref} is read as text, which {where} does not take: read it "
+                                        f"into a text field of {app} ({', '.join(texts) or 'none'})"))
+    elif path:
+        reads.texts.append((ref, str(path[0]), pos))
+
+
+def _properties(schema: Mapping[str, Any]) -> Mapping[str, Any]:
+    props = schema.get("properties")
+    return props if isinstance(props, Mapping) else {}
+
+
+def _options(node: Any, root: Mapping[str, Any], depth: int = 0) -> list[Mapping[str, Any]]:
+    """A schema's alternatives (``$ref`` followed, ``anyOf``/``oneOf`` spread, ``null`` left out)."""
+    if not isinstance(node, Mapping) or depth > 20:
+        return []
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/"):
+        target: Any = root
+        for part in ref[2:].split("/"):
+            target = target.get(part) if isinstance(target, Mapping) else None
+        return _options(target, root, depth + 1)
+    branches = [b for key in ("anyOf", "oneOf") for b in node.get(key) or ()]
+    if branches:
+        return [o for b in branches for o in _options(b, root, depth + 1)]
+    return [] if node.get("type") == "null" else [node]
+
+
+def _takes_text(schema: Mapping[str, Any], path: tuple[str | int, ...]) -> bool:
+    """Whether the request field at ``path`` takes free text: a string, not one of an ``enum``
+    (a field the schema does not describe does: an open schema lets it through)."""
+    nodes: list[Mapping[str, Any]] = [schema]
+    for part in path:
+        nxt: list[Mapping[str, Any]] = []
+        for option in (o for n in nodes for o in _options(n, schema)):
+            if isinstance(part, int) and option.get("type") == "array":
+                nxt += _options(option.get("items", {}), schema) or [{}]
+            elif isinstance(part, str) and part in _properties(option):
+                nxt += _options(_properties(option)[part], schema) or [{}]
+        if not nxt:
+            return True
+        nodes = nxt
+    for option in nodes:
+        kinds = option.get("type")
+        if "enum" in option or "const" in option or option.get("format") == "file":
+            continue
+        if kinds is None or kinds == "string" or (isinstance(kinds, list) and "string" in kinds):
+            return True
+    return False
+
+
+def _max_length(schema: Mapping[str, Any], name: str) -> int | None:
+    """The longest text the request field ``name`` takes (its schema's ``maxLength``), if it says."""
+    lengths = [o.get("maxLength") for o in _options(_properties(schema).get(name), schema)
+               if o.get("type") in (None, "string")]
+    if not lengths:
+        return None
+    most = 0
+    for n in lengths:
+        if not isinstance(n, int) or isinstance(n, bool):
+            return None  # some text of any length is accepted
+        most = max(most, n)
+    return most
+
+
+def _check_decided_reads(recipe: Recipe, needs: str, outputs: Mapping[str, OutputField],
+                         problems: list[Diagnostic]) -> bool:
+    """``output.filename`` and ``matrix.filter`` are worked out at plan time: they cannot read an
+    output, which exists only once the upstream job has run. True when they read ``needs.input``."""
+    decided: list[tuple[str, Position | None, jinja2.nodes.Template | None]] = []
+    if recipe.output.filename_pos is not None and needs in recipe.output.filename:
+        decided.append(("output.filename", recipe.output.filename_pos, _parsed(recipe.output.filename)))
+    for cond in recipe.matrix.filter:
+        if needs in cond.source:
+            decided.append(("matrix.filter", cond.pos, _parsed(cond.source, expression=True)))
+    reads_input = False
+    for what, pos, ast in decided:
+        for attr, _ in _refs_in(ast, needs) if ast is not None else ():
+            reads_input = reads_input or attr == "input"
+            if attr in outputs:
+                problems.append(Diagnostic(pos, f"{what}: {needs}.{attr} is an output of {needs}, known only once "
+                                                f"it has run; {what} can read {needs}'s axes, {needs}.input.<field> "
+                                                f"and {needs}.job_id"))
+    return reads_input
 
 
 def _a(kind: str | None) -> str:
@@ -205,43 +338,68 @@ def _lineage(plans: Mapping[str, StagePlan], sp: StagePlan, job: Job) -> dict[st
         job = sp.job(parent.value["key"])
 
 
-def _upstream_axis(stage: Stage, up: StagePlan, plans: Mapping[str, StagePlan], reads: _Reads,
-                   problems: list[Diagnostic]) -> Axis:
-    """The implicit axis named after the stage ``stage`` needs: one value per upstream job kept
-    (per file, for a list read as files)."""
+def _taken(stage: Stage, up: StagePlan, plans: Mapping[str, StagePlan], problems: list[Diagnostic],
+           narrowed: bool = False) -> list[Job]:
+    """The upstream jobs ``stage`` takes: those ``where`` keeps. ``narrowed``: ``--only`` left out
+    some upstream jobs, so a ``where`` value no job has, or a stage that takes nothing, is no
+    mistake of the recipe."""
     assert stage.needs is not None
-    needs, pos = stage.needs, stage.needs_pos or stage.pos
+    needs = stage.needs
     taken: dict[str, set[str]] = {w.axis: set() for w in stage.where}
-    values: list[AxisValue] = []
-    outputs = {f.name: f for f in up.outputs.fields}
+    kept: list[Job] = []
     for job in up.plan.jobs:
+        if not stage.where:
+            kept.append(job)
+            continue
         lineage = _lineage(plans, up, job)
         for w in stage.where:
             if w.axis in lineage:
                 taken[w.axis].add(lineage[w.axis])
-        if not all(lineage.get(w.axis) in w.labels for w in stage.where):
-            continue
+        if all(lineage.get(w.axis) in w.labels for w in stage.where):
+            kept.append(job)
+    for w in () if narrowed else stage.where:
+        for label, at in sorted(w.value_pos.items()):
+            if label not in taken[w.axis]:
+                known = ", ".join(sorted(taken[w.axis])) or "none"
+                problems.append(Diagnostic(at, f"where: no job of {needs!r} has {w.axis}={label} (values: {known})"))
+    if not kept and up.plan.jobs and not problems and not narrowed:
+        wanted = " and ".join(f"{w.axis}={'|'.join(sorted(w.labels))}" for w in stage.where)
+        problems.append(Diagnostic(stage.needs_pos or stage.pos, f"stage {stage.name!r} takes no job of {needs!r}: "
+                                                                 f"none has {wanted}; widen its where"))
+    return kept
+
+
+def _source(stage: Stage, reads: _Reads, values: int) -> str:
+    """What the implicit axis's ``values`` are, for a message: ``4 jobs of 'draft'``."""
+    if reads.fan is not None:
+        return f"{values:,} files of {stage.needs}.{reads.fan.field}, counted {reads.fan.counted}"
+    kept = " kept by where" if stage.where else ""
+    return f"{values:,} job{'s' if values != 1 else ''} of {stage.needs!r}{kept}"
+
+
+def _upstream_axis(stage: Stage, up: StagePlan, plans: Mapping[str, StagePlan], reads: _Reads,
+                   taken: Sequence[Job]) -> Axis:
+    """The implicit axis named after the stage ``stage`` needs: one value per upstream job taken
+    (per file, for a list read as files)."""
+    assert stage.needs is not None
+    needs, pos = stage.needs, stage.needs_pos or stage.pos
+    values: list[AxisValue] = []
+    outputs = {f.name: f for f in up.outputs.fields}
+    for job in taken:
         axes = dict(_values(plans, up, job))
         base: dict[str, Any] = {k: v for k, v in axes.items() if k not in RESERVED and k not in outputs
                                 and k not in _DICT_ATTRS}
         base.update(name=job.id, job_id=job.id, key=job.key, stage=needs, axes=axes)
         if reads.input:
             base["input"] = up.plan.render(job).request
-        count = max(1, job.units) if reads.fanout else 1
-        for i in range(count):
+        fan = reads.fan.field if reads.fan is not None else None
+        for i in range(reads.fan.files(job) if reads.fan is not None else 1):
             value = dict(base)
             for f in reads.fields:
-                value[f] = token(Ref(needs, job.key, f, i if f == reads.fanout else 0))
-            label = f"{job.id}.{i}" if reads.fanout else job.id
+                value[f] = token(Ref(needs, job.key, f, i if f == fan else 0))
+            label = f"{job.id}.{i}" if fan is not None else job.id
             value["name"] = label
             values.append(AxisValue(value, pos, label, label))
-    for w in stage.where:
-        for label, at in sorted(w.value_pos.items()):
-            if label not in taken[w.axis]:
-                known = ", ".join(sorted(taken[w.axis])) or "none"
-                problems.append(Diagnostic(at, f"where: no job of {needs!r} has {w.axis}={label} (values: {known})"))
-    if not values and not problems:
-        problems.append(Diagnostic(stage.needs_pos or stage.pos, f"stage {stage.name!r} takes no job of {needs!r}"))
     return Axis(needs, tuple(values), pos)
 
 
@@ -277,17 +435,66 @@ def _stage_only(recipe: Recipe, axis: Axis | None, only: Mapping[str, set[str]])
     return {k: v for k, v in only.items() if k in own}
 
 
-def _foreign_tokens(sp: StagePlan, needs: str, problems: list[Diagnostic]) -> None:
-    """A stage reads only the stage it needs: a file of a stage further up (``refine.input.image``)
-    would reach the request as a token."""
-    if not sp.plan.jobs:
+def _foreign_tokens(sp: StagePlan, up: StagePlan, problems: list[Diagnostic]) -> None:
+    """A stage reads only the stage it needs: an output of a stage further up, read through the
+    upstream's request (``refine.input.image``), would reach the request as a token. Only a
+    request that holds tokens can pass one on: every job is looked at then (a template may
+    read it for some jobs only)."""
+    needs = up.name
+    if up.needs is None:
         return
-    request = sp.plan.render(sp.plan.jobs[0]).request
-    for path, ref, _ in find_refs(request):
-        if ref.stage != needs:
-            pos = sp.plan.templates.positions.get(path) or sp.plan.recipe.input_pos
-            problems.append(Diagnostic(pos, f"{field_name(path)}: reads an output of {ref.stage!r} through "
-                                            f"{needs!r}; a stage reads only the outputs of the stage it needs"))
+    seen: set[tuple[str | int, ...]] = set()
+    for job in sp.plan.jobs:
+        for path, ref, _ in find_refs(sp.plan.render(job).request):
+            if ref.stage != needs and path not in seen:
+                seen.add(path)
+                pos = sp.plan.templates.positions.get(path) or sp.plan.recipe.input_pos
+                files = ", ".join(f"{needs}.{f.name}" for f in up.outputs.file_fields) or "none"
+                problems.append(Diagnostic(pos, f"{field_name(path)}: reads an output of {ref.stage!r} through "
+                                                f"{needs!r} ({needs}.input); a stage reads only the outputs of the "
+                                                f"stage it needs: read an output of {needs!r} itself ({files}), or "
+                                                f"add a stage that needs {ref.stage!r}"))
+
+
+def _priced_by_text(p: Plan, texts: Sequence[tuple[str, str, Position]], needs: str, max_job: int | None,
+                    problems: list[Diagnostic]) -> Plan:
+    """A stage whose app bills the length of a text that holds an upstream value: the length is
+    known only at the run, so each job is counted at the most that field takes (else at
+    ``--max-job-usd``), with a warning saying so."""
+    pricing = p.app.pricing
+    read = next(((ref, pos) for ref, name, pos in texts if name == pricing.quantity_field), None)
+    if read is None or pricing.quantity_of != "length" or pricing.confidence == "unknown":
+        return p
+    ref, pos = read
+    where, unit = f"input.{pricing.quantity_field}", pricing.unit
+    limit = _max_length(p.app.input_schema, pricing.quantity_field)
+    if limit is None and max_job is None:
+        problems.append(Diagnostic(pos, f"{where} reads {ref}, whose length is known only once {needs} has run, "
+                                        f"and {p.app.name} bills per {unit} of {pricing.quantity_field} with no "
+                                        "longest text in its schema: pass --max-job-usd USD (what each job reserves)"))
+        return p
+    units = None if limit is None else math.ceil(limit / pricing.length_per_unit)
+    jobs: list[Job] = []
+    for job in p.jobs:
+        cost = max_job
+        if units is not None:
+            bounds = pricing.unit_bounds(p.render(job).request if pricing.rates else {})
+            assert bounds is not None  # (the price is known)
+            cost = units * bounds[1]
+        assert cost is not None
+        if max_job is not None and cost > max_job:
+            problems.append(Diagnostic(pos, f"a task costs up to {format_usd(cost)} ({where} counted at its "
+                                            f"longest, {units:,} {unit}s), more than --max-job-usd "
+                                            f"{format_usd(max_job)}", job.label))
+            return p
+        jobs.append(make_job(job.id, job.key, job.combination, job.repeat_index, units or job.units, cost,
+                             job.output_name, job.show_repeat))
+    most = (f"the most {where} takes ({units:,} {unit}s)" if units is not None
+            else f"--max-job-usd ({format_usd(max_job or 0)})")
+    warning = Diagnostic(pos, f"{where} reads {ref}, whose length is known only once {needs} has run: each job is "
+                              f"counted at {most}; the run settles what is billed")
+    return dataclasses.replace(p, jobs=tuple(jobs), total_cost=sum(j.cost for j in jobs),
+                               total_units=sum(j.units for j in jobs), warnings=(*p.warnings, warning))
 
 
 def plan_pipeline(pipeline: Pipeline, *, only: Mapping[str, set[str]] | None = None,
@@ -311,17 +518,29 @@ def plan_pipeline(pipeline: Pipeline, *, only: Mapping[str, set[str]] | None = N
     for stage in pipeline.stages:
         axis: Axis | None = None
         reads = _Reads()
-        if stage.needs is not None:
+        if stage.needs is None:
+            too_many = size_problem(stage, None, "", total, max_jobs)
+        else:
             up = plans.get(stage.needs)
             if up is None:  # the stage it needs could not be planned: its problems are reported
                 continue
             found: list[Diagnostic] = []
+            taken: list[Job] = []
             reads = _check_reads(stage, stage.recipe, up, lineage_axes(pipeline, stage.needs), found, schemas)
             if not found:
-                axis = _upstream_axis(stage, up, plans, reads, found)
+                narrowed = any(plans[s.name].plan.filtered_out for s in pipeline.chain(stage.needs))
+                taken = _taken(stage, up, plans, found, narrowed)
             if found:
-                problems += found
+                problems += sorted(found, key=_at)
                 continue
+            # counted before the axis is built and the matrix expanded: a hostile chain is refused at once
+            values = sum(reads.fan.files(j) for j in taken) if reads.fan is not None else len(taken)
+            too_many = size_problem(stage, values, _source(stage, reads, values), total, max_jobs)
+            if too_many is None:
+                axis = _upstream_axis(stage, up, plans, reads, taken)
+        if too_many is not None:
+            problems.append(too_many)
+            break  # the stages below would be counted on top of a chain already too large
         recipe = _stage_recipe(stage, axis)
         try:
             p = plan(recipe, only=_stage_only(recipe, axis, only), budget_usd=budget_usd, out_dir=out_dir,
@@ -329,23 +548,25 @@ def plan_pipeline(pipeline: Pipeline, *, only: Mapping[str, set[str]] | None = N
         except RecipeError as exc:
             problems += exc.diagnostics
             continue
-        sp = StagePlan(stage.name, p, stage.needs, OutputSpec.from_schema(p.app.output_schema),
-                       reads.fanout if stage.needs is not None else None)
         if stage.needs is not None:
             found = []
-            _foreign_tokens(sp, stage.needs, found)
+            p = _priced_by_text(p, reads.texts, stage.needs, max_job_usd, found)
+            sp = StagePlan(stage.name, p, stage.needs, OutputSpec.from_schema(p.app.output_schema), reads.fan)
+            _foreign_tokens(sp, plans[stage.needs], found)
             if found:
-                problems += found
+                problems += sorted(found, key=_at)
                 continue
-        total += len(p.jobs)
-        if total > max_jobs:
-            raise RecipeError([Diagnostic(stage.pos, f"the pipeline makes more than {max_jobs:,} jobs in all "
-                                                     f"(up to stage {stage.name!r}); narrow it, or raise the limit "
-                                                     "with --max-jobs N")])
+        else:
+            sp = StagePlan(stage.name, p, None, OutputSpec.from_schema(p.app.output_schema))
+        total += len(p.jobs)  # within max_jobs: the stage was counted at most before it was planned
         plans[stage.name] = sp
     if problems:
         raise RecipeError(problems[:MAX_SHOWN_ERRORS], total=len(problems))
     return joined(pipeline, [plans[s.name] for s in pipeline.stages])
+
+
+def _at(d: Diagnostic) -> tuple[str, int, int]:
+    return (d.position.file, d.position.line, d.position.col) if d.position is not None else ("", 0, 0)
 
 
 def root_keys(plan: Plan) -> dict[str, str]:

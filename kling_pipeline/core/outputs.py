@@ -42,6 +42,7 @@ class OutputField:
     name: str
     kind: Kind | None  # None: a value (text, number, JSON), not a file
     many: bool = False  # a list of files
+    max_items: int | None = None  # a list's maxItems in the schema: the most files it holds, when said
 
     @property
     def accept(self) -> tuple[str, ...]:
@@ -118,7 +119,9 @@ def _field(name: str, schema: Any, root: Mapping[str, Any]) -> OutputField:
         if option.get("type") == "array":
             items = _resolve(option.get("items"), root)
             if _is_file(items, root):
-                return OutputField(name, _kind(name, items, root), many=True)
+                most = option.get("maxItems")
+                bounded = isinstance(most, int) and not isinstance(most, bool) and most >= 0
+                return OutputField(name, _kind(name, items, root), many=True, max_items=most if bounded else None)
     if _is_file(node, root):
         return OutputField(name, _kind(name, node, root))
     return OutputField(name, None)

@@ -23,6 +23,7 @@ from typing import Any
 
 from .appstore import SchemaStore, locate_store, resolve_app
 from .build import Builder, context, value_origin
+from .chainsize import FanOut
 from .combofilter import Filter
 from .errors import Diagnostic, Position, RecipeError, UsageError
 from .fileaxes import own_outputs
@@ -74,8 +75,13 @@ class StagePlan:
     plan: Plan
     needs: str | None
     outputs: OutputSpec
-    fanout: str | None = None  # the list output of the upstream read one file per job (counted at most)
+    fan: FanOut | None = None  # the list output of the upstream read one file per job, and how it is counted
     _index: dict[str, Job] | None = None
+
+    @property
+    def fanout(self) -> str | None:
+        """The list output of the upstream read one file per job (counted at most), or None."""
+        return self.fan.field if self.fan is not None else None
 
     def index(self) -> dict[str, Job]:
         """The stage's jobs by plan-time key (made on first use)."""

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .checker import Checker, kind
+from .checker import RESERVED_NAMES, Checker, kind
 from .errors import Diagnostic, Position
 from .fileaxes import FileLister, list_files
 from .recipe import Recipe, check_recipe, value_label
@@ -115,6 +115,25 @@ def _stage_tree(top: Mapping[str, Node], node: Node) -> Node:
     return merge_nodes(shared, own)
 
 
+def _named(top: Mapping[str, Node], child: Node, name: str) -> list[tuple[str, Position | None]]:
+    """Where a stage (``child``, under the shared ``top``) declares ``name``: a var (its own or a
+    shared one), a matrix axis or an ``include`` key; each as ``(what, the key's position)``."""
+    found: list[tuple[str, Position | None]] = []
+    for vars_node, what in ((child.value.get("vars"), "var"), (top.get("vars"), "var")):
+        if vars_node is not None and vars_node.is_mapping and name in vars_node.value:
+            found.append((what, vars_node.value[name].key_pos))
+            break  # the stage's own var hides the shared one
+    matrix = child.value.get("matrix")
+    if matrix is not None and matrix.is_mapping:
+        if name in matrix.value:
+            found.append(("axis", matrix.value[name].key_pos))
+        include = matrix.value.get("include")
+        for entry in include.value if include is not None and include.is_sequence else ():
+            if entry.is_mapping and name in entry.value:
+                found.append(("include key", entry.value[name].key_pos))
+    return found
+
+
 def _needs(check: Checker, node: Node | None, names: list[str], me: str) -> tuple[str | None, Position | None]:
     if node is None:
         return None, None
@@ -167,16 +186,20 @@ def _where(check: Checker, node: Node | None) -> tuple[Where, ...]:
 
 def _order(check: Checker, stages: dict[str, tuple[Node, str | None, Position | None]]) -> list[str]:
     """Upstream before downstream (else file order). A cycle is reported at the ``needs`` that
-    closes it, and that ``needs`` dropped (so the stages still read as chains)."""
+    closes it, and that ``needs`` dropped (so the stages still read as chains). A stage that needs
+    one that could not be read (its problem is reported) comes in file order."""
     order: list[str] = []
     state: dict[str, str] = {}
 
     def visit(name: str, path: list[str]) -> None:
         state[name] = "open"
         node, needs, pos = stages[name]
-        if needs is not None and state.get(needs) == "open":
+        if needs is not None and needs not in stages:
+            pass
+        elif needs is not None and state.get(needs) == "open":
             cycle = [*path[path.index(needs):], name, needs] if needs in path else [name, needs]
-            check.error(pos, f"stages need each other in a cycle: {' needs '.join(cycle)}")
+            check.error(pos, f"stages need each other in a cycle: {' needs '.join(cycle)}; remove one of these "
+                             "needs (a chain starts at a stage without needs)")
             stages[name] = (node, None, None)
         elif needs is not None and state.get(needs) != "done":
             visit(needs, [*path, name])
@@ -193,16 +216,18 @@ def check_pipeline(tree: Node, file: str, sources: tuple[str, ...] = (), *, max_
                    lister: FileLister = list_files) -> tuple[Pipeline | None, list[Diagnostic]]:
     """The pipeline as far as it could be read (None when no stage could be), and every problem found."""
     check = Checker()
-    check.keys(tree, PIPELINE_KEYS, "the pipeline")
     top: dict[str, Node] = tree.value
+    # (a per-stage key at the top is reported below, once, with where to write it)
+    check.keys(Node({k: v for k, v in top.items() if k not in PER_STAGE}, tree.pos), PIPELINE_KEYS, "the pipeline")
     for key in PER_STAGE:
         if key in top:
             check.error(top[key].key_pos or top[key].pos,
                         f"'{key}' belongs to a stage in a recipe with 'stages': write it under each stage")
     out = top.get("output")
     if out is not None and out.is_mapping and "filename" in out.value:
-        check.error(out.value["filename"].key_pos, "output.filename belongs to a stage in a recipe with 'stages' "
-                                                   "(each stage names its own files; output.dir is the pipeline's)")
+        check.error(out.value["filename"].key_pos, "output.filename belongs to a stage in a recipe with 'stages': "
+                                                   "write it under each stage's 'output' (output.dir stays here: "
+                                                   "each stage writes into <dir>/<stage>/)")
     node = top["stages"]
     if not node.is_mapping or not node.value:
         check.error(node.pos, "stages must be a mapping of stage names to stages, e.g. 'stages: {draft: {...}}'")
@@ -218,6 +243,10 @@ def check_pipeline(tree: Node, file: str, sources: tuple[str, ...] = (), *, max_
             check.error(where, f"stage name {name!r} must be a name a template can use: letters, digits and '_', "
                                "not starting with a digit")
             continue
+        if name in RESERVED_NAMES:
+            check.error(where, f"stage name {name!r} is reserved (templates read {name!r} as something else); "
+                               "choose another name")
+            continue
         if not child.is_mapping:
             check.error(child.pos, f"stage {name!r} must be a mapping (app, matrix, input, needs...), "
                                    f"got {kind(child)}")
@@ -231,6 +260,7 @@ def check_pipeline(tree: Node, file: str, sources: tuple[str, ...] = (), *, max_
         read[name] = (child, needs, needs_pos)
     order = _order(check, read)
     stages: list[Stage] = []
+    chained: set[str] = set()  # the stages in the pipeline so far: all the way up their chain, read
     seen: set[Diagnostic] = set(check.problems)
     problems = list(check.problems)
     for name in order:
@@ -243,15 +273,16 @@ def check_pipeline(tree: Node, file: str, sources: tuple[str, ...] = (), *, max_
             sub.error(child.value["where"].key_pos, "where narrows what a stage takes from the stage it needs: "
                                                     "add 'needs: <stage>'")
         if needs is not None:
-            clash = [k for k in (*recipe.vars, *recipe.declared) if k == needs]
-            for k in clash:
-                pos = recipe.var_origins.get(k) or recipe.matrix_pos or child.key_pos or child.pos
-                sub.error(pos, f"{k!r} names the stage this one needs (its outputs are read as {needs}.image...): "
-                               "rename the var or axis")
+            for what, pos in _named(top, child, needs):
+                sub.error(pos, f"{what} {needs!r} has the name of the stage this one needs (whose outputs are read "
+                               f"as {needs}.<output>): rename the {what}")
         for d in (*found, *sub.problems):
             if d not in seen:
                 seen.add(d)
                 problems.append(d)
+        if needs is not None and needs not in chained:
+            continue  # it needs a stage that could not be read: checked, not chained
+        chained.add(name)
         stages.append(Stage(name, child.key_pos or child.pos, recipe, needs, needs_pos, taken))
     if not stages:
         return None, problems

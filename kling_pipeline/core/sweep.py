@@ -21,7 +21,7 @@ from .matrix import MatrixSpec, check_work
 if TYPE_CHECKING:  # the recipe model reads DEFAULT_MAX_JOBS from here (it bounds a file axis's glob)
     from .recipe import Recipe
 
-__all__ = ["DEFAULT_MAX_JOBS", "MAX_MATRIX_LOOKUPS", "count", "size_problems"]
+__all__ = ["DEFAULT_MAX_JOBS", "MAX_MATRIX_LOOKUPS", "count", "job_bound", "size_problems"]
 
 DEFAULT_MAX_JOBS = 500_000  # a plan of this many takes ~4 s and ~370 MB: every plan stays within 20 s and 1 GB
 MAX_MATRIX_LOOKUPS = 20_000_000  # exclude/include lookups over all combinations
@@ -50,6 +50,14 @@ def _combinations(spec: MatrixSpec) -> tuple[int, str]:
         parts.append(f"{len(spec.include):,} from include")
     combos = spec.size_hint() + len(spec.include) if parts else 1
     return combos, " + ".join(parts) or "1 combination"
+
+
+def job_bound(recipe: Recipe) -> tuple[int, str]:
+    """The recipe's jobs at most, as ``size_problems`` counts them (``exclude``, ``filter`` and
+    ``--only`` not subtracted), and how they come about (``3 x 2 combinations x repeat 4``)."""
+    combos, detail = _combinations(recipe.matrix)
+    repeat = f" x repeat {count(recipe.repeat)}" if recipe.repeat > 1 else ""
+    return combos * recipe.repeat, detail + repeat
 
 
 def size_problems(recipe: Recipe, max_jobs: int = DEFAULT_MAX_JOBS) -> list[Diagnostic]:

@@ -29,8 +29,9 @@ def _takes(plan: Plan, sp: StagePlan) -> str:
     own = stage.recipe.matrix
     combos = own.size_hint() + len(own.include) if own.axes or own.include else 1
     per = f"each of its jobs x {_plural(combos, 'combination')}" if combos > 1 else "each of its jobs"
-    if sp.fanout is not None:
-        per = per.replace("each of its jobs", f"each file of its {sp.fanout}")
+    if sp.fan is not None:
+        most = "" if sp.fan.billed else f", at most {sp.fan.most:,} a task"
+        per = per.replace("each of its jobs", f"each file of its {sp.fan.field}{most}")
     if stage.recipe.repeat > 1:
         per += f" x repeat {stage.recipe.repeat}"
     return f"needs {sp.needs} ({per})" + (f", where {where}" if where else "")
@@ -43,9 +44,10 @@ def pipeline_summary(plan: Plan, rows: int, price_text: Any, budget_line: Any, r
     low = plan.lowest_cost
     cost = format_usd(plan.total_cost) if low in (None, plan.total_cost) else \
         f"{format_usd(low)} to {format_usd(plan.total_cost)}"
-    fanout = any(_fans_out(sp) for sp in plan.stages)
+    counted = sorted({"as billed" if sp.fan.billed else "at its maxItems" for sp in plan.stages if sp.fan})
     yield (f"  {_plural(len(plan.jobs), 'job')} · {cost} in all" +
-           (" (at most: a list output fans out one job per file, counted as billed)" if fanout else ""))
+           (f" (at most: a list output fans out one job per file, counted {' or '.join(counted)})"
+            if counted else ""))
     yield f"  {budget_line(plan)}"
     rate = rate_line(plan, service_limits())
     if rate:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from kling_pipeline.core.appstore import SchemaStore, StoredApp
 from kling_pipeline.views.planview import PLAN_FORMAT
 
 from .conftest import WriteRecipe
@@ -119,3 +120,131 @@ def test_the_documented_bound_messages_are_what_validate_prints(write: WriteReci
     write(recipe, "sweep.yaml")
     code, _, err = cli("validate", "sweep.yaml")
     assert (code, err.splitlines()[0]) == (2, message)
+
+
+# --- Pipelines -------------------------------------------------------------------------------------
+
+PIPELINES = DOC[DOC.index("\n## Pipelines\n"):DOC.index("\n## Commands\n")]
+PIPELINE_BLOCKS = re.findall(r"```(\w+)\n(.*?)```", PIPELINES, re.DOTALL)
+
+
+def pipeline_blocks(kind: str) -> list[str]:
+    return [text for k, text in PIPELINE_BLOCKS if k == kind]
+
+
+def _uncommented(text: str) -> list[str]:
+    return [line for line in text.splitlines() if not line.startswith("#")]
+
+
+def test_the_pipeline_example_is_the_shipped_recipe() -> None:
+    example = next(b for b in pipeline_blocks("yaml") if "name: pipeline\n" in b)
+    assert _uncommented(example) == _uncommented((ROOT / "recipes/pipeline.yaml").read_text(encoding="utf-8"))
+
+
+def test_the_pipeline_commands_print_what_the_docs_show(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    shown = [found for console in pipeline_blocks("console")
+             for found in re.findall(r"^\$ kling-pipeline (.*)\n((?:(?!\$ ).*\n)*)", console, re.MULTILINE)]
+    assert [command.split()[0] for command, _ in shown] == ["plan", "validate", "validate"]
+    for command, expected in shown:
+        code, out, err = cli(*command.split())
+        assert (code, out + err) == (2 if err else 0, expected)
+
+
+# (text in recipes/pipeline.yaml, what it is changed to, the first line validate prints)
+PIPELINE_MISTAKES = [
+    ("    needs: draft\n", "    needs: drafts\n",
+     "recipes/pipeline.yaml:29:12: needs: there is no stage 'drafts'; did you mean 'draft'?"),
+    ("  draft:\n", "  draft:\n    needs: animate\n",
+     "recipes/pipeline.yaml:30:12: stages need each other in a cycle: draft needs animate needs refine needs draft; "
+     "remove one of these needs (a chain starts at a stage without needs)"),
+    ('image: "{{ draft.image }}"', 'image: "{{ draft.imagez }}"',
+     "recipes/pipeline.yaml:34:14: input.image: draft (klingai/image-o1) has no output or axis 'imagez'; did you "
+     "mean draft.image? (outputs: image, images; axes: subject)"),
+    ("where: {finish: glossy}", "where: {finsh: glossy}",
+     "recipes/pipeline.yaml:40:13: where: 'refine' and the stages it needs have no axis 'finsh'; did you mean "
+     "'finish'?"),
+    ("where: {finish: glossy}", "where: {finish: shiny}",
+     "recipes/pipeline.yaml:40:21: where: no job of 'refine' has finish=shiny (values: glossy, matte)"),
+    ("The {{ refine.subject }} turns", "The {{ refine.image }} turns",
+     "recipes/pipeline.yaml:42:15: input.prompt: refine.image is a file: it can only be the whole value of a file "
+     "field of klingai/video-o1 (image, end_image, reference_images, reference_video), as '{{ refine.image }}'"),
+    ('      image: "{{ refine.image }}"', '      reference_video: "{{ refine.image }}"',
+     "recipes/pipeline.yaml:43:24: input.reference_video takes a video; refine.image is an image: read it into "
+     "image, end_image, reference_images"),
+    ('      image: "{{ refine.image }}"', '      image: "{{ refine.input.image }}"',
+     "recipes/pipeline.yaml:43:14: input.image: reads an output of 'draft' through 'refine' (refine.input); a stage "
+     "reads only the outputs of the stage it needs: read an output of 'refine' itself (refine.image, "
+     "refine.images), or add a stage that needs 'draft'"),
+]
+
+
+def test_the_pipeline_messages_are_all_checked() -> None:
+    (block,) = [b for b in pipeline_blocks("text") if b.startswith("recipes/pipeline.yaml:")]
+    assert block.splitlines() == [message for _, _, message in PIPELINE_MISTAKES]
+
+
+@pytest.mark.parametrize(("old", "new", "message"), PIPELINE_MISTAKES)
+def test_the_documented_pipeline_messages_are_what_validate_prints(write: WriteRecipe, old: str, new: str,
+                                                                  message: str) -> None:
+    shipped = (ROOT / "recipes/pipeline.yaml").read_text(encoding="utf-8")
+    assert shipped.count(old) == 1
+    write(shipped.replace(old, new), "recipes/pipeline.yaml")
+    code, _, err = cli("validate", "recipes/pipeline.yaml")
+    assert (code, err.splitlines()[0]) == (2, message)
+
+
+def test_the_fan_out_example_plans_the_jobs_it_says(write: WriteRecipe) -> None:
+    (example,) = [b for b in pipeline_blocks("yaml") if "sketch:" in b]
+    p = ok(write(example))
+    count = int(re.findall(r"= (\d+) jobs", example)[0])
+    assert [(sp.name, len(sp.plan.jobs)) for sp in p.stages] == [("sketch", 2), ("refine", 6), ("speak", 2)]
+    assert len(p.jobs) == count
+    assert [j.id for j in p.stages[1].plan.jobs][::3] == ["mug.0", "lamp.0"]
+    assert p.stages[1].plan.jobs[-1].id == "lamp.2" and "lamp.2" in example
+    # the speeches are counted at the most text takes: 40,000 characters at $0.00017, "$6.80 a job"
+    assert [j.cost for j in p.stages[2].plan.jobs] == [680_000_000] * 2
+    assert "40,000 characters, $6.80 a job" in PIPELINES.replace("\n", " ")
+    assert [w.message.split(":")[0] for w in p.warnings] == ["input.text reads sketch.description, whose length is "
+                                                             "known only once sketch has run"]
+
+
+def test_the_only_examples_narrow_as_they_say(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    def per_stage(only: dict[str, set[str]]) -> list[int]:
+        return [len(sp.plan.jobs) for sp in ok(Path("recipes/pipeline.yaml"), only=only).stages]
+
+    assert per_stage({"subject": {"ceramic mug"}}) == [1, 2, 1]  # "1 draft, 2 refinements, 1 video"
+    assert per_stage({"finish": {"matte"}}) == [2, 2, 0]  # "both drafts ... nothing to take"
+    assert per_stage({"draft": {"ceramic_mug"}}) == [2, 2, 1]  # "the drafts are planned whole"
+    for flag in ('--only "subject=ceramic mug"', "--only finish=matte", "--only draft=ceramic_mug"):
+        assert flag in PIPELINES
+
+
+def test_the_unbounded_fan_out_message_is_what_validate_prints(write: WriteRecipe) -> None:
+    (block,) = [b for b in pipeline_blocks("text") if b.startswith("storyboard.yaml:")]
+    frames = {"type": "array", "items": {"type": "string", "format": "file", "contentMediaType": "image/png"}}
+    stored = StoredApp("acme/storyboard", "v1", "id1", "Storyboard", "2026-11-27T09:00:00Z", "https://example.invalid",
+                       True, ("v1",), {"type": "object", "properties": {"prompt": {"type": "string"},
+                                                                         "duration": {"type": "integer"}}},
+                       {"type": "object", "properties": {"frames": frames}},
+                       {"usd_per_unit": "0.05", "unit": "second", "quantity_field": "duration"}, "app document")
+    path = SchemaStore(Path("kling-schemas")).file_for("acme/storyboard", "v1")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(stored.encode())
+    write("""\
+version: 1
+app: klingai/image-o1@0pbaxv40
+stages:
+  shots:
+    app: acme/storyboard@v1
+    matrix: {subject: [mug, lamp]}
+    input: {prompt: "A {{ subject }}", duration: 8}
+  refine:
+    needs: shots
+    input:
+      prompt: refined
+      image: "{{ shots.frames }}"
+""", "storyboard.yaml")
+    code, _, err = cli("validate", "storyboard.yaml")
+    assert (code, err.splitlines()[:-1]) == (2, block.splitlines())

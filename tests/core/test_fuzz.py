@@ -4,8 +4,10 @@ Each example takes one of ``recipes/*.yaml``, mutates it — a value swapped for
 number, a long string, an odd YAML tag, a hostile template, deep nesting; a key added;
 ``extends`` or an image pointed at a FIFO, a symlink loop, a directory, ``/dev/zero`` or a
 truncated image; a file axis globbing those, or written wrong; a ``matrix.filter`` that is
-hostile, not boolean or not an expression; the text cut or spliced — and runs ``validate``
-or ``plan`` in-process.
+hostile, not boolean or not an expression; in a pipeline (``recipes/pipeline.yaml``, drawn
+more often), a stage's ``needs``, ``where``, app, matrix or templates reading upstream outputs
+made wrong, or a stage added; the text cut or spliced — and runs ``validate`` or ``plan``
+in-process.
 The answer is always 0, 2 or 3 (never 1: an internal error), with no traceback, within a
 per-example deadline. Examples are derandomized, so the suite is the same on every run.
 """
@@ -69,6 +71,25 @@ KEYS = ["version", "name", "app", "extends", "vars", "matrix", "input", "repeat"
         "concurrency", "price", "webhook", "include", "exclude", "zip", "filter", "files", "prompt", "image", "n",
         "aspect_ratio", "dir", "filename", "max_usd", "usd_per_image", "exlude", "filtre", "subject", "x y", "<<"]
 SMALL_AXES = ["[a]", "[a, b]", "[" + ", ".join(f"v{i}" for i in range(17)) + "]"]
+# pipelines: what a stage needs and takes, the apps it may run, what its templates read upstream
+NEEDS = ["draft", "refine", "animate", "nope", "[draft, refine]", "[]", "[draft]", "3", "null", "{a: 1}", "''",
+         json.dumps("a\0b")]
+WHERES = ["{finish: glossy}", "{finish: [glossy, nope]}", "{subject: 'ceramic mug'}", "{nope: 1}", "[]", "{}",
+          "{finish: []}", "{finish: [{a: 1}]}", "3", "{draft: x}", "{finish: " + "[" * 40 + "]" * 40 + "}",
+          "{finish: [glossy, matte], subject: [x, 'brass desk lamp']}"]
+APPS = ["klingai/video-o1@ef28809a", "google/gemini-2-5-flash-image@57fbd965", "elevenlabs/tts@0b666f9a",
+        "elevenlabs/sound-effects", "klingai/image-o1", "nope/app", "klingai/video-o1@nope", "3"]
+UPSTREAM = [json.dumps(t) for t in [
+    "{{ draft.image }}", "{{ draft }}", "{{ draft.imagez }}", "see {{ draft.image }}", "{{ refine.input.image }}",
+    "{{ draft.images }}", "{{ refine.video }}", "{{ animate.video }}", "{{ draft.input.prompt|upper }}",
+    "{{ draft.input }}", "{{ draft.axes }}", "{{ draft.key }}", "{{ draft['image'] }}", "{{ draft[0] }}",
+    "{{ draft.items }}", "{{ refine.subject }}", "{{ draft.job_id }}{{ draft.image }}", "{{ refine.description }}",
+    "{{ refine.image if refine.finish == 'glossy' else refine.input.image }}", "{{ draft.input.image }}",
+    "{{ refine.description|upper }}", "{% for x in refine.images %}{{ x }}{% endfor %}", "{{ refine.axes.finish }}",
+    "{{ refine.input.prompt * 999999 }}", "https://upstream.invalid/draft/" + "0" * 64 + "/image/0",
+]]
+STAGE_FIELDS = ["prompt", "prompt", "image", "image", "text", "reference_video", "reference_images", "duration",
+                "mode", "images", "num_images"]
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +131,7 @@ def _set(tree: Any, path: tuple[Any, ...], value: Any) -> Any:
 @st.composite
 def mutated(draw: st.DrawFn) -> tuple[str, str]:
     """(recipe file name inside the workspace, its mutated text)."""
-    name = draw(st.sampled_from(SHIPPED))
+    name = draw(st.sampled_from(SHIPPED + ["pipeline.yaml"] * 3))
     tree = yaml.safe_load((ROOT / "recipes" / name).read_text(encoding="utf-8"))
     raws: list[str] = []
 
@@ -120,7 +141,7 @@ def mutated(draw: st.DrawFn) -> tuple[str, str]:
 
     for _ in range(draw(st.integers(1, 2))):
         kind = draw(st.sampled_from(["template", "template", "template", "replace", "replace", "add", "axes",
-                                     "explode", "extends", "image", "files", "filter"]))
+                                     "explode", "extends", "image", "files", "filter", "stage", "stage", "stage"]))
         paths = _paths(tree)[1:]  # not the whole document (that is one mutation among many below)
         if kind == "template" and isinstance(tree, dict) and isinstance(tree.get("input"), dict):
             field = draw(st.sampled_from(["prompt", "prompt", "negative_prompt", "aspect_ratio", "n", "image"]))
@@ -153,6 +174,8 @@ def mutated(draw: st.DrawFn) -> tuple[str, str]:
             if not isinstance(tree.get("matrix"), dict):
                 tree["matrix"] = {}
             tree["matrix"]["filter"] = raw(draw(st.sampled_from(FILTERS + RAW[:10])))
+        elif kind == "stage" and isinstance(tree, dict) and isinstance(tree.get("stages"), dict):
+            _mutate_stage(draw, tree["stages"], raw)
         elif kind == "image" and isinstance(tree, dict):
             tree.setdefault("input", {})
             if isinstance(tree["input"], dict):
@@ -172,6 +195,36 @@ def mutated(draw: st.DrawFn) -> tuple[str, str]:
         text = text[:at] + draw(st.sampled_from(["\n  - ", ": ", "\t", "{", "]", "*x", "&a ", "\n<<: *a\n", "\x00"])) \
             + text[at:]
     return name, text
+
+
+def _mutate_stage(draw: st.DrawFn, stages: dict[Any, Any], raw: Any) -> None:
+    """One mutation of a pipeline's stages: a stage's needs, where, app, matrix, repeat or a
+    template reading upstream made wrong, or a new stage."""
+    names = list(stages)
+    what = draw(st.sampled_from(["needs", "where", "template", "template", "app", "explode", "new", "output"]))
+    if what == "new" or not names:
+        stages[draw(st.sampled_from(["extra", "1x", "recipe", "draft", "a-b", "input", "loop"]))] = {
+            "needs": raw(draw(st.sampled_from(NEEDS))),
+            "input": {draw(st.sampled_from(STAGE_FIELDS)): raw(draw(st.sampled_from(UPSTREAM)))}}
+        return
+    stage = stages[draw(st.sampled_from(names))]
+    if not isinstance(stage, dict):
+        return
+    if what == "needs":
+        stage["needs"] = raw(draw(st.sampled_from(NEEDS)))
+    elif what == "where":
+        stage["where"] = raw(draw(st.sampled_from(WHERES)))
+    elif what == "app":
+        stage["app"] = raw(draw(st.sampled_from(APPS)))
+    elif what == "explode":
+        stage[draw(st.sampled_from(["repeat", "matrix"]))] = raw(draw(st.sampled_from(
+            ["1000", "999999999999", "{a: [" + ", ".join(map(str, range(800))) + "]}", "{draft: [a, b]}",
+             "{filter: 'refine.image != 1'}", "{finish: [a, b], zip: [[finish, draft]]}"])))
+    elif what == "output":
+        stage["output"] = raw(draw(st.sampled_from(
+            ["{filename: '{{ draft.image }}'}", "{filename: '{{ refine.input.prompt }}'}", "{dir: x}", "[]"])))
+    elif isinstance(stage.get("input"), dict):
+        stage["input"][draw(st.sampled_from(STAGE_FIELDS))] = raw(draw(st.sampled_from(UPSTREAM + TEMPLATES[:8])))
 
 
 def _get(tree: Any, path: tuple[Any, ...]) -> Any:
