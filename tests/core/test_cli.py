@@ -199,6 +199,7 @@ def test_plan_json_document(write: WriteRecipe) -> None:
                        "source": "the inference.sh API's published rate limits, per API key "
                                  "(../shared/api/CONTRACT.md, 'Transport')"},
         "output_dir": "out/r",
+        "cache": {"jobs": 0, "saved_usd": "0.00"},
         "breakdown": {
             "subject": [{"value": "mug", "jobs": 2, "images": 3, "units": 3, "cost_usd": "0.084"},
                         {"value": "lamp", "jobs": 2, "images": 3, "units": 3, "cost_usd": "0.084"}],
@@ -210,7 +211,7 @@ def test_plan_json_document(write: WriteRecipe) -> None:
                                  "'repeat: 2' with n: 1 to get 2 images (and 1 more combination)"}],
     }
     assert [list(j) for j in jobs] == [["id", "key", "combination", "repeat_index", "images", "units", "cost_usd",
-                                        "output", "request"]] * 4
+                                        "output", "request", "cached"]] * 4
     assert [j["request"] for j in jobs] == [{"prompt": "A mug", "n": 1}, {"prompt": "A mug", "n": 2},
                                             {"prompt": "A lamp", "n": 1}, {"prompt": "A lamp", "n": 2}]
     assert [(j["id"], j["combination"], j["repeat_index"], j["images"], j["cost_usd"]) for j in jobs] == [
