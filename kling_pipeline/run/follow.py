@@ -11,6 +11,7 @@ import anyio.to_thread
 from ..api.apierrors import ApiError, ConnectFailed, DownloadFailed, NotFound, Unreachable, is_provider_limit
 from ..api.retry import FOLLOW, StillRunning, call
 from ..api.wire import Status, TaskView, billed_units
+from ..store.cache import CachePut
 from ..store.records import DoneRecord
 from .context import RunContext
 from .outcome import JobResult
@@ -144,9 +145,8 @@ async def finish(ctx: RunContext, w: Work, task_id: str, reserved: int, attempt:
     await ctx.record(DoneRecord(w.key, w.job_id, task_id, "completed", billed, None, tuple(saved), units=units,
                                 raw_output=view.output))
     if ctx.cache is not None:  # paid and on disk: any output directory may use it now
-        files = [(ctx.out_dir / o.path, o.sha256, o.content_type) for o in saved]
-        await anyio.to_thread.run_sync(ctx.cache.put, w.key, ctx.stage_for(w).app_ref, task_id, billed, files,
-                                       view.output)
+        files = tuple((ctx.out_dir / o.path, o.sha256, o.content_type) for o in saved)
+        ctx.journal.queue(CachePut(ctx.cache, w.key, ctx.stage_for(w).app_ref, task_id, billed, files, view.output))
     return JobResult(w.key, w.job_id, "completed", billed, task_id, files=tuple(o.path for o in saved))
 
 

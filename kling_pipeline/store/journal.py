@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..core.errors import KlingError
 from .atomic import fsync_dir, write_atomic
@@ -140,6 +140,11 @@ class Journal:
         for write in files:
             self._files.put((write, None))
         self._records.put((encode(record), None))
+
+    def queue(self, work: Committable) -> None:
+        """Hand ``work`` to the files thread after what is queued there; do not wait for it."""
+        self._check()
+        self._files.put((work, None))
 
     async def write_files(self, files: Sequence[FileWrite]) -> None:
         """Put ``files`` in place (by the files thread); return once they are written. Waiting
@@ -270,6 +275,15 @@ def _notify_all(waiters: list[Any], error: ManifestError | None) -> None:
             loop.call_soon_threadsafe(resolve)
         except RuntimeError:  # the loop is gone (its run was cancelled): nobody waits any more
             pass
+
+
+class Committable(Protocol):
+    """What the files thread does: ``commit``; ``path`` names it in an error."""
+
+    @property
+    def path(self) -> str: ...
+
+    def commit(self, made: set[str] | None = None) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

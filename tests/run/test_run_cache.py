@@ -56,7 +56,7 @@ def test_a_damaged_cache_entry_is_dropped_and_the_job_paid(cli, emulator, sweep,
     emu = emulator()
     path = sweep(2)
     assert cli("run", str(path), "--base-url", emu.base_url).code == 0
-    victim = next(p for p in own_result_cache.rglob("*") if p.is_file() and p.name != "entry.json")
+    victim = next(p for p in (own_result_cache / "files").rglob("*") if p.is_file())
     victim.write_bytes(b"not the image any more")  # the out dir's file is a hard link to it: break the link first
     result = cli("run", str(path), "--base-url", emu.base_url, "--out", str(tmp_path / "b"))
     assert result.code == 0, result.err
