@@ -131,3 +131,14 @@ def test_the_report_of_the_pipeline_recipe_shows_its_chains_stages_and_lineage(
     assert emu.ledger()["total_microcents"] == 6 * 2_800_000 + 2 * 42_000_000
     again = cli("report", str(recipe))
     assert again.code == 0 and "(0 written," in again.out, again.out
+
+    # a new animate prompt: the animations made are from another recipe now, listed apart
+    text = recipe.read_text(encoding="utf-8")
+    recipe.write_text(text.replace("turns slowly on a turntable", "spins under a spotlight"), encoding="utf-8")
+    assert cli("report", str(recipe)).code == 0
+    site = read_chain_site(out / "report.html")
+    assert Resolver().broken([site.index, *site.pages]) == []
+    assert [counts(site, s) for s in STAGES] == [{"completed": 2}, {"completed": 4}, {"not_run": 2}]
+    assert chain_trees(site) == {s: expected_tree(s, "not_run") for s in ("brass_desk_lamp", "ceramic_mug")}
+    apart = sorted((o.one("span.stage-name").text, job_of(o)) for p in site.others for o in p.root.all("div.other"))
+    assert apart == [("animate", "brass_desk_lamp-glossy"), ("animate", "ceramic_mug-glossy")]

@@ -216,3 +216,22 @@ def test_a_second_report_rewrites_only_what_changed(pipeline: SyntheticPipeline,
     assert set(before) == set(after)
     assert third.written == len(holding) + 1
     assert third.removed == 0
+
+
+def test_a_chain_longer_than_a_page_goes_on_with_stubs_of_the_jobs_above(tmp_path: Path) -> None:
+    pipeline = write_pipeline(tmp_path / "out", drafts=3)
+    result = write_report(pipeline.out_dir, page_jobs=3)
+    site = read_chain_site(result.index)
+    assert Resolver().broken([site.index, *site.pages]) == []
+    shown = sorted((c.get("data-stage"), job_of(c)) for _, c in site.cards())
+    assert shown == sorted((j.stage, j.id) for j in pipeline.jobs)  # each job in full once
+    continued = [s for p in site.chains for s in p.root.all("section.chain") if "(continued)" in s.one("h2").text]
+    assert continued  # 4 jobs a chain, 3 a page
+    for section in continued:
+        stubs = section.all("div.card.stub")
+        assert stubs and stubs[0].get("data-stage") == "draft"  # the chain's first job, as a stub
+        assert all("id" not in s.attrs for s in stubs)  # the job's anchor is on the page before
+    for page in site.chains:
+        assert len([c for c in page.root.all("div.card") if "stub" not in c.classes]) <= 3
+    for pages in site.grids.values():
+        assert all(len(p.root.all("div.job")) <= 3 for p in pages)
