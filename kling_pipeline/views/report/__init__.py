@@ -6,6 +6,10 @@ that produced no image, and a thumbnail per image content (``report/thumbs/``). 
 manifest (``source``, its only reader) instead of holding it, and rewrites only the pages whose
 content changed. Every link is relative, so the directory works from ``file://`` and after being
 copied elsewhere.
+
+A pipeline's manifest (a recipe with ``stages:``) gets an index with each stage's totals, chains
+pages (each first-stage job and everything made from it, as a tree) and a grid per stage whose
+jobs link to the job they were made from and to the jobs made from them (``pipewrite``).
 """
 
 from __future__ import annotations

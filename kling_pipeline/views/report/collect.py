@@ -20,7 +20,8 @@ from ...store.journal import MANIFEST_NAME
 from .model import STATUSES, TEXT_SHOWN, AxisInfo, ImageRef, JobEntry, ReportSummary, Totals, entry_line, media_of
 from .source import ManifestJob, ManifestOutput, ManifestSource, prompt_of
 
-__all__ = ["Collected", "collect", "report_status"]
+__all__ = ["Collected", "Tally", "collect", "inside", "manifest_entry", "open_source", "plan_entry", "report_status",
+           "summary"]
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -41,31 +42,39 @@ class Collected:
     others: Path  # jobs in the manifest but not in the plan
 
 
-def collect(out_dir: Path, plan: Plan | None, workdir: Path) -> Collected:
-    """Read ``out_dir``'s manifest. Without a plan the manifest must exist; with one, jobs the
-    manifest does not know are "not run"."""
+def open_source(out_dir: Path, plan: Plan | None, workdir: Path) -> ManifestSource:
+    """``out_dir``'s manifest, scanned into buckets in ``workdir``. Without a plan the manifest must exist.
+    With a pipeline's plan, its stages' requests are kept (to find each job's place in the plan)."""
     manifest = out_dir / MANIFEST_NAME
     if plan is None and not manifest.is_file():
         raise UsageError(f"{out_dir}: no {MANIFEST_NAME} here; give the recipe, or the output directory "
                          "of a kling-pipeline run")
-    source = ManifestSource(manifest, workdir)
+    source = ManifestSource(manifest, workdir, requests=plan is not None and bool(plan.stages))
     source.scan()
+    return source
+
+
+def collect(out_dir: Path, plan: Plan | None, workdir: Path, source: ManifestSource | None = None) -> Collected:
+    """Read ``out_dir``'s manifest (``source``: already scanned). Without a plan the manifest must
+    exist; with one, jobs the manifest does not know are "not run"."""
+    if source is None:
+        source = open_source(out_dir, plan, workdir)
     by_bucket = [array("L") for _ in range(source.count)]
     for i, job in enumerate(plan.jobs if plan is not None else ()):
         by_bucket[source.bucket_of(job.key)].append(i)
-    tally = _Tally()
+    tally = Tally()
     grid_path, others_path = workdir / "grid.jsonl", workdir / "others.jsonl"
     with grid_path.open("w", encoding="ascii") as grid, others_path.open("w", encoding="ascii") as others:
         for index, jobs in source.buckets():
             if plan is None:
                 for mj in jobs:
-                    tally.grid(_manifest_entry(mj, out_dir, mj.line), mj, grid)
+                    tally.grid(manifest_entry(mj, out_dir, mj.line), mj, grid)
             else:
                 _join(plan, by_bucket[index], jobs, out_dir, tally, grid, others)
-    return Collected(_summary(out_dir, plan, source, tally), grid_path, others_path)
+    return Collected(summary(out_dir, plan, source, tally), grid_path, others_path)
 
 
-def _join(plan: Plan, planned: array[int], jobs: list[ManifestJob], out_dir: Path, tally: _Tally, grid: TextIO,
+def _join(plan: Plan, planned: array[int], jobs: list[ManifestJob], out_dir: Path, tally: Tally, grid: TextIO,
           others: TextIO) -> None:
     """One bucket: the plan's jobs (``planned``: their indexes) with what the manifest says of them;
     the manifest's other jobs apart, after the plan's in order."""
@@ -73,12 +82,12 @@ def _join(plan: Plan, planned: array[int], jobs: list[ManifestJob], out_dir: Pat
     for i in planned:
         job = plan.jobs[i]
         found = known.pop(job.key, None)
-        tally.grid(_plan_entry(job, i, found, plan, out_dir), found, grid)
+        tally.grid(plan_entry(job, i, found, plan, out_dir), found, grid)
     for mj in known.values():
-        tally.other(_manifest_entry(mj, out_dir, len(plan.jobs) + mj.line), mj, others)
+        tally.other(manifest_entry(mj, out_dir, len(plan.jobs) + mj.line), mj, others)
 
 
-class _Tally:
+class Tally:
     """Totals and axes, from the entries as they pass."""
 
     def __init__(self) -> None:
@@ -92,6 +101,11 @@ class _Tally:
 
     def grid(self, entry: JobEntry, mj: ManifestJob | None, out: TextIO) -> None:
         out.write(entry_line(entry) + "\n")
+        self.count(entry)
+        self._money(mj)
+
+    def count(self, entry: JobEntry) -> None:
+        """A job shown (not its money: ``money``)."""
         self.jobs += 1
         self.counts[entry.status] += 1
         if entry.status == "completed":
@@ -108,7 +122,6 @@ class _Tally:
             seen = self.values.setdefault(name, {})
             if value not in seen or entry.order < seen[value]:
                 seen[value] = entry.order
-        self._money(mj)
 
     def other(self, entry: JobEntry, mj: ManifestJob, out: TextIO) -> None:
         out.write(entry_line(entry) + "\n")
@@ -117,8 +130,11 @@ class _Tally:
 
     def _money(self, mj: ManifestJob | None) -> None:
         if mj is not None:
-            self.billed += mj.billed
-            self.reserved += mj.outstanding
+            self.money(mj.billed, mj.outstanding)
+
+    def money(self, billed: int, outstanding: int) -> None:
+        self.billed += billed
+        self.reserved += outstanding
 
     def axes(self, written: Mapping[str, tuple[str, ...]]) -> tuple[AxisInfo, ...]:
         """The recipe's axes first (values in written order), then keys added by ``include`` or known
@@ -135,7 +151,7 @@ class _Tally:
         return tuple(axes)
 
 
-def _summary(out_dir: Path, plan: Plan | None, source: ManifestSource, tally: _Tally) -> ReportSummary:
+def summary(out_dir: Path, plan: Plan | None, source: ManifestSource, tally: Tally) -> ReportSummary:
     last = source.runs[-1] if source.runs else None
     totals = Totals(jobs=tally.jobs, by_status=tuple(tally.counts.items()), images=tally.images,
                     images_missing=tally.missing, planned=plan.total_cost if plan is not None else tally.planned,
@@ -156,7 +172,7 @@ def _summary(out_dir: Path, plan: Plan | None, source: ManifestSource, tally: _T
                          last_run_at=last.at if last else None, per_cell=tally.per_cell, repeats=tally.repeats)
 
 
-def _plan_entry(job: Job, order: int, mj: ManifestJob | None, plan: Plan, out_dir: Path) -> JobEntry:
+def plan_entry(job: Job, order: int, mj: ManifestJob | None, plan: Plan, out_dir: Path) -> JobEntry:
     labels = tuple(job.combination.labels.items())
     if mj is not None and mj.submitted:
         return _entry(mj, out_dir, labels=labels, job_id=job.id, repeat_index=job.repeat_index, planned=job.cost,
@@ -175,7 +191,7 @@ def _plan_entry(job: Job, order: int, mj: ManifestJob | None, plan: Plan, out_di
     )
 
 
-def _manifest_entry(mj: ManifestJob, out_dir: Path, order: int) -> JobEntry:
+def manifest_entry(mj: ManifestJob, out_dir: Path, order: int) -> JobEntry:
     return _entry(mj, out_dir, labels=mj.labels, job_id=mj.job_id, repeat_index=mj.repeat_index,
                   planned=mj.reserved, order=order)
 
@@ -193,7 +209,7 @@ def _image(output: ManifestOutput, out_dir: Path) -> ImageRef:
     """Where the file is and whether its recorded sha256 can name its thumbnail (only when the file
     still has the recorded size; otherwise the thumbnail step hashes the file itself)."""
     path, problem, sha = output.path, None, None
-    if not _inside(path):
+    if not inside(path):
         problem = "outside the output directory"
     else:
         try:
@@ -221,7 +237,7 @@ def _excerpt(path: str) -> str | None:
     return text[:TEXT_SHOWN] + ("…" if len(text) > TEXT_SHOWN else "")
 
 
-def _inside(path: str) -> bool:
+def inside(path: str) -> bool:
     """A relative path that stays inside the output directory (a manifest is only data)."""
     if not path or "\\" in path or "\x00" in path or path.startswith(("/", "~")) or path[1:2] == ":":
         return False

@@ -29,7 +29,7 @@ MAX_BUCKETS = 128
 MAX_OUTPUTS = 64  # outputs kept per job (the app returns up to 9): a manifest is only data
 _RUN_FIELDS = ("recipe", "app", "cap_microcents", "at")
 _JOB_FIELDS = {
-    "intent": ("job", "attempt", "reserved_microcents", "combination", "repeat_index"),
+    "intent": ("job", "attempt", "reserved_microcents", "combination", "repeat_index", "stage", "app"),
     "accepted": ("task",),
     "adopted": ("task",),
     "unknown": ("reason",),
@@ -66,6 +66,14 @@ class ManifestJob:
     attempts: int
     outputs: tuple[ManifestOutput, ...]  # completed jobs only
     line: int  # the manifest line that first names it
+    stage: str | None = None  # a pipeline's stage (its last intent's)
+    parent: str | None = None  # a downstream job: the key of the upstream job whose output it read
+    parent_stage: str | None = None  # ... that job's stage, its id, and the file read (as recorded)
+    parent_job: str | None = None
+    parent_file: str | None = None
+    app: str | None = None  # the app its last intent was sent to
+    request: Mapping[str, Any] | None = None  # its last intent's input and files, when the source keeps them
+    files: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,12 +85,16 @@ class RunInfo:
 
 
 class ManifestSource:
-    """``scan()`` once, then ``bucket_of(key)`` and ``buckets()``; ``runs`` is filled by the scan."""
+    """``scan()`` once, then ``bucket_of(key)`` and ``buckets()``; ``runs`` is filled by the scan.
+    ``requests``: keep the whole input and files of a pipeline stage's intents (to tell which
+    planned job a downstream job stands for), not only its prompt and upstream job."""
 
-    def __init__(self, path: Path, workdir: Path) -> None:
+    def __init__(self, path: Path, workdir: Path, *, requests: bool = False) -> None:
         self.path = path
         self.workdir = workdir
+        self.requests = requests
         self.runs: list[RunInfo] = []
+        self.staged = False  # some intent names a pipeline's stage
         try:
             size = path.stat().st_size
         except FileNotFoundError:
@@ -131,7 +143,8 @@ class ManifestSource:
         if kind == "run":
             self.runs.append(_run_info(record))
         elif isinstance(key, str) and kind in _JOB_FIELDS:
-            slim = _slim(record, kind, key)
+            slim = _slim(record, kind, key, self.requests)
+            self.staged = self.staged or isinstance(slim.get("stage"), str)
             slim["_n"] = number
             files[self.bucket_of(key)].write(json.dumps(slim).encode("ascii") + b"\n")
 
@@ -150,23 +163,44 @@ class ManifestSource:
                         state.apply(typed)
             with contextlib.suppress(OSError):
                 os.unlink(path)
-            yield index, [_job(js, first[js.key]) for js in state.jobs.values()]
+            yield index, [_job(js, first[js.key], self.requests) for js in state.jobs.values()]
 
 
-def _slim(record: Mapping[str, Any], kind: str, key: str) -> dict[str, Any]:
+def _slim(record: Mapping[str, Any], kind: str, key: str, requests: bool = False) -> dict[str, Any]:
     slim: dict[str, Any] = {"t": kind, "key": key}
     for name in _JOB_FIELDS[kind]:
         if name in record:
             slim[name] = record[name]
-    if kind == "intent":
+    if kind == "intent" and requests and isinstance(record.get("stage"), str):
+        for name in ("input", "files"):
+            if isinstance(record.get(name), Mapping):
+                slim[name] = record[name]
+    elif kind == "intent":
         request = record.get("input")
         text = prompt_of(request) if isinstance(request, Mapping) else None
         if text is not None:
             slim["input"] = {"prompt": text}
+        upstream = _upstream(record.get("files"))
+        if upstream is not None:  # the upstream job and file alone, as the store reads ``files``
+            source = upstream.pop("source", None)
+            slim["files"] = {"from": {"upstream": upstream, **({"source": source} if source else {})}}
     elif kind == "done" and isinstance(record.get("outputs"), list):
         slim["outputs"] = [{k: item[k] for k in _OUTPUT_FIELDS if k in item}
                            for item in record["outputs"][:MAX_OUTPUTS] if isinstance(item, Mapping)]
     return slim
+
+
+def _upstream(files: Any) -> dict[str, str] | None:
+    """A downstream intent's upstream job (``files.<field>.upstream``: its key, stage and id, and the
+    file read, ``source``), the first one named (a job reads the outputs of one upstream job)."""
+    if not isinstance(files, Mapping):
+        return None
+    for item in files.values():
+        up = item.get("upstream") if isinstance(item, Mapping) else None
+        if isinstance(up, Mapping) and isinstance(up.get("key"), str):
+            named = {"stage": up.get("stage"), "job": up.get("job"), "source": item.get("source")}
+            return {"key": up["key"], **{k: v for k, v in named.items() if isinstance(v, str)}}
+    return None
 
 
 def _run_info(record: Mapping[str, Any]) -> RunInfo:
@@ -192,7 +226,7 @@ def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _job(js: JobState, line: int) -> ManifestJob:
+def _job(js: JobState, line: int, requests: bool) -> ManifestJob:
     intent, done = js.intent, js.done
     labels = tuple(intent.combination.items()) if intent is not None else ()
     outputs: tuple[ManifestOutput, ...] = ()
@@ -200,6 +234,8 @@ def _job(js: JobState, line: int) -> ManifestJob:
         outputs = tuple(ManifestOutput(path=o.path, sha256=o.sha256 or None, size=o.size if o.size >= 0 else None,
                                        content_type=o.content_type or None) for o in done.outputs if o.path)
     unsettled = not js.terminal and js.state != "not_created"
+    link = _upstream(intent.files) if intent is not None else None
+    whole = requests and intent is not None and intent.stage is not None
     return ManifestJob(
         key=js.key, job_id=js.job_id or js.key[:10], state=js.state, submitted=intent is not None, labels=labels,
         repeat_index=intent.repeat_index if intent is not None else 0,
@@ -207,4 +243,8 @@ def _job(js: JobState, line: int) -> ManifestJob:
         reserved=intent.reserved_microcents if intent is not None else None,
         outstanding=js.reserved if unsettled else 0,
         billed=js.billed, error=_str(js.error), task_id=_str(js.task_id), attempts=js.attempts,
-        outputs=outputs, line=line)
+        outputs=outputs, line=line, stage=intent.stage if intent is not None else None,
+        parent=link["key"] if link else None, parent_stage=link.get("stage") if link else None,
+        parent_job=link.get("job") if link else None, parent_file=link.get("source") if link else None,
+        app=intent.app if intent is not None else None, request=intent.input if whole and intent else None,
+        files=intent.files if whole and intent else None)

@@ -9,29 +9,30 @@ other-job lists, and thumbnails.
 5. the index is written when its bytes changed; pages left from an earlier, longer report are removed.
 
 Memory holds one manifest bucket, one sort run or one page at a time, never the sweep.
+
+A pipeline's manifest (a plan with stages, or from the output directory alone a manifest whose jobs
+name their stage) is written by ``pipewrite`` instead: chains, and a grid per stage.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import itertools
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...core.errors import KlingError
 from ...core.planning import Plan
-from ...store.atomic import write_atomic
-from .collect import Collected, collect
+from .collect import Collected, collect, open_source
 from .grid import Layout, layout, sort_key
 from .html import PageLink, Renderer, page_name
 from .model import PROBLEM_STATUSES, JobEntry, ReportSummary, parse_entry
+from .pagefiles import PageFiles, ReportError, write_html
 from .pages import LIST_JOBS, PAGE_JOBS, GridPage, ListPage, grid_pages, list_pages
+from .pipewrite import write_pipeline
 from .spool import Spool
 from .thumbs import Thumbnails, ThumbStats
 
@@ -39,12 +40,6 @@ __all__ = ["REPORT_NAME", "ReportError", "ReportResult", "pages_dir", "report_pa
 
 REPORT_NAME = "report.html"
 BATCH = 256  # jobs whose thumbnails are made together
-_PAGE_FILE = re.compile(r"(grid|problems|others)-\d{4,}\.html")
-_DIGEST = re.compile(rb'<meta name="kling-pipeline-digest" content="([0-9a-f]{64})">')
-
-
-class ReportError(KlingError):
-    """The report cannot be written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,15 +68,6 @@ def pages_dir(index: Path) -> Path:
     return index.with_suffix("") if index.suffix else index.with_name(index.name + "_files")
 
 
-def write_html(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (a reader sees the old page or the new one)."""
-    try:
-        write_atomic(path, text.encode("utf-8", errors="replace"))
-    except OSError as exc:
-        raise ReportError(f"{path}: cannot write the report: {exc.strerror or exc}") from None
-    return path
-
-
 def write_report(out_dir: str | os.PathLike[str], plan: Plan | None = None, rows: str | None = None,
                  cols: str | None = None, output: str | os.PathLike[str] | None = None, *,
                  page_jobs: int = PAGE_JOBS, list_jobs: int = LIST_JOBS) -> ReportResult:
@@ -102,17 +88,29 @@ def write_report(out_dir: str | os.PathLike[str], plan: Plan | None = None, rows
     except OSError as exc:
         raise ReportError(f"{index}: cannot write the report: {exc.strerror or exc}") from None
     try:
-        collected = collect(out, plan, work)
+        source = open_source(out, plan, work)
+        if plan.stages if plan is not None else source.staged:
+            files = PageFiles(directory)
+            data, thumbs = write_pipeline(out, plan, source, (rows, cols), index, files, work,
+                                          (page_jobs, list_jobs), _mkdir)
+            removed = files.remove_stale()
+            return ReportResult(index=index, pages_dir=directory, summary=data.summary, pages=len(files.names),
+                                written=files.written, unchanged=files.unchanged, removed=removed, thumbs=thumbs)
+        collected = collect(out, plan, work, source)
         grid = layout(collected.summary, rows, cols)
-        try:
-            directory.mkdir(exist_ok=True)
-        except OSError as exc:
-            raise ReportError(f"{directory}: cannot write the report: {exc.strerror or exc}") from None
+        _mkdir(directory)
         return _Writer(collected, grid, index, directory, work, (page_jobs, list_jobs)).write()
     except OSError as exc:  # the work files (a full disk), a thumbnail's directory
         raise ReportError(f"{index}: cannot write the report: {exc.strerror or exc}") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _mkdir(directory: Path) -> None:
+    try:
+        directory.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise ReportError(f"{directory}: cannot write the report: {exc.strerror or exc}") from None
 
 
 class _Writer:
@@ -126,8 +124,7 @@ class _Writer:
         self.directory = directory
         self.work = work
         self.renderer = Renderer(self.summary, grid, index, directory, self.page_jobs)
-        self.names: set[str] = set()
-        self.written = self.unchanged = 0
+        self.files = PageFiles(directory)
 
     def write(self) -> ReportResult:
         spool = Spool(self.work, "sorted")
@@ -154,33 +151,15 @@ class _Writer:
                         lists[kind] += 1
                         self._page(listed, page_name(kind, listed.number))
             stats = thumbs.stats
-        html = self.renderer.index(contents, lists["problems"], lists["others"])
-        if _read(self.index) != html.encode("utf-8", "replace"):
-            write_html(self.index, html)
-        removed = self._remove_stale()
+        self.files.index(self.index, self.renderer.index(contents, lists["problems"], lists["others"]))
+        removed = self.files.remove_stale()
         return ReportResult(index=self.index, pages_dir=self.directory, summary=self.summary,
-                            pages=len(self.names), written=self.written, unchanged=self.unchanged,
+                            pages=len(self.files.names), written=self.files.written, unchanged=self.files.unchanged,
                             removed=removed, thumbs=stats)
 
     def _page(self, page: GridPage | ListPage, name: str) -> None:
-        self.names.add(name)
-        path = self.directory / name
         digest = self.renderer.digest(page)
-        if _recorded_digest(path) == digest:
-            self.unchanged += 1
-            return
-        write_html(path, self.renderer.page(page, digest))
-        self.written += 1
-
-    def _remove_stale(self) -> int:
-        removed = 0
-        with os.scandir(self.directory) as found:
-            for item in found:
-                if _PAGE_FILE.fullmatch(item.name) and item.name not in self.names and item.is_file():
-                    with contextlib.suppress(OSError):
-                        os.unlink(item.path)
-                        removed += 1
-        return removed
+        self.files.put(name, digest, lambda: self.renderer.page(page, digest))
 
 
 def _lines(path: Path) -> Iterator[str]:
@@ -202,20 +181,3 @@ def _with_thumbnails(pairs: Iterable[tuple[str, str]], thumbs: Thumbnails) -> It
             else:
                 yield key, job
 
-
-def _read(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except OSError:
-        return None
-
-
-def _recorded_digest(path: Path) -> str | None:
-    """The digest a page written by an earlier report carries in its head (None: no such page)."""
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(2048)
-    except OSError:
-        return None
-    found = _DIGEST.search(head)
-    return found.group(1).decode() if found else None
