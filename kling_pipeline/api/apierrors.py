@@ -18,12 +18,13 @@ import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from ..core.errors import KlingError
 from .wire import Problem
+
+if TYPE_CHECKING:  # the HTTP client is imported when a request is made, not by every command
+    import httpx
 
 __all__ = [
     "ApiError",
@@ -73,6 +74,7 @@ class ApiError(KlingError):
 
 
 class AuthFailed(ApiError):
+    invalid = True
     fatal = True
 
 
@@ -85,6 +87,7 @@ class RequirementsNotMet(ApiError):
 
 
 class AppGone(ApiError):
+    invalid = True
     fatal = True
 
 
@@ -195,6 +198,8 @@ def _describe(exc: httpx.HTTPError) -> str:
 @contextmanager
 def translate_transport(what: str) -> Iterator[None]:
     """Turn httpx transport failures into ``ConnectFailed`` / ``ResponseLost``."""
+    import httpx
+
     try:
         yield
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol) as exc:

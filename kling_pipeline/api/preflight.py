@@ -20,6 +20,7 @@ __all__ = ["AppUnavailable", "check_app"]
 class AppUnavailable(ApiError):
     """The service has no such app, or not the pinned version: nothing was sent."""
 
+    invalid = True
     fatal = True
 
 

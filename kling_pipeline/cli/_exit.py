@@ -11,11 +11,7 @@ import os
 import traceback
 from typing import TextIO
 
-from ..api.apierrors import AppGone, AuthFailed
-from ..api.preflight import AppUnavailable
-from ..config.profiles import ConfigError
-from ..core.errors import KlingError, RecipeError, UsageError
-from ..store.lock import LockError
+from ..core.errors import KlingError, RecipeError
 
 __all__ = ["EXIT_BUDGET", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_INVALID", "EXIT_OK", "report"]
 
@@ -26,24 +22,13 @@ EXIT_BUDGET = 3
 EXIT_INTERRUPTED = 130
 
 
-# The one map from error classes to exit codes (first match in this order wins).
-EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
-    (KeyboardInterrupt, EXIT_INTERRUPTED),
-    (RecipeError, EXIT_INVALID),
-    (UsageError, EXIT_INVALID),
-    (LockError, EXIT_INVALID),  # the output directory is in use: nothing was done
-    (AuthFailed, EXIT_INVALID),  # the key was refused: fix it and run again
-    (AppGone, EXIT_INVALID),  # the pinned version is retired: re-pin
-    (AppUnavailable, EXIT_INVALID),  # no such app or version at the service: nothing was sent
-    (ConfigError, EXIT_INVALID),  # the config file, a profile or a key file cannot be used
-)
-
-
 def exit_code(exc: BaseException) -> int:
-    for cls, code in EXIT_CODES:
-        if isinstance(exc, cls):
-            return code
-    return EXIT_FAILED
+    """130 for Ctrl-C; 2 for an error that refused the command before anything was done (a
+    recipe, a flag, the config, a refused key, a retired or unknown app, a locked directory:
+    ``KlingError.invalid``); else 1."""
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    return EXIT_INVALID if isinstance(exc, KlingError) and exc.invalid else EXIT_FAILED
 
 
 def report(exc: BaseException, err: TextIO) -> int:

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import io
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TextIO, cast
+from typing import Any, TextIO, TypeAlias, cast
 
 from .. import __version__
-from . import _complete, _doctor, _plan, _prune, _report, _run, _runs, _schema, _status, _webhook
 from ._exit import report
 from ._flags import add_max_job_usd, add_max_jobs, http_url
 
 __all__ = ["build_parser", "main"]
 
 Command = Callable[[argparse.Namespace, TextIO, TextIO], int]
+SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def _module(name: str) -> Any:
+    """A command's module, imported only when its command is built: ``plan`` and ``validate``
+    load no HTTP client, run layer or report writer (a third of a second at every start)."""
+    return importlib.import_module(f"{__package__}.{name}")
 
 
 def _recipe_args(p: argparse.ArgumentParser) -> None:
@@ -28,23 +35,17 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
     add_max_job_usd(p)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="kling-pipeline",
-        description="Declarative, budget-capped image-generation sweeps on the inference.sh API.",
-        epilog="exit codes: 0 done, 1 some jobs failed, 2 invalid input, 3 budget stop, 130 interrupted",
-    )
-    parser.add_argument("--version", action="version", version=f"kling-pipeline {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
+def _add_validate(sub: SubParsers) -> None:
     p = sub.add_parser("validate", help="check recipes (YAML, shape, templates, API schema, files); exit 2 if invalid")
     p.add_argument("recipes", nargs="+", metavar="RECIPE")
     add_max_jobs(p)
     p.add_argument("--json", action="store_true",
                    help="one JSON document: each recipe's jobs and cost, or its errors "
                         "(format kling-pipeline.validate/1)")
-    p.set_defaults(func=_plan.cmd_validate)
+    p.set_defaults(func=_module("_plan").cmd_validate)
 
+
+def _add_plan(sub: SubParsers) -> None:
     p = sub.add_parser("plan", help="list the jobs, the exact cost and the budget verdict; nothing is sent")
     p.add_argument("recipe", metavar="RECIPE")
     _recipe_args(p)
@@ -63,39 +64,80 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--emulator", action="store_true", help="with --check-prices: ask the bundled emulator")
     p.add_argument("--base-url", metavar="URL", type=http_url, help="with --check-prices: the API endpoint")
     p.add_argument("--profile", metavar="NAME", help="with --check-prices: a profile of the config file")
-    p.set_defaults(func=_plan.cmd_plan)
+    p.set_defaults(func=_module("_plan").cmd_plan)
 
+
+def _add_run(sub: SubParsers) -> None:
     p = sub.add_parser("run", help="run the sweep: concurrent, budget-capped, resumable, never paying twice")
     p.add_argument("recipe", metavar="RECIPE")
     _recipe_args(p)
-    _run.add_run_arguments(p)
-    p.set_defaults(func=_run.cmd_run)
+    _module("_run").add_run_arguments(p)
+    p.set_defaults(func=_module("_run").cmd_run)
 
+
+def _add_collect(sub: SubParsers) -> None:
     p = sub.add_parser("collect", help="re-attach to every submitted task (after run --detach), download, settle")
     p.add_argument("target", metavar="RECIPE|OUTDIR")
     p.add_argument("--out", metavar="DIR", help="output directory (with a RECIPE)")
     p.add_argument("--budget", metavar="USD", help="spend cap in USD")
     add_max_jobs(p)
-    _run.add_run_arguments(p, collect=True)
-    p.set_defaults(func=_run.cmd_collect, only=[])
+    _module("_run").add_run_arguments(p, collect=True)
+    p.set_defaults(func=_module("_run").cmd_collect, only=[])
 
-    _status.add_status_parser(sub)
-    _runs.add_runs_parser(sub)
-    _doctor.add_doctor_parser(sub)
-    _prune.add_prune_parser(sub)
-    _schema.add_schema_parser(sub)
-    _complete.add_completion_parser(sub)
-    _report.add_report_parser(sub)
-    _webhook.add_webhook_parser(sub)
 
+def _add_merge(sub: SubParsers) -> None:
     p = sub.add_parser("merge", help="fold shard manifests (manifest.shard-I-of-N.jsonl) into manifest.jsonl")
     p.add_argument("out_dir", metavar="OUTDIR")
     p.add_argument("manifests", nargs="*", metavar="MANIFEST", help="more shard manifests to fold in")
     p.set_defaults(func=_merge)
 
+
+def _add_emulator(sub: SubParsers) -> None:
     p = sub.add_parser("emulator", add_help=False, help="serve the bundled inference.sh emulator on loopback")
     p.add_argument("args", nargs=argparse.REMAINDER)
     p.set_defaults(func=_emulator)
+
+
+def _from(module: str, adder: str) -> Callable[[SubParsers], None]:
+    def add(sub: SubParsers) -> None:  # the module is imported only when its command is built
+        getattr(_module(module), adder)(sub)
+
+    return add
+
+
+# every command, in the order --help lists them
+COMMANDS: dict[str, Callable[[SubParsers], None]] = {
+    "validate": _add_validate,
+    "plan": _add_plan,
+    "run": _add_run,
+    "collect": _add_collect,
+    "status": _from("_status", "add_status_parser"),
+    "runs": _from("_runs", "add_runs_parser"),
+    "doctor": _from("_doctor", "add_doctor_parser"),
+    "prune": _from("_prune", "add_prune_parser"),
+    "schema": _from("_schema", "add_schema_parser"),
+    "completion": _from("_complete", "add_completion_parser"),
+    "report": _from("_report", "add_report_parser"),
+    "webhook-receiver": _from("_webhook", "add_webhook_parser"),
+    "merge": _add_merge,
+    "emulator": _add_emulator,
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or with ``command`` only that command's (all a command line that
+    names it needs: the others' modules are not imported)."""
+    parser = argparse.ArgumentParser(
+        prog="kling-pipeline",
+        description="Declarative, budget-capped image-generation sweeps on the inference.sh API.",
+        epilog="exit codes: 0 done, 1 some jobs failed, 2 invalid input, 3 budget stop, 130 interrupted",
+    )
+    parser.add_argument("--version", action="version", version=f"kling-pipeline {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    for name, add in COMMANDS.items():
+        if command is None or name == command:
+            add(sub)
     return parser
 
 
@@ -150,10 +192,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     """Run one command; return its exit code. Never raises for a user error."""
     out = out or cast(TextIO, _ClosedPipeTolerant(sys.stdout))
     err = err or sys.stderr
-    parser = build_parser()
-    if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions (`kling-pipeline completion SHELL`)
-        _complete.complete(parser)
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions (`kling-pipeline completion SHELL`)
+        _module("_complete").complete(build_parser())
+    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
     try:
         if argv[:1] == ["emulator"]:  # the emulator parses its own flags (and --help)
             return _emulator(argparse.Namespace(args=argv[1:]), out, err)

@@ -44,6 +44,8 @@ MAX_CONFIG_BYTES = 1024 * 1024
 class ConfigError(KlingError, ValueError):
     """The config file (or a key file it names) cannot be used. Carries every problem found."""
 
+    invalid = True
+
     def __init__(self, diagnostics: list[Diagnostic]) -> None:
         self.diagnostics = tuple(diagnostics)
         super().__init__("\n".join(str(d) for d in self.diagnostics))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 __all__ = [
     "Diagnostic",
@@ -46,11 +47,16 @@ class Diagnostic:
 
 
 class KlingError(Exception):
-    """Root of every error kling-pipeline raises on purpose."""
+    """Root of every error kling-pipeline raises on purpose. ``invalid``: the command could
+    not start or was refused before anything was done (exit 2), not a failure on the way."""
+
+    invalid: ClassVar[bool] = False
 
 
 class RecipeError(KlingError, ValueError):
     """The recipe (or a file it names) is invalid. Carries every problem found."""
+
+    invalid = True
 
     def __init__(self, diagnostics: Sequence[Diagnostic], *, total: int | None = None) -> None:
         self.diagnostics: tuple[Diagnostic, ...] = tuple(diagnostics)
@@ -71,3 +77,5 @@ class SchemaDataError(KlingError):
 
 class UsageError(KlingError, ValueError):
     """The command line asks for something that cannot be done (a bad flag value)."""
+
+    invalid = True

@@ -16,6 +16,8 @@ LOCK_NAME = ".kling-pipeline.lock"
 class LockError(KlingError):
     """Another run holds the output directory."""
 
+    invalid = True
+
 
 class OutputLock:
     """An exclusive lock on an output directory, released when the process ends (even by kill -9)."""
