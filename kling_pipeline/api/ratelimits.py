@@ -114,8 +114,8 @@ class PaceState:
         """Seconds until the first of ``pending`` waiting calls may go (0: now; ``inf``: after an answer)."""
         if now < self.gate_until:
             return self._service(now, self.gate_until - now)
-        if self.probing and self.in_flight:
-            return self._service(now, WAIT_FOR_ANSWER)
+        if self.probing and self.in_flight:  # our own caution (one call learns the quota), not the service's limit
+            return WAIT_FOR_ANSWER
         at = now if self.ceiling is None else max(now, self.last_release + 1.0 / self.ceiling)
         service = self._quota_time(now, pending) if self.limit is not None else now
         if self.limit is None and self.rate is not None:
