@@ -60,7 +60,11 @@ def summary(result: ReportResult) -> str:
     """Two lines: the sweep, then what this report wrote."""
     t, thumbs = result.summary.totals, result.thumbs
     counts = ", ".join(f"{n} {STATUS_TEXT[s]}" for s, n in t.by_status if n) or "none"
-    sweep = (f"{_n(t.jobs, 'job')} ({counts}); {_n(t.images, 'image')}; "
+    images = t.images - t.not_images
+    files = _n(images, "image")
+    if t.not_images:  # videos, audio, text
+        files = f"{files}, {_n(t.not_images, 'other output file')}" if images else _n(t.not_images, "output file")
+    sweep = (f"{_n(t.jobs, 'job')} ({counts}); {files}; "
              f"billed {format_usd(t.billed)} of {format_usd(t.planned)} planned")
     wrote = (f"{_n(result.pages, 'page')} ({result.written} written, {result.unchanged} unchanged"
              f"{f', {result.removed} removed' if result.removed else ''}); "

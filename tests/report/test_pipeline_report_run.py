@@ -131,6 +131,7 @@ def test_the_report_of_the_pipeline_recipe_shows_its_chains_stages_and_lineage(
     assert emu.ledger()["total_microcents"] == 6 * 2_800_000 + 2 * 42_000_000
     again = cli("report", str(recipe))
     assert again.code == 0 and "(0 written," in again.out, again.out
+    assert "8 jobs (8 done); 6 images, 2 other output files; billed $1.008" in again.out  # 2 of them are videos
 
     # a new animate prompt: the animations made are from another recipe now, listed apart
     text = recipe.read_text(encoding="utf-8")

@@ -93,6 +93,7 @@ class Tally:
     def __init__(self) -> None:
         self.counts = dict.fromkeys(STATUSES, 0)
         self.jobs = self.images = self.missing = self.planned = self.billed = self.reserved = self.others = 0
+        self.not_images = 0
         self.per_cell = 1
         self.repeats = False
         self.names: dict[str, int] = {}  # axis -> first order
@@ -111,6 +112,7 @@ class Tally:
         if entry.status == "completed":
             shown = sum(1 for image in entry.images if image.shown)
             self.images += shown
+            self.not_images += sum(1 for image in entry.images if image.shown and image.media != "image")
             self.missing += len(entry.images) - shown
         self.planned += entry.planned or 0
         self.per_cell = max(self.per_cell, entry.repeat_index + 1)
@@ -154,7 +156,8 @@ class Tally:
 def summary(out_dir: Path, plan: Plan | None, source: ManifestSource, tally: Tally) -> ReportSummary:
     last = source.runs[-1] if source.runs else None
     totals = Totals(jobs=tally.jobs, by_status=tuple(tally.counts.items()), images=tally.images,
-                    images_missing=tally.missing, planned=plan.total_cost if plan is not None else tally.planned,
+                    not_images=tally.not_images, images_missing=tally.missing,
+                    planned=plan.total_cost if plan is not None else tally.planned,
                     billed=tally.billed, reserved=tally.reserved)
     title: str
     recipe: str | None

@@ -144,11 +144,12 @@ class AxisInfo:
 class Totals:
     jobs: int
     by_status: tuple[tuple[str, int], ...]  # every status of STATUSES, in that order
-    images: int  # image files recorded for completed jobs and present
+    images: int  # output files (images and others) recorded for completed jobs and present
     images_missing: int  # recorded but not on disk (or not usable)
     planned: int  # microcents: the plan's total, else the sum of the jobs' reservations
     billed: int  # microcents settled, over every job the manifest knows (also those not in the plan)
     reserved: int  # microcents reserved by submits whose outcome is not settled yet
+    not_images: int = 0  # of ``images``: the videos, audio, text and other files
 
     def count(self, status: str) -> int:
         return dict(self.by_status).get(status, 0)

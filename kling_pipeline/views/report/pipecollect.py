@@ -134,7 +134,7 @@ class _Placing:
             sp = whole_plan.stages[number] if whole_plan is not None else None
             written = {a.name: tuple(v.label for v in a.values) for a in sp.plan.recipe.matrix.axes} if sp else {}
             totals = Totals(jobs=tally.jobs, by_status=tuple(tally.counts.items()), images=tally.images,
-                            images_missing=tally.missing,
+                            not_images=tally.not_images, images_missing=tally.missing,
                             planned=sp.plan.total_cost if sp is not None else tally.planned,
                             billed=tally.billed, reserved=tally.reserved)
             data = ReportSummary(title=info.name, out_dir=self.out_dir, recipe=None, app=info.app,
