@@ -108,7 +108,8 @@ def run(s: Scenario) -> dict[str, Any]:
     try:
         with tempfile.TemporaryDirectory(prefix="limits-bench-") as tmp:
             recipe = write_recipe(Path(tmp), s.jobs, s.concurrency)
-            env = {**os.environ, "INFERENCE_API_KEY": KEY}
+            # a result cache of its own: results paid by an earlier trial must not be served to this one
+            env = {**os.environ, "INFERENCE_API_KEY": KEY, "KLING_PIPELINE_CACHE": str(Path(tmp) / "cache")}
             t0 = time.perf_counter()
             done = subprocess.run([sys.executable, "-m", "kling_pipeline", "run", str(recipe), "--base-url", url,
                                    "--json", "--no-report"], capture_output=True, text=True, env=env, check=False)

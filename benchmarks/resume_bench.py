@@ -80,7 +80,8 @@ def trial(jobs: int, concurrency: int, latency: float, kill_after: float, lag: f
                   max_usd: 100
                 concurrency: {concurrency}
             """))
-            env = {**os.environ, "INFERENCE_API_KEY": KEY}
+            # a result cache of its own: results paid by an earlier trial must not be served to this one
+            env = {**os.environ, "INFERENCE_API_KEY": KEY, "KLING_PIPELINE_CACHE": str(Path(tmp) / "cache")}
             command = [sys.executable, "-m", "kling_pipeline", "run", str(recipe), "--base-url", url, "--no-report"]
             first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
             time.sleep(kill_after)
