@@ -20,7 +20,7 @@ from ..core.errors import UsageError
 from ..core.schemadiff import app_changes, price_summary
 from ..core.schemas import AppRef, known_apps, load_app, parse_app_ref, parse_pricing
 from ..store.atomic import write_atomic
-from ._backend import DEFAULT_BASE_URL, backend, run_async
+from ._backend import DEFAULT_BASE_URL, add_profile, backend, run_async
 from ._exit import EXIT_FAILED, EXIT_OK
 from ._flags import http_url
 
@@ -42,6 +42,7 @@ def add_schema_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     q.add_argument("--emulator", action="store_true", help="ask the bundled emulator (no API key needed)")
     q.add_argument("--base-url", metavar="URL", type=http_url,
                    help=f"API endpoint (default: $INFERENCE_BASE_URL or {DEFAULT_BASE_URL})")
+    add_profile(q)
     q.add_argument("--schemas", metavar="DIR",
                    help=f"the schema store (default: ${STORE_ENV}, else the nearest {STORE_DIRNAME}/ here or above, "
                         f"else ./{STORE_DIRNAME})")

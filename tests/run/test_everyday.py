@@ -145,6 +145,10 @@ def test_a_named_profile_gives_the_base_url_and_key_over_the_environment(cli, sw
         unknown = cli("run", str(path), "--profile", "prod")
         assert (unknown.code, unknown.err) == (2, f"error: --profile: no profile 'prod' in {config}; profiles: "
                                                   "staging\n")
+        store = tmp_path / "store"  # schema pull reads the service named by the profile, with its key
+        pulled = cli("schema", "pull", "klingai/video-o1", "--profile", "staging", "--schemas", str(store))
+        assert pulled.code == 0, pulled.err
+        assert list(store.rglob("*.json")) and emu.ledger()["total_microcents"] == 2 * 2_800_000
 
 
 def test_a_profile_caps_concurrency_and_sets_the_rate_unless_the_flags_say(recipe, tmp_path):
