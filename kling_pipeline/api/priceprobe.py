@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.jsonref import follow_ref
 from ..core.money import usd_decimal
 from .apierrors import ApiError
 from .client import ApiClient
@@ -50,21 +51,9 @@ class _Field:
     required: bool = False
 
 
-def _resolve(node: Any, root: Mapping[str, Any]) -> Mapping[str, Any]:
-    for _ in range(20):
-        ref = node.get("$ref") if isinstance(node, Mapping) else None
-        if not isinstance(ref, str) or not ref.startswith("#/"):
-            break
-        target: Any = root
-        for part in ref[2:].split("/"):
-            target = target.get(part) if isinstance(target, Mapping) else None
-        node = {**{k: v for k, v in node.items() if k != "$ref"}, **(target if isinstance(target, Mapping) else {})}
-    return node if isinstance(node, Mapping) else {}
-
-
 def _field(name: str, node: Any, root: Mapping[str, Any], required: bool) -> _Field:
-    top = _resolve(node, root)
-    options = [_resolve(o, root) for o in top.get("anyOf") or top.get("oneOf") or [top]]
+    top = follow_ref(node, root)
+    options = [follow_ref(o, root) for o in top.get("anyOf") or top.get("oneOf") or [top]]
     options = [o for o in options if o.get("type") != "null"] or [top]
     first = options[0]
     kind, values, low, high, longest = str(first.get("type") or "other"), (), None, None, None

@@ -42,6 +42,7 @@ from .appstore import SchemaStore
 from .chainsize import FanOut, fan_out, size_problem, unknown_fan_out
 from .errors import Diagnostic, Position, RecipeError, UsageError
 from .jobs import Job, make_job
+from .jsonref import follow_ref
 from .localfiles import FileChecker, check_path
 from .matrix import Axis, AxisValue
 from .money import format_usd
@@ -249,12 +250,8 @@ def _options(node: Any, root: Mapping[str, Any], depth: int = 0) -> list[Mapping
     """A schema's alternatives (``$ref`` followed, ``anyOf``/``oneOf`` spread, ``null`` left out)."""
     if not isinstance(node, Mapping) or depth > 20:
         return []
-    ref = node.get("$ref")
-    if isinstance(ref, str) and ref.startswith("#/"):
-        target: Any = root
-        for part in ref[2:].split("/"):
-            target = target.get(part) if isinstance(target, Mapping) else None
-        return _options(target, root, depth + 1)
+    if str(node.get("$ref", "")).startswith("#/"):
+        return _options(follow_ref(node, root), root, depth + 1)
     branches = [b for key in ("anyOf", "oneOf") for b in node.get(key) or ()]
     if branches:
         return [o for b in branches for o in _options(b, root, depth + 1)]

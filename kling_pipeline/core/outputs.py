@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
+from .jsonref import follow_ref
+
 __all__ = ["OutputField", "OutputFile", "OutputSpec", "file_uri", "suffix_for"]
 
 Kind = Literal["image", "video", "audio", "file"]
@@ -69,23 +71,11 @@ def file_uri(item: Any) -> tuple[str, str | None] | None:
     return None
 
 
-def _resolve(schema: Any, root: Mapping[str, Any], depth: int = 0) -> Mapping[str, Any]:
-    if not isinstance(schema, Mapping) or depth > 20:
-        return {}
-    ref = schema.get("$ref")
-    if isinstance(ref, str) and ref.startswith("#/"):
-        node: Any = root
-        for part in ref[2:].split("/"):
-            node = node.get(part) if isinstance(node, Mapping) else None
-        return _resolve(node, root, depth + 1)
-    return schema
-
-
 def _alternatives(schema: Mapping[str, Any], root: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     options = [schema]
     for key in ("anyOf", "oneOf", "allOf"):
         for sub in schema.get(key) or ():
-            options.append(_resolve(sub, root))
+            options.append(follow_ref(sub, root))
     return [o for o in options if o.get("type") != "null"]
 
 
@@ -114,10 +104,10 @@ def _kind(name: str, schema: Mapping[str, Any], root: Mapping[str, Any]) -> Kind
 
 
 def _field(name: str, schema: Any, root: Mapping[str, Any]) -> OutputField:
-    node = _resolve(schema, root)
+    node = follow_ref(schema, root)
     for option in _alternatives(node, root):
         if option.get("type") == "array":
-            items = _resolve(option.get("items"), root)
+            items = follow_ref(option.get("items"), root)
             if _is_file(items, root):
                 most = option.get("maxItems")
                 bounded = isinstance(most, int) and not isinstance(most, bool) and most >= 0

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .appstore import StoredApp
+from .jsonref import follow_ref
 from .money import format_usd
 from .schemas import Pricing, Rate, parse_pricing
 
@@ -21,20 +22,8 @@ LIMITS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLeng
           "maxItems", "multipleOf", "pattern")
 
 
-def _resolve(node: Any, root: Mapping[str, Any]) -> Mapping[str, Any]:
-    for _ in range(20):
-        ref = node.get("$ref") if isinstance(node, Mapping) else None
-        if not isinstance(ref, str) or not ref.startswith("#/"):
-            break
-        target: Any = root
-        for part in ref[2:].split("/"):
-            target = target.get(part) if isinstance(target, Mapping) else None
-        node = {**{k: v for k, v in node.items() if k != "$ref"}, **(target if isinstance(target, Mapping) else {})}
-    return node if isinstance(node, Mapping) else {}
-
-
 def _options(node: Mapping[str, Any], root: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    subs = [_resolve(s, root) for key in ("anyOf", "oneOf") for s in node.get(key) or ()]
+    subs = [follow_ref(s, root) for key in ("anyOf", "oneOf") for s in node.get(key) or ()]
     return [o for sub in subs for o in _options(sub, root)] if subs else [node]
 
 
@@ -44,14 +33,14 @@ def _one(option: Mapping[str, Any], root: Mapping[str, Any]) -> str:
     if option.get("format") == "file":
         text += " (file)"
     if kind == "array":
-        text += " of " + " | ".join(_one(o, root) for o in _options(_resolve(option.get("items", {}), root), root))
+        text += " of " + " | ".join(_one(o, root) for o in _options(follow_ref(option.get("items", {}), root), root))
     return text
 
 
 def type_text(node: Any, root: Mapping[str, Any]) -> str:
     """``integer``, ``string (file) | null``, ``array of string (file)``."""
     texts = []
-    for option in _options(_resolve(node, root), root):
+    for option in _options(follow_ref(node, root), root):
         text = _one(option, root)
         if text not in texts:
             texts.append(text)
@@ -59,13 +48,13 @@ def type_text(node: Any, root: Mapping[str, Any]) -> str:
 
 
 def _enum(node: Any, root: Mapping[str, Any]) -> list[Any] | None:
-    values = [v for o in _options(_resolve(node, root), root) for v in o.get("enum") or ()]
+    values = [v for o in _options(follow_ref(node, root), root) for v in o.get("enum") or ()]
     return values or None
 
 
 def _limits(node: Any, root: Mapping[str, Any]) -> dict[str, Any]:
     found: dict[str, Any] = {}
-    for option in [_resolve(node, root), *_options(_resolve(node, root), root)]:
+    for option in [follow_ref(node, root), *_options(follow_ref(node, root), root)]:
         for key in LIMITS:
             if key in option:
                 found.setdefault(key, option[key])
@@ -87,7 +76,7 @@ def _describe(node: Any, root: Mapping[str, Any], required: bool) -> str:
         parts.append(f"one of {_values(enum)}")
     if required:
         parts.append("required")
-    resolved = _resolve(node, root)
+    resolved = follow_ref(node, root)
     if "default" in resolved:
         parts.append(f"default {_show(resolved['default'])}")
     return ", ".join(parts)
@@ -130,7 +119,7 @@ def _field(old: Any, old_root: Mapping[str, Any], new: Any, new_root: Mapping[st
     for key in LIMITS:
         if old_limits.get(key) != new_limits.get(key):
             changes.append(f"{key} {_show(old_limits.get(key))} -> {_show(new_limits.get(key))}")
-    old_default, new_default = _resolve(old, old_root), _resolve(new, new_root)
+    old_default, new_default = follow_ref(old, old_root), follow_ref(new, new_root)
     if ("default" in old_default, old_default.get("default")) != ("default" in new_default, new_default.get("default")):
         changes.append(f"default {_show(old_default.get('default'))} -> {_show(new_default.get('default'))}")
     return changes

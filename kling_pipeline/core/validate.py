@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from .errors import SchemaDataError
 from .fastschema import PY_TYPES, fast_accept, plainly_valid
+from .jsonref import follow_ref
 from .localfiles import FileLimits
 
 if TYPE_CHECKING:
@@ -67,33 +68,20 @@ def json_type(value: Any) -> str:
     return type(value).__name__
 
 
-def _deref(schema: Any, root: Mapping[str, Any]) -> Mapping[str, Any]:
-    """A branch with its local ``$ref`` (``#/$defs/...``, resolved in ``root``) followed."""
-    for _ in range(20):
-        ref = schema.get("$ref") if isinstance(schema, Mapping) else None
-        if not isinstance(ref, str) or not ref.startswith("#/"):
-            break
-        target: Any = root
-        for part in ref[2:].split("/"):
-            target = target.get(part) if isinstance(target, Mapping) else None
-        schema = target
-    return schema if isinstance(schema, Mapping) else {}
-
-
 def _types(schema: Mapping[str, Any], root: Mapping[str, Any] | None = None) -> list[str]:
     if "type" in schema:
         t = schema["type"]
         return list(t) if isinstance(t, list) else [t]
     out: list[str] = []
     for branch in schema.get("anyOf", schema.get("oneOf", [])):
-        out.extend(_types(_deref(branch, root or schema), root or schema))
+        out.extend(_types(follow_ref(branch, root or schema), root or schema))
     return out
 
 
 def _choice_enum(schema: Mapping[str, Any], v: Any) -> str | None:
     """For a choice of an enum or null (``anyOf: [{$ref: enum}, {type: null}]``) and a value of the
     enum's type: what the enum allows (else None)."""
-    branches = [_deref(b, schema) for b in schema.get("anyOf", schema.get("oneOf", []))]
+    branches = [follow_ref(b, schema) for b in schema.get("anyOf", schema.get("oneOf", []))]
     values = [x for b in branches for x in b.get("enum", ())]
     if not values or v is None or not any(type(x) is type(v) for x in values):
         return None

@@ -12,12 +12,9 @@ from typing import Any
 from ..core.money import format_usd, usd_decimal
 from ..core.planning import Plan, StagePlan
 from ..core.schemas import service_limits
+from .textrows import axis_rows, plural
 
 __all__ = ["pipeline_summary", "stage_documents", "stage_of_job"]
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 def _takes(plan: Plan, sp: StagePlan) -> str:
@@ -28,7 +25,7 @@ def _takes(plan: Plan, sp: StagePlan) -> str:
     where = "; ".join(f"{w.axis}={'|'.join(sorted(w.labels))}" for w in stage.where)
     own = stage.recipe.matrix
     combos = own.size_hint() + len(own.include) if own.axes or own.include else 1
-    per = f"each of its jobs x {_plural(combos, 'combination')}" if combos > 1 else "each of its jobs"
+    per = f"each of its jobs x {plural(combos, 'combination')}" if combos > 1 else "each of its jobs"
     if sp.fan is not None:
         most = "" if sp.fan.billed else f", at most {sp.fan.most:,} a task"
         per = per.replace("each of its jobs", f"each file of its {sp.fan.field}{most}")
@@ -40,12 +37,12 @@ def _takes(plan: Plan, sp: StagePlan) -> str:
 def pipeline_summary(plan: Plan, rows: int, price_text: Any, budget_line: Any, rate_line: Any) -> Iterator[str]:
     """Lines of the human-readable plan of a pipeline (the one-stage helpers passed in)."""
     first = plan.recipe
-    yield f"{first.file}: {first.name} — a pipeline of {_plural(len(plan.stages), 'stage')}"
+    yield f"{first.file}: {first.name} — a pipeline of {plural(len(plan.stages), 'stage')}"
     low = plan.lowest_cost
     cost = format_usd(plan.total_cost) if low in (None, plan.total_cost) else \
         f"{format_usd(low)} to {format_usd(plan.total_cost)}"
     counted = sorted({"as billed" if sp.fan.billed else "at its maxItems" for sp in plan.stages if sp.fan})
-    yield (f"  {_plural(len(plan.jobs), 'job')} · {cost} in all" +
+    yield (f"  {plural(len(plan.jobs), 'job')} · {cost} in all" +
            (f" (at most: a list output fans out one job per file, counted {' or '.join(counted)})"
             if counted else ""))
     yield f"  {budget_line(plan)}"
@@ -56,17 +53,11 @@ def pipeline_summary(plan: Plan, rows: int, price_text: Any, budget_line: Any, r
     for sp in plan.stages:
         p, unit = sp.plan, sp.plan.app.pricing.unit
         yield f"  stage {sp.name} — {p.recipe.app}" + (f" — {_takes(plan, sp)}" if sp.needs else "")
-        yield f"    {_plural(len(p.jobs), 'job')} · {_plural(p.total_units, unit)} billed · {price_text(p)}"
+        yield f"    {plural(len(p.jobs), 'job')} · {plural(p.total_units, unit)} billed · {price_text(p)}"
         for axis, costs in p.breakdown().items():
             if axis == sp.needs or len(costs) < 2:
                 continue
-            width = min(max(len(c.value) for c in costs), 40)
-            yield f"    by {axis}:"
-            for c in costs[:rows]:
-                yield (f"      {c.value[:40]:<{width}}  {_plural(c.jobs, 'job'):>10}  "
-                       f"{_plural(c.units, unit):>12}  {format_usd(c.cost):>10}")
-            if len(costs) > rows:
-                yield f"      ... {len(costs) - rows:,} more values"
+            yield from axis_rows(axis, costs, unit, rows, "    ")
     shown = plan.jobs[:rows]
     if shown:
         head = "jobs" if len(plan.jobs) <= rows else f"jobs (first {len(shown)} of {len(plan.jobs):,})"
@@ -75,7 +66,7 @@ def pipeline_summary(plan: Plan, rows: int, price_text: Any, budget_line: Any, r
         for j in shown:
             of = plan.stage_of(j)
             unit = of.plan.app.pricing.unit if of is not None else "unit"
-            yield (f"    {j.id[:48]:<{width}}  {j.short_key}  {_plural(j.units, unit):>11}  "
+            yield (f"    {j.id[:48]:<{width}}  {j.short_key}  {plural(j.units, unit):>11}  "
                    f"{format_usd(j.cost):>8}  -> {j.output_name}")
 
 

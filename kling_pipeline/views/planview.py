@@ -17,16 +17,13 @@ from ..core.money import format_usd, usd_decimal
 from ..core.planning import Plan
 from ..core.schemas import ServiceLimits, service_limits
 from .pipelineview import pipeline_summary, stage_documents, stage_of_job
+from .textrows import axis_rows, plural
 
 __all__ = ["PLAN_FORMAT", "VALIDATE_FORMAT", "diagnostic_json", "plan_summary", "validate_entry", "write_plan_json"]
 
 PLAN_FORMAT = "kling-pipeline.plan/1"
 DEFAULT_ROWS = 20
 MAX_SHOWN_WARNINGS = 50
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 def budget_line(plan: Plan) -> str:
@@ -58,7 +55,7 @@ def rate_line(plan: Plan, limits: ServiceLimits) -> str | None:
     seconds = min_submit_seconds(len(plan.jobs), limits)
     if seconds < RATE_NOTE_SECONDS:
         return None
-    return (f"rate limit: {_plural(len(plan.jobs), 'job')} take at least {_duration(seconds)} to submit at the "
+    return (f"rate limit: {plural(len(plan.jobs), 'job')} take at least {_duration(seconds)} to submit at the "
             f"service's published {limits.runs_per_minute:g} runs/min (the run paces itself to it)")
 
 
@@ -120,9 +117,9 @@ def plan_summary(plan: Plan, rows: int = DEFAULT_ROWS) -> Iterator[str]:
         return
     r, unit = plan.recipe, plan.app.pricing.unit
     yield f"{r.file}: {r.name} — {r.app}"
-    counts = [_plural(len(plan.jobs), "job"), f"{_plural(plan.total_units, unit)} billed"]
+    counts = [plural(len(plan.jobs), "job"), f"{plural(plan.total_units, unit)} billed"]
     if unit == "image":
-        counts.append(f"{_plural(plan.images_returned, 'image')} returned")
+        counts.append(f"{plural(plan.images_returned, 'image')} returned")
     yield f"  {' · '.join(counts)} · {price_text(plan)}"
     yield f"  {budget_line(plan)}"
     rate = rate_line(plan, service_limits())
@@ -130,33 +127,27 @@ def plan_summary(plan: Plan, rows: int = DEFAULT_ROWS) -> Iterator[str]:
         yield f"  {rate}"
     extra = []
     if plan.collapsed:
-        extra.append(f"{_plural(plan.collapsed, 'identical job')} merged")
+        extra.append(f"{plural(plan.collapsed, 'identical job')} merged")
     if plan.removed_by_filter:
-        extra.append(f"{_plural(plan.removed_by_filter, 'combination')} removed by the filter")
+        extra.append(f"{plural(plan.removed_by_filter, 'combination')} removed by the filter")
     if plan.filtered_out:
-        extra.append(f"{_plural(plan.filtered_out, 'combination')} left out by --only")
+        extra.append(f"{plural(plan.filtered_out, 'combination')} left out by --only")
     if extra:
         yield "  " + "; ".join(extra)
     yield f"  output: {plan.output_dir}"
     breakdown = plan.breakdown()
     for axis, costs in breakdown.items():
         if len(costs) > 1 or len(breakdown) == 1:
-            yield f"  by {axis}:"
-            width = min(max(len(c.value) for c in costs), 40)
-            counted = max(12, *(len(_plural(c.units, unit)) for c in costs[:rows]))
-            for c in costs[:rows]:
-                yield (f"    {c.value[:40]:<{width}}  {_plural(c.jobs, 'job'):>10}  "
-                       f"{_plural(c.units, unit):>{counted}}  {format_usd(c.cost):>10}")
-            if len(costs) > rows:
-                yield f"    ... {len(costs) - rows:,} more values"
+            counted = max(12, *(len(plural(c.units, unit)) for c in costs[:rows]))
+            yield from axis_rows(axis, costs, unit, rows, "  ", counted)
     shown = plan.jobs[:rows]
     if shown:
         head = "jobs" if len(plan.jobs) <= rows else f"jobs (first {len(shown)} of {len(plan.jobs):,})"
         yield f"  {head}:"
         width = min(max(len(j.id) for j in shown), 48)
-        counted = max(9, *(len(_plural(j.units, unit)) for j in shown))
+        counted = max(9, *(len(plural(j.units, unit)) for j in shown))
         for j in shown:
-            yield (f"    {j.id[:48]:<{width}}  {j.short_key}  {_plural(j.units, unit):>{counted}}  "
+            yield (f"    {j.id[:48]:<{width}}  {j.short_key}  {plural(j.units, unit):>{counted}}  "
                    f"{format_usd(j.cost):>8}  -> {j.output_name}")
 
 

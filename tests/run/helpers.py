@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
+import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from conftest import TEST_KEY
 
 from kling_pipeline.store.journal import read_raw, read_records
 from kling_pipeline.store.state import ManifestState
@@ -41,3 +48,21 @@ def completed_outputs_intact(out: Path) -> int:
             assert side["task_id"] == job.task_id
             n += 1
     return n
+
+
+def spawn_run(path: Path, base_url: str, *extra: str) -> subprocess.Popen[str]:
+    """``kling-pipeline run`` in a process of its own (to kill it or send it Ctrl-C)."""
+    env = {**os.environ, "INFERENCE_API_KEY": TEST_KEY, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "kling_pipeline", "run", str(path), "--base-url", base_url, *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+
+
+def wait_for(condition: Callable[[], bool], proc: subprocess.Popen[str], timeout: float = 30.0) -> None:
+    """Until ``condition()`` holds, while ``proc`` still runs."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the run did not get there in time"
+        time.sleep(0.05)

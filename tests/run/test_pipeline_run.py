@@ -7,19 +7,13 @@ ledger, never from the tool's account of it.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TEST_KEY
-from helpers import completed_outputs_intact, manifest, records
+from helpers import completed_outputs_intact, manifest, records, spawn_run, wait_for
 
 from kling_pipeline.core.planning import plan_file
 
@@ -213,22 +207,6 @@ def test_detach_then_collect_then_run_continues_the_chain(cli, emulator, recipe)
     assert ledger["total_microcents"] == FULL_COST and charged_once(ledger)
 
 
-def _spawn(path: Path, base_url: str, *extra: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "INFERENCE_API_KEY": TEST_KEY, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "kling_pipeline", "run", str(path), "--base-url", base_url, *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )
-
-
-def _wait_for(condition: Callable[[], bool], proc: subprocess.Popen[str], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the run did not get there in time"
-        time.sleep(0.05)
-
-
 def _intents(out: Path, stage: str) -> int:
     if not (out / "manifest.jsonl").exists():
         return 0
@@ -240,8 +218,8 @@ def test_kill_9_mid_chain_then_resume_pays_each_job_once(cli, emulator, recipe):
     emu = emulator(latency=0.6, response_lost_rate=0.2, index_lag=0.2)
     path = recipe(pipeline_text(concurrency=3))
     out = path.parent / "out"
-    proc = _spawn(path, emu.base_url, "--reconcile-window", "2")
-    _wait_for(lambda: _intents(out, "refine") >= 2, proc)
+    proc = spawn_run(path, emu.base_url, "--reconcile-window", "2")
+    wait_for(lambda: _intents(out, "refine") >= 2, proc)
     proc.kill()
     proc.communicate()
     result = cli("run", str(path), "--base-url", emu.base_url, "--reconcile-window", "2")
@@ -257,8 +235,8 @@ def test_ctrl_c_mid_chain_exits_130_and_the_resume_finishes_it(cli, emulator, re
     emu = emulator(latency=0.5)
     path = recipe(pipeline_text(concurrency=2))
     out = path.parent / "out"
-    proc = _spawn(path, emu.base_url)
-    _wait_for(lambda: _intents(out, "refine") >= 1, proc)
+    proc = spawn_run(path, emu.base_url)
+    wait_for(lambda: _intents(out, "refine") >= 1, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -291,31 +269,36 @@ def test_the_cap_holds_and_nothing_is_paid_twice_across_stages_under_faults(cli,
     completed_outputs_intact(out)
 
 
+def fan_text(*, num_images: int, refine_prompt: str) -> str:
+    """Gemini sketches (a list of ``num_images`` images and a text), each image refined by image-o1."""
+    return f"""
+version: 1
+name: fan
+output: {{dir: out}}
+budget: {{max_usd: 5}}
+stages:
+  sketch:
+    app: google/gemini-2-5-flash-image@57fbd965
+    matrix:
+      subject: [kite, boat]
+    input:
+      prompt: "Sketches of a {{{{ subject }}}}"
+      num_images: {num_images}
+  refine:
+    app: klingai/image-o1@0pbaxv40
+    needs: sketch
+    input:
+      prompt: "{refine_prompt}"
+      image: "{{{{ sketch.images }}}}"
+      resolution: 1k
+"""
+
+
 def test_a_list_output_fans_out_one_job_per_file_and_a_text_output_feeds_a_text_field(cli, emulator, recipe):
     """gemini returns ``images`` (a list, num_images of them) and a ``description`` (text): each
     image is one refine job; the description is read, as text, into the refine prompt."""
     emu = emulator()
-    path = recipe("""
-        version: 1
-        name: fan
-        output: {dir: out}
-        budget: {max_usd: 5}
-        stages:
-          sketch:
-            app: google/gemini-2-5-flash-image@57fbd965
-            matrix:
-              subject: [kite, boat]
-            input:
-              prompt: "Sketches of a {{ subject }}"
-              num_images: 2
-          refine:
-            app: klingai/image-o1@0pbaxv40
-            needs: sketch
-            input:
-              prompt: "Refine this: {{ sketch.description }}"
-              image: "{{ sketch.images }}"
-              resolution: 1k
-        """)
+    path = recipe(fan_text(num_images=2, refine_prompt="Refine this: {{ sketch.description }}"))
     plan = plan_file(path)
     assert [len(sp.plan.jobs) for sp in plan.stages] == [2, 4]  # 2 sketches x num_images 2, counted at most
     result = cli("run", str(path), "--base-url", emu.base_url)
@@ -329,34 +312,11 @@ def test_a_list_output_fans_out_one_job_per_file_and_a_text_output_feeds_a_text_
 
 
 
-FAN = """
-version: 1
-name: fan
-output: {dir: out}
-budget: {max_usd: 5}
-stages:
-  sketch:
-    app: google/gemini-2-5-flash-image@57fbd965
-    matrix:
-      subject: [kite, boat]
-    input:
-      prompt: "Sketches of a {{ subject }}"
-      num_images: 3
-  refine:
-    app: klingai/image-o1@0pbaxv40
-    needs: sketch
-    input:
-      prompt: "Refine this sketch"
-      image: "{{ sketch.images }}"
-      resolution: 1k
-"""
-
-
 def test_files_the_upstream_never_returned_are_skipped_and_said_so(cli, emulator, recipe):
     """Each sketch is billed for 3 images but returns 2 (the emulator's short-list fault):
     the refine jobs planned on the third image of each can never be made."""
     emu = emulator(short_list_rate=1.0)
-    path = recipe(FAN)
+    path = recipe(fan_text(num_images=3, refine_prompt="Refine this sketch"))
     assert [len(sp.plan.jobs) for sp in plan_file(path).stages] == [2, 6]
     result = cli("run", str(path), "--base-url", emu.base_url)
     assert result.code == 0, result.err

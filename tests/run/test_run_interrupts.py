@@ -3,34 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from conftest import TEST_KEY
-from helpers import charges_per_prompt, completed_outputs_intact, manifest, records
+from helpers import charges_per_prompt, completed_outputs_intact, manifest, records, spawn_run, wait_for
 
 pytestmark = [__import__("pytest").mark.slow]
-
-
-def _spawn(path: Path, base_url: str, *extra: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "INFERENCE_API_KEY": TEST_KEY, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "kling_pipeline", "run", str(path), "--base-url", base_url, *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )
-
-
-def _wait_for(condition: Callable[[], bool], proc: subprocess.Popen[str], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the run did not get there in time"
-        time.sleep(0.05)
 
 
 def _accepted(out: Path) -> int:
@@ -43,8 +23,8 @@ def test_kill_9_mid_run_then_resume_completes_every_job_exactly_once(cli, emulat
     emu = emulator(latency=0.8, response_lost_rate=0.3, index_lag=0.2)
     path = sweep(16, concurrency=4)
     out = path.parent / "out"
-    proc = _spawn(path, emu.base_url, "--reconcile-window", "2")
-    _wait_for(lambda: len(records(out, "done")) >= 3 and _accepted(out) >= 6, proc)
+    proc = spawn_run(path, emu.base_url, "--reconcile-window", "2")
+    wait_for(lambda: len(records(out, "done")) >= 3 and _accepted(out) >= 6, proc)
     proc.kill()
     proc.communicate()
     assert any(j.in_flight or j.unresolved for j in manifest(out)), "the kill should leave work in flight"
@@ -61,8 +41,8 @@ def test_ctrl_c_stops_submitting_waits_for_running_tasks_and_exits_130(cli, emul
     emu = emulator(latency=1.0)
     path = sweep(30, concurrency=4)
     out = path.parent / "out"
-    proc = _spawn(path, emu.base_url)
-    _wait_for(lambda: _accepted(out) >= 4, proc)
+    proc = spawn_run(path, emu.base_url)
+    wait_for(lambda: _accepted(out) >= 4, proc)
     proc.send_signal(signal.SIGINT)
     _stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
@@ -84,8 +64,8 @@ def test_a_second_ctrl_c_quits_at_once_and_the_next_run_reattaches(cli, emulator
     emu = emulator(latency=4.0)
     path = sweep(8, concurrency=4)
     out = path.parent / "out"
-    proc = _spawn(path, emu.base_url)
-    _wait_for(lambda: _accepted(out) >= 4, proc)
+    proc = spawn_run(path, emu.base_url)
+    wait_for(lambda: _accepted(out) >= 4, proc)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
@@ -105,8 +85,8 @@ def test_ctrl_c_with_cancel_inflight_cancels_running_tasks(cli, emulator, sweep)
     emu = emulator(latency=5.0)
     path = sweep(6, concurrency=3)
     out = path.parent / "out"
-    proc = _spawn(path, emu.base_url, "--cancel-inflight")
-    _wait_for(lambda: _accepted(out) >= 3, proc)
+    proc = spawn_run(path, emu.base_url, "--cancel-inflight")
+    wait_for(lambda: _accepted(out) >= 3, proc)
     proc.send_signal(signal.SIGINT)
     _stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, stderr
@@ -121,7 +101,7 @@ def test_ctrl_c_with_cancel_inflight_cancels_running_tasks(cli, emulator, sweep)
 
 
 def _kill_when(proc: subprocess.Popen[str], out: Path, done: int) -> None:
-    _wait_for(lambda: len(records(out, "done")) >= done, proc)
+    wait_for(lambda: len(records(out, "done")) >= done, proc)
     proc.kill()
     proc.communicate()
 
@@ -135,7 +115,7 @@ def test_a_resume_settles_lost_submits_from_what_the_listing_proves_not_by_waiti
     emu = emulator(latency=0.3, response_lost_rate=0.3, index_lag=30)  # nothing proven before the kill
     path = sweep(40, concurrency=8)
     out = path.parent / "out"
-    proc = _spawn(path, emu.base_url)
+    proc = spawn_run(path, emu.base_url)
     _kill_when(proc, out, 6)
     assert any(j.unresolved for j in manifest(out)), "the kill should leave lost submits"
     emu.set_faults(Faults())  # no lag, no loss now: what the resumed run reconciles is the crashed run's
@@ -155,8 +135,8 @@ def test_staged_jobs_leave_no_intent_behind_a_kill(emulator, sweep):
     emu = emulator(latency=1.0)
     path = sweep(60, concurrency=4)
     out = path.parent / "out"
-    proc = _spawn(path, emu.base_url)
-    _wait_for(lambda: _accepted(out) >= 6, proc)
+    proc = spawn_run(path, emu.base_url)
+    wait_for(lambda: _accepted(out) >= 6, proc)
     proc.kill()
     proc.communicate()
     assert len(records(out, "intent")) <= _accepted(out) + 4
@@ -166,7 +146,7 @@ def test_a_lagging_listing_never_makes_a_resume_pay_twice(cli, emulator, sweep):
     emu = emulator(latency=0.3, response_lost_rate=0.3, index_lag=1.5)
     path = sweep(24, concurrency=6)
     out = path.parent / "out"
-    proc = _spawn(path, emu.base_url, "--reconcile-window", "5")
+    proc = spawn_run(path, emu.base_url, "--reconcile-window", "5")
     _kill_when(proc, out, 4)
     result = cli("run", str(path), "--base-url", emu.base_url, "--reconcile-window", "5")
     assert result.code == 0, result.err
